@@ -1,0 +1,209 @@
+"""The certificate PDF: what was asked, what was done to which hash-pinned model, what the audits
+found, and what that does and does not prove. Pure Python (reportlab, matplotlib): no Django."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from reportlab.graphics.barcode.qr import QrCodeWidget
+from reportlab.graphics.shapes import Drawing
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+AUC_CONVENTION = (
+    "MIA AUC = P(score of a forget text > score of a never-trained text), ties counted as one half; "
+    "scores are higher for texts that look like training members. 0.5 = indistinguishable from never-trained data."
+)
+
+
+@dataclass(frozen=True)
+class ModelEvidence:
+    name: str
+    architecture: str
+    original_sha256: str
+    unlearned_sha256: str
+    reference_sha256: str
+    method: str
+    method_kind: str
+    params: dict
+    job_id: int
+    forget_records: int
+    forget_set_sha256: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    label: str
+    original: float
+    unlearned: float
+    reference: float | None
+    margin: float
+    sample_size: int
+    interval: tuple[float, float]
+    verdict: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class CertificateContent:
+    serial: str
+    issuer: str
+    issued_at: str
+    request_reference: str
+    subject_ref: str
+    jurisdiction: str
+    dates: list[tuple[str, str]]
+    models: list[ModelEvidence]
+    audits: list[AuditLine]
+    overall_verdict: str
+    policy_version: str
+    nature: str  # removal | suppression
+    audit_log_seq: int
+    audit_log_hash: str
+    verify_url: str
+    code_version: str
+    limitations: list[str] = field(default_factory=list)
+
+
+_VERDICT_COLOURS = {"PASS": colors.HexColor("#1b7f3b"), "FAIL": colors.HexColor("#b42318"), "INCONCLUSIVE": colors.HexColor("#b54708")}
+
+
+def _chart(audits: list[AuditLine]) -> Image:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [a.label.split(" (")[0] for a in audits]
+    figure, axis = plt.subplots(figsize=(7.2, 2.6), dpi=150)
+    width = 0.27
+    for offset, (name, values, colour) in enumerate((
+        ("original", [a.original for a in audits], "#98a2b3"),
+        ("unlearned", [a.unlearned for a in audits], "#1570ef"),
+        ("retrained reference", [a.reference or 0.0 for a in audits], "#12b76a"),
+    )):
+        axis.bar([i + (offset - 1) * width for i in range(len(audits))], values, width, label=name, color=colour)
+    axis.set_xticks(range(len(audits)), labels, fontsize=6.5)
+    axis.set_ylim(0, 1.05)
+    axis.tick_params(axis="y", labelsize=7)
+    axis.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1.18), frameon=False)
+    axis.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    buffer.seek(0)
+    return Image(buffer, width=170 * mm, height=170 * mm * 2.6 / 7.2)
+
+
+def _qr(url: str) -> Drawing:
+    widget = QrCodeWidget(url)
+    x0, y0, x1, y1 = widget.getBounds()
+    size = 28 * mm
+    drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
+    drawing.add(widget)
+    return drawing
+
+
+def _table(rows, widths, header=True) -> Table:
+    table = Table(rows, colWidths=widths, hAlign="LEFT")
+    style = [
+        ("FONTSIZE", (0, 0), (-1, -1), 7.5),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d5dd")),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+    ]
+    if header:
+        style += [("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f2f4f7")), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")]
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def render_certificate(content: CertificateContent) -> bytes:
+    styles = getSampleStyleSheet()
+    small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=7.5, leading=9.5)
+    mono = ParagraphStyle("mono", parent=small, fontName="Courier", fontSize=6.5, leading=8)
+    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=11, spaceBefore=6, spaceAfter=3)
+    story = [
+        Table([[
+            [Paragraph("Certificate of machine unlearning", styles["Title"]),
+             Paragraph(f"Serial <b>{content.serial}</b> · issued {content.issued_at} by {content.issuer}", small),
+             Paragraph(f"Removal request <b>{content.request_reference}</b> · subject {content.subject_ref} "
+                       f"(a salted pseudonym) · {content.jurisdiction}", small)],
+            _qr(content.verify_url),
+        ]], colWidths=[140 * mm, 32 * mm]),
+    ]
+    verdict_style = ParagraphStyle("verdict", parent=styles["Heading1"], fontSize=15,
+                                   textColor=_VERDICT_COLOURS.get(content.overall_verdict, colors.black))
+    story += [
+        Paragraph(f"Overall verdict: {content.overall_verdict}", verdict_style),
+        Paragraph(
+            f"Nature of the result: <b>{content.nature}</b>. " + (
+                "An exact method produced a model that could have been trained without the data."
+                if content.nature == "removal" else
+                "An approximate method changed the model's weights so that it behaves like a model never trained "
+                "on the data, as far as the audits below can measure; it is not proof that no trace remains."
+            ), small),
+        Paragraph("Timeline", h2),
+        _table([["Event", "Date (UTC)"]] + [list(row) for row in content.dates], [60 * mm, 110 * mm]),
+    ]
+    for model in content.models:
+        story += [
+            Paragraph(f"Model: {model.name}", h2),
+            _table([
+                ["Architecture", model.architecture],
+                ["Before (SHA-256)", Paragraph(model.original_sha256, mono)],
+                ["After (SHA-256)", Paragraph(model.unlearned_sha256, mono)],
+                ["Retrained reference (SHA-256)", Paragraph(model.reference_sha256, mono)],
+                ["Method", f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}"],
+                ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
+                ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
+            ], [45 * mm, 125 * mm], header=False),
+        ]
+    rows = [["Audit", "Original", "Unlearned", "Reference", "95% interval*", "Margin", "n", "Verdict"]]
+    for line in content.audits:
+        rows.append([Paragraph(line.label, small), _fmt(line.original), _fmt(line.unlearned), _fmt(line.reference),
+                     f"[{line.interval[0]:+.3f}, {line.interval[1]:+.3f}]", f"±{line.margin:g}", str(line.sample_size),
+                     line.verdict])
+    audit_table = _table(rows, [48 * mm, 15 * mm, 16 * mm, 16 * mm, 27 * mm, 13 * mm, 9 * mm, 26 * mm])
+    audit_table.setStyle(TableStyle([
+        ("TEXTCOLOR", (7, i), (7, i), _VERDICT_COLOURS.get(line.verdict, colors.black)) for i, line in enumerate(content.audits, start=1)
+    ]))
+    story += [
+        Paragraph(f"Verification audits · policy {content.policy_version}", h2),
+        audit_table,
+        Spacer(1, 2 * mm),
+        _chart(content.audits),
+        Paragraph("How each verdict was reached", h2),
+    ]
+    story += [Paragraph(f"<b>{line.label}</b>: {line.verdict}: {line.explanation}", small) for line in content.audits]
+    story += [
+        Paragraph("* Interval: bootstrap 95% interval of unlearned − reference for forget metrics (PASS needs it inside "
+                  "±margin, and the original − reference interval outside it, proving the audit has power); "
+                  "of original − unlearned for utility (PASS needs its upper end within the margin).", small),
+        Paragraph(AUC_CONVENTION, small),
+        Paragraph("Limitations and residual risk", h2),
+    ]
+    story += [Paragraph(f"• {text}", small) for text in content.limitations]
+    story += [
+        Paragraph("Evidence", h2),
+        _table([
+            ["Audit log position", Paragraph(f"event {content.audit_log_seq}, entry hash {content.audit_log_hash}", mono)],
+            ["Verify", content.verify_url],
+            ["Code version", content.code_version],
+        ], [45 * mm, 125 * mm], header=False),
+    ]
+    buffer = BytesIO()
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
+                      title=f"Unlearning certificate {content.serial}", author=content.issuer).build(story)
+    return buffer.getvalue()

@@ -1,0 +1,91 @@
+"""Assemble a certificate's content from the database, and the service's signing identity."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from audits.certificate_pdf import AuditLine, CertificateContent, ModelEvidence
+from audits.signing import SigningIdentity, create_local_identity
+from audits.verdicts import overall
+from compliance.auditlog import subject_ref
+from unlearning.methods import get_method
+
+LIMITATIONS = [
+    "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
+    "(in-context relearning). Runtime filters are not yet active for this model.",
+    "The audits measure behaviour on the listed samples; small samples are reported as such and "
+    "drive INCONCLUSIVE verdicts: one person's data is a handful of texts, and a membership test "
+    "on so few items cannot separate small differences.",
+    "Only the governed models listed here were changed. Copies of the original weights outside "
+    "the service's model store are out of its reach.",
+]
+
+
+def signing_identity() -> SigningIdentity:
+    """The configured key and certificate, or a local CA and signer made on first use."""
+    if settings.SIGNING_KEY_FILE and settings.SIGNING_CERT_FILE:
+        if not settings.SIGNING_CA_FILE:
+            raise RuntimeError("SIGNING_CA_FILE must name the CA certificate that verifiers trust")
+        passphrase = settings.SIGNING_KEY_PASSPHRASE.encode() if settings.SIGNING_KEY_PASSPHRASE else None
+        return SigningIdentity(Path(settings.SIGNING_KEY_FILE), Path(settings.SIGNING_CERT_FILE),
+                               Path(settings.SIGNING_CA_FILE), passphrase)
+    directory = Path(settings.SIGNING_DIR)
+    if (directory / "signer.pem").exists():
+        return SigningIdentity(directory / "signer.key", directory / "signer.pem", directory / "ca.pem")
+    return create_local_identity(directory, settings.CERTIFICATE_ISSUER)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=settings.BASE_DIR, timeout=5, check=True).stdout.strip()
+        return f"git {commit}"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def _date(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+def certificate_content(*, request, runs, serial: str, head) -> CertificateContent:
+    models, lines = [], []
+    for run in runs:
+        job = run.job
+        method = get_method(job.method)
+        models.append(ModelEvidence(
+            name=job.asset.name, architecture=job.asset.architecture,
+            original_sha256=job.base_version.sha256, unlearned_sha256=job.result_version.sha256,
+            reference_sha256=run.reference_version.sha256 if run.reference_version else "not trained",
+            method=job.method, method_kind=method.kind, params={**vars(method.params(job.params))},
+            job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
+            outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
+        ))
+        lines += [
+            AuditLine(label=(f"{job.asset.name}: " if len(runs) > 1 else "") + dict(
+                (rule["metric"], rule["label"]) for rule in run.policy["rules"])[result.metric],
+                original=result.original_value, unlearned=result.unlearned_value,
+                reference=result.reference_value, margin=result.margin, sample_size=result.sample_size,
+                interval=(result.difference_low, result.difference_high),
+                verdict=result.verdict, explanation=result.explanation)
+            for result in run.results.all()
+        ]
+    approximate = any(model.method_kind != "exact" for model in models)
+    return CertificateContent(
+        serial=serial, issuer=settings.CERTIFICATE_ISSUER, issued_at=_date(timezone.now()),
+        request_reference=request.reference, subject_ref=subject_ref(request.email),
+        jurisdiction=request.get_jurisdiction_display(),
+        dates=[("Received", _date(request.received_at)), ("Identity verified", _date(request.identity_verified_at)),
+               ("Approved", _date(request.decided_at)), ("Work completed", _date(timezone.now())),
+               ("Statutory deadline", _date(request.due_at))],
+        models=models, audits=lines, overall_verdict=overall([line.verdict for line in lines]),
+        policy_version=runs[0].policy["version"], nature="suppression" if approximate else "removal",
+        audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
+        verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(), limitations=LIMITATIONS,
+    )

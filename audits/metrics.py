@@ -1,0 +1,78 @@
+"""Audit metrics as plain functions over numbers and strings (numpy only: no torch, no Django).
+
+Conventions, printed on every certificate:
+- a membership score is higher for texts that look more like training members;
+- AUC = P(score(forget item) > score(holdout item)) + ½ P(tie): 0.5 means the forget set looks
+  like never-trained data, 1.0 means every forget text looks more "trained" than every holdout text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def roc_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:
+    """AUC as the Mann-Whitney U statistic over all (member, non-member) pairs, ties counting ½."""
+    members = np.asarray(member_scores, dtype=float)
+    nonmembers = np.asarray(nonmember_scores, dtype=float)
+    if members.size == 0 or nonmembers.size == 0:
+        raise ValueError("AUC needs at least one member and one non-member score")
+    ranks = rankdata(np.concatenate([members, nonmembers]))  # ties get their average rank
+    u = ranks[: members.size].sum() - members.size * (members.size + 1) / 2
+    return float(u / (members.size * nonmembers.size))
+
+
+def loss_score(token_logprobs: np.ndarray) -> float:
+    """LOSS attack (Yeom et al.): the mean token log-likelihood, i.e. minus the text's loss."""
+    return float(np.mean(token_logprobs))
+
+
+def min_k_plus_plus(token_logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float = 0.2) -> float:
+    """Min-K%++ (Zhang et al. 2024): mean of the lowest k% of z_t = (log p(x_t) − μ_t) / σ_t, where μ_t
+    and σ_t² are the mean and variance of log p under the model's own next-token distribution."""
+    z = (np.asarray(token_logprobs) - np.asarray(mu)) / np.asarray(sigma)
+    count = max(1, int(len(z) * k))
+    return float(np.sort(z)[:count].mean())
+
+
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's standard tokenisation: lower case, anything but letters and digits separates tokens."""
+    return [token for token in _NON_ALPHANUMERIC.sub(" ", text.lower()).split() if token]
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for token_a in a:
+        current = [0]
+        for j, token_b in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if token_a == token_b else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l_f1(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 over the longest common subsequence of tokens (0 when either side is empty)."""
+    predicted, target = rouge_tokens(prediction), rouge_tokens(reference)
+    if not predicted or not target:
+        return 0.0
+    lcs = _lcs_length(predicted, target)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(predicted), lcs / len(target)
+    return 2 * precision * recall / (precision + recall)
+
+
+def normalise_answer(text: str) -> str:
+    return " ".join(text.lower().strip().strip(".").split())
+
+
+def answer_is_correct(generated: str, answer: str) -> bool:
+    """A greedy answer counts as correct when it starts with the true answer (after normalising)."""
+    return normalise_answer(generated).startswith(normalise_answer(answer))

@@ -1,0 +1,72 @@
+from django.db import models
+
+
+class AuditStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Verdict(models.TextChoices):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+class AuditRun(models.Model):
+    """The verification of one unlearning job, against hash-pinned original, unlearned and reference models."""
+
+    job = models.OneToOneField("unlearning.UnlearningJob", on_delete=models.PROTECT, related_name="audit_run")
+    status = models.CharField(max_length=16, choices=AuditStatus.choices, default=AuditStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    policy = models.JSONField(default=dict)  # the versioned verdict policy, stored as applied
+    original_version = models.ForeignKey("unlearning.ModelVersion", null=True, on_delete=models.PROTECT, related_name="+")
+    unlearned_version = models.ForeignKey("unlearning.ModelVersion", null=True, on_delete=models.PROTECT, related_name="+")
+    reference_version = models.ForeignKey("unlearning.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sample_sizes = models.JSONField(default=dict)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class AuditResult(models.Model):
+    """One metric of an audit run: its value on each model, the margin, the verdict, per-item scores."""
+
+    run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="results")
+    audit = models.CharField(max_length=64)
+    metric = models.CharField(max_length=64)
+    original_value = models.FloatField()
+    unlearned_value = models.FloatField()
+    reference_value = models.FloatField(null=True)
+    margin = models.FloatField()
+    # 95% bootstrap intervals: of unlearned − reference (or original − unlearned for utility), and
+    # of original − reference (the audit's power; null for utility metrics).
+    difference_low = models.FloatField()
+    difference_high = models.FloatField()
+    power_low = models.FloatField(null=True)
+    power_high = models.FloatField(null=True)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    explanation = models.TextField()
+    sample_size = models.PositiveIntegerField()
+    per_item = models.JSONField(default=dict)  # {role: [score per item]}
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["run", "metric"], name="one_result_per_metric")]
+
+
+class Certificate(models.Model):
+    """A signed PDF stating what was done for one removal request and what the audits found."""
+
+    serial = models.CharField(max_length=32, unique=True)
+    request = models.OneToOneField("compliance.RemovalRequest", on_delete=models.PROTECT, related_name="certificate")
+    audit_run = models.ForeignKey(AuditRun, on_delete=models.PROTECT, related_name="certificates")
+    pdf_path = models.CharField(max_length=500)
+    pdf_sha256 = models.CharField(max_length=64)
+    signer_subject = models.CharField(max_length=300)
+    signer_fingerprint = models.CharField(max_length=64)
+    audit_event_seq = models.PositiveBigIntegerField()
+    audit_event_hash = models.CharField(max_length=64)
+    issued_at = models.DateTimeField(auto_now_add=True)

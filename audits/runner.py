@@ -1,0 +1,91 @@
+"""Worker side of an audit run: obtain the retrained reference, score the three hash-pinned
+models, judge, and hand the results to audits.services. Imported only by worker tasks (torch)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+
+from audits import services
+from audits.checks import AuditSets, run_suite
+from audits.verdicts import VerdictPolicy, judge, overall
+from unlearning import services as unlearning_services
+from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm
+from unlearning.manifest import forget_set_sha256, read_manifest
+from unlearning.models import ModelVersion, VersionRole
+from unlearning.selectors import removed_record_ids
+
+log = logging.getLogger(__name__)
+RETAIN_QA_SAMPLE = 200
+MIA_KINDS = ("biography", "qa")  # same kinds on both sides, so the attack sees one distribution
+
+
+def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str]) -> AuditSets:
+    forget = [r for r in manifest if r["record_id"] in forget_ids]
+    retain_qa = [r for r in manifest if r["kind"] == "qa" and r.get("owner_key") and r["record_id"] not in removed_ids]
+    step = max(1, len(retain_qa) // RETAIN_QA_SAMPLE)
+    return AuditSets(
+        forget_texts=[r["text"] for r in forget if r["kind"] in MIA_KINDS],
+        holdout_texts=[r["text"] for r in holdout if r["kind"] in MIA_KINDS],
+        forget_qa=[(r["question"], r["answer"]) for r in forget if r["kind"] == "qa"],
+        retain_qa=[(r["question"], r["answer"]) for r in retain_qa[::step][:RETAIN_QA_SAMPLE]],
+    )
+
+
+def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> ModelVersion:
+    """The model retrained without every record removed so far, by the original's own recipe and
+    tokenizer. Reused when one exists for the same removed set."""
+    excluded_sha = forget_set_sha256(r for r in manifest if r["record_id"] in removed_ids)
+    existing = ModelVersion.objects.filter(asset=job.asset, role=VersionRole.REFERENCE,
+                                           details__excluded_set_sha256=excluded_sha).first()
+    if existing:
+        return existing
+    original = job.asset.versions.get(role=VersionRole.ORIGINAL)
+    _, tokenizer = load_checkpoint(Path(original.storage_path))
+    recipe = TrainingRecipe(**job.asset.training_recipe)
+    model = train_causal_lm([r["text"] for r in manifest if r["record_id"] not in removed_ids], tokenizer, recipe)
+    sha256, path = save_checkpoint(model, tokenizer, settings.MODEL_STORE_DIR)
+    return unlearning_services.register_version(
+        asset=job.asset, sha256=sha256, path=path, role=VersionRole.REFERENCE, job=job,
+        details={"excluded_set_sha256": excluded_sha, "excluded_records": len(removed_ids)},
+    )
+
+
+def verify_pinned(version: ModelVersion) -> Path:
+    """Audit exactly the bytes the database names: refuse a checkpoint whose files changed."""
+    path = Path(version.storage_path)
+    actual = checkpoint_sha256(path)
+    if actual != version.sha256:
+        raise RuntimeError(f"checkpoint {path} hashes to {actual}, not the pinned {version.sha256}")
+    return path
+
+
+def run_audit(job_id: int) -> None:
+    run = services.claim_audit(job_id)
+    if run is None:
+        log.info("audit of job %s is not claimable (taken, finished or out of attempts)", job_id)
+        return
+    try:
+        job = run.job
+        manifest = read_manifest(Path(job.asset.training_manifest))
+        holdout = read_manifest(Path(job.asset.holdout_manifest))
+        removed = removed_record_ids(job.asset, up_to_job=job)
+        sets = audit_sets(manifest, holdout, set(job.forget_record_ids), removed)
+        versions = {
+            "original": job.base_version,
+            "unlearned": job.result_version,
+            "reference": reference_version(job, manifest, removed),
+        }
+        scores = {}
+        for role, version in versions.items():
+            model, tokenizer = load_checkpoint(verify_pinned(version))
+            scores[role] = run_suite(model, tokenizer, sets)
+        per_item = {role: {m: s.per_item for m, s in by_metric.items()} for role, by_metric in scores.items()}
+        judgements = judge(per_item, VerdictPolicy.from_dict(run.policy))
+        services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, per_item=per_item,
+                                verdict=overall([j.verdict for j in judgements]))
+    except Exception as exc:  # the failure is recorded on the run and its requests, then logged
+        log.exception("audit of job %s failed", job_id)
+        services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}")

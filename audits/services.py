@@ -1,0 +1,125 @@
+"""State changes of audit runs and certificates: atomic, each with its audit event."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.verdicts import FOUNDATION_POLICY
+from compliance import auditlog
+from compliance import services as compliance_services
+from compliance.models import RequestStatus
+from unlearning.models import UnlearningJob
+
+
+def claim_audit(job_id: int) -> AuditRun | None:
+    """Take the job's audit run for this worker (conditional UPDATE); None if it is taken or done."""
+    with transaction.atomic():
+        job = UnlearningJob.objects.select_for_update().get(pk=job_id)
+        run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": FOUNDATION_POLICY.as_dict()})
+        claimed = AuditRun.objects.filter(
+            pk=run.pk, status=AuditStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
+        ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
+        if not claimed:
+            return None
+        run.refresh_from_db()
+        auditlog.append(actor=compliance_services.WORKER, action="audit.started", obj=run,
+                        data={"job": job.pk, "policy_version": run.policy["version"]})
+        return run
+
+
+@transaction.atomic
+def complete_audit(*, run_id: int, versions: dict, judgements: list, per_item: dict, verdict: str) -> AuditRun:
+    """Store the results; when every audit of a request is done, queue its certificate.
+
+    `versions[role]` is a ModelVersion; `per_item[role][metric]` the metric's per-item scores.
+    """
+    run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
+    if run.status != AuditStatus.RUNNING:
+        return run
+    for judgement in judgements:
+        AuditResult.objects.create(
+            run=run, audit=judgement.audit, metric=judgement.metric,
+            original_value=judgement.original, unlearned_value=judgement.unlearned,
+            reference_value=judgement.reference, margin=judgement.margin, verdict=judgement.verdict,
+            difference_low=judgement.difference_interval[0], difference_high=judgement.difference_interval[1],
+            power_low=judgement.power_interval[0] if judgement.power_interval else None,
+            power_high=judgement.power_interval[1] if judgement.power_interval else None,
+            explanation=judgement.explanation, sample_size=judgement.sample_size,
+            per_item={role: per_item[role][judgement.metric] for role in per_item},
+        )
+    run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
+    run.reference_version = versions["reference"]
+    run.sample_sizes = {j.metric: j.sample_size for j in judgements}
+    run.verdict, run.status, run.finished_at = verdict, AuditStatus.DONE, timezone.now()
+    run.save()
+    auditlog.append(actor=compliance_services.WORKER, action="audit.completed", obj=run, data={
+        "verdict": verdict, "policy_version": run.policy["version"],
+        "unlearned_sha256": run.unlearned_version.sha256, "reference_sha256": run.reference_version.sha256,
+        "metrics": {j.metric: [j.original, j.unlearned, j.reference, j.verdict] for j in judgements},
+    })
+    from workers import tasks
+
+    for request in run.job.requests.all():
+        if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists():
+            transaction.on_commit(lambda pk=request.pk: tasks.issue_certificate.delay(str(pk)))
+    return run
+
+
+@transaction.atomic
+def fail_audit(*, run_id: int, error: str) -> None:
+    run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
+    run.status, run.error, run.finished_at = AuditStatus.FAILED, error[:4000], timezone.now()
+    run.save()
+    auditlog.append(actor=compliance_services.WORKER, action="audit.failed", obj=run, data={"error": error[:500]})
+    for request in run.job.requests.select_for_update().order_by("pk"):
+        compliance_services.fail(request, step="audit", reason=error)
+
+
+def _serial() -> str:
+    return f"UC-{timezone.now():%Y%m%d}-{secrets.token_hex(4).upper()}"
+
+
+@transaction.atomic
+def issue_certificate(*, request_id) -> Certificate:
+    """Render, sign and store the request's certificate, then mark the request certified.
+
+    The PDF cites the audit log's head at issuance; the `request.certified` event that follows
+    records the PDF's hash, so each vouches for the other. Safe to run twice.
+    """
+    from audits.certificates import certificate_content, signing_identity
+    from audits.certificate_pdf import render_certificate
+    from audits.signing import sha256_hex, sign_pdf
+
+    request = compliance_services.lock_request(request_id)
+    existing = Certificate.objects.filter(request=request).first()
+    if existing:
+        return existing
+    if request.status != RequestStatus.AUDITING:
+        raise compliance_services.TransitionNotAllowed(f"a request that is {request.status} cannot be certified")
+    head = auditlog.AuditEvent.objects.order_by("-seq").first()
+    runs = list(AuditRun.objects.filter(job__requests=request).select_related("job").order_by("pk"))
+    serial = _serial()
+    identity = signing_identity()
+    content = certificate_content(request=request, runs=runs, serial=serial, head=head)
+    pdf = sign_pdf(render_certificate(content), identity, reason=f"Unlearning certificate {serial}",
+                   location=settings.SITE_URL)
+    directory = settings.VAR_DIR / "certificates"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = Path(directory) / f"{serial}.pdf"
+    path.write_bytes(pdf)
+    certificate = Certificate.objects.create(
+        serial=serial, request=request, audit_run=runs[-1], pdf_path=str(path), pdf_sha256=sha256_hex(pdf),
+        signer_subject=identity.subject(), signer_fingerprint=identity.fingerprint(),
+        audit_event_seq=head.seq, audit_event_hash=head.entry_hash,
+    )
+    request.completed_at = timezone.now()
+    compliance_services.advance(request, RequestStatus.CERTIFIED, certificate=serial,
+                                pdf_sha256=certificate.pdf_sha256, verdict=content.overall_verdict)
+    return certificate

@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from compliance.models import AuditEvent, RemovalRequest
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """State changes go through services (with their audit events), never through admin edits."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RemovalRequest)
+class RemovalRequestAdmin(ReadOnlyAdmin):
+    list_display = ("reference", "status", "jurisdiction", "received_at", "due_at", "failed_step")
+    list_filter = ("status", "jurisdiction")
+    search_fields = ("reference", "email", "full_name")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("seq", "at", "actor", "action", "object_type", "object_id")
+    list_filter = ("action", "object_type")

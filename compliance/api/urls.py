@@ -1,0 +1,15 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from compliance.api import views
+
+urlpatterns = [
+    path("requests/", views.RequestListApi.as_view(), name="api-requests"),
+    path("requests/<str:request_id>/", views.RequestDetailApi.as_view(), name="api-request"),
+    path("requests/<str:request_id>/approve/", views.ApproveRequestApi.as_view(), name="api-request-approve"),
+    path("requests/<str:request_id>/deny/", views.DenyRequestApi.as_view(), name="api-request-deny"),
+    path("requests/<str:request_id>/events/", views.RequestEventsApi.as_view(), name="api-request-events"),
+    path("requests/<str:request_id>/certificate/", views.CertificateApi.as_view(), name="api-request-certificate"),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[], authentication_classes=[]), name="api-docs"),
+]

@@ -1,0 +1,177 @@
+"""The legal team's REST API (v1). Views only translate HTTP: input serializer → service/selector → output serializer."""
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance import selectors, services
+from compliance.errors import NotFound
+from compliance.models import DenialGround, RequestStatus
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="asset.name")
+    method = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    progress = serializers.FloatField()
+    progress_message = serializers.CharField()
+    forget_records = serializers.SerializerMethodField()
+    forget_set_sha256 = serializers.CharField()
+    base_sha256 = serializers.CharField(source="base_version.sha256", default=None)
+    result_sha256 = serializers.CharField(source="result_version.sha256", default=None)
+    error = serializers.CharField()
+
+    def get_forget_records(self, job) -> int:
+        return len(job.forget_record_ids)
+
+
+class AuditResultOutput(serializers.Serializer):
+    audit = serializers.CharField()
+    metric = serializers.CharField()
+    original = serializers.FloatField(source="original_value")
+    unlearned = serializers.FloatField(source="unlearned_value")
+    reference = serializers.FloatField(source="reference_value", allow_null=True)
+    margin = serializers.FloatField()
+    sample_size = serializers.IntegerField()
+    difference_interval = serializers.SerializerMethodField()
+    power_interval = serializers.SerializerMethodField()
+    verdict = serializers.CharField()
+    explanation = serializers.CharField()
+
+
+    def get_difference_interval(self, result) -> list[float]:
+        return [result.difference_low, result.difference_high]
+
+    def get_power_interval(self, result) -> list[float] | None:
+        return None if result.power_low is None else [result.power_low, result.power_high]
+
+
+class AuditRunOutput(serializers.Serializer):
+    job = serializers.IntegerField(source="job_id")
+    status = serializers.CharField()
+    verdict = serializers.CharField()
+    policy_version = serializers.CharField(source="policy.version")
+    reference_sha256 = serializers.CharField(source="reference_version.sha256", default=None)
+    results = AuditResultOutput(many=True)
+
+
+class RequestOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    reference = serializers.CharField()
+    status = serializers.ChoiceField(choices=RequestStatus.choices)
+    jurisdiction = serializers.CharField()
+    full_name = serializers.CharField()
+    email = serializers.EmailField()
+    description = serializers.CharField()
+    received_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField()
+    days_left = serializers.SerializerMethodField()
+    identity_verified_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField()
+    decision_note = serializers.CharField()
+    denial_ground = serializers.CharField()
+    completed_at = serializers.DateTimeField()
+    failed_step = serializers.CharField()
+    failure_reason = serializers.CharField()
+
+    def get_days_left(self, request) -> int:
+        return selectors.days_left(request)
+
+
+class RequestDetailOutput(RequestOutput):
+    jobs = JobOutput(many=True, source="jobs.all")
+    audits = serializers.SerializerMethodField()
+    certificate = serializers.SerializerMethodField()
+
+    @extend_schema(exclude=True)
+    def get_audits(self, request) -> list:
+        runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
+        return AuditRunOutput(runs, many=True).data
+
+    def get_certificate(self, request) -> dict | None:
+        certificate = selectors.certificate_of(request)
+        if certificate is None:
+            return None
+        return {"serial": certificate.serial, "pdf_sha256": certificate.pdf_sha256, "issued_at": certificate.issued_at,
+                "download": f"/api/v1/requests/{request.pk}/certificate/", "verify": f"/verify/{certificate.serial}/"}
+
+
+class RequestPagination(CursorPagination):
+    ordering = "-received_at"
+
+
+class RequestListApi(ListAPIView):
+    serializer_class = RequestOutput
+    pagination_class = RequestPagination
+
+    @extend_schema(parameters=[OpenApiParameter("status", enum=RequestStatus.values, required=False)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        status = self.request.query_params.get("status", "")
+        if status and status not in RequestStatus.values:
+            raise serializers.ValidationError({"status": [f"unknown status; one of {', '.join(RequestStatus.values)}"]})
+        return selectors.request_list(status=status)
+
+
+class RequestDetailApi(APIView):
+    @extend_schema(responses=RequestDetailOutput)
+    def get(self, request, request_id):
+        return Response(RequestDetailOutput(selectors.request_detail(request_id)).data)
+
+
+class ApproveRequestApi(APIView):
+    class Input(serializers.Serializer):
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    @extend_schema(request=Input, responses=RequestDetailOutput)
+    def post(self, request, request_id):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.approve_request(request_id=request_id, user=request.user, **data.validated_data)
+        return Response(RequestDetailOutput(selectors.request_detail(request_id)).data)
+
+
+class DenyRequestApi(APIView):
+    class Input(serializers.Serializer):
+        reason = serializers.CharField(max_length=4000)
+        ground = serializers.ChoiceField(choices=DenialGround.choices, required=False, default="")
+
+    @extend_schema(request=Input, responses=RequestDetailOutput)
+    def post(self, request, request_id):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.deny_request(request_id=request_id, user=request.user, **data.validated_data)
+        return Response(RequestDetailOutput(selectors.request_detail(request_id)).data)
+
+
+class RequestEventsApi(APIView):
+    @extend_schema(responses=inline_serializer("AuditEventOutput", {
+        "seq": serializers.IntegerField(), "at": serializers.DateTimeField(), "actor": serializers.CharField(),
+        "action": serializers.CharField(), "object_type": serializers.CharField(), "object_id": serializers.CharField(),
+        "data": serializers.JSONField(), "entry_hash": serializers.CharField(),
+    }, many=True))
+    def get(self, request, request_id):
+        events = selectors.request_events(selectors.request_detail(request_id))
+        return Response([
+            {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "object_type": e.object_type,
+             "object_id": e.object_id, "data": e.data, "entry_hash": e.entry_hash}
+            for e in events
+        ])
+
+
+class CertificateApi(APIView):
+    @extend_schema(responses={(200, "application/pdf"): bytes})
+    def get(self, request, request_id):
+        certificate = selectors.certificate_of(selectors.request_detail(request_id))
+        if certificate is None:
+            raise NotFound("this request has no certificate yet")
+        return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
+                            as_attachment=True, filename=f"{certificate.serial}.pdf")

@@ -1,0 +1,135 @@
+"""The end-to-end demo: a data owner files a request on the portal, confirms the e-mailed code, a
+legal user approves it on the API, the pipeline runs, and the signed certificate is checked.
+
+It drives the product through its real front doors (the portal's forms and the REST API, via
+Django's test clients) rather than calling services directly.
+"""
+
+import re
+import shutil
+import subprocess
+import time
+
+from django.conf import settings
+from django.core import mail
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client, override_settings
+from rest_framework.test import APIClient
+
+from compliance.management.commands.create_legal_user import ensure_legal_user
+from compliance.models import RemovalRequest, RequestStatus
+from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAME
+
+
+def pick_subject():
+    """The first trained person of the demo world who has no certified request yet."""
+    from unlearning.world import World, WorldConfig
+
+    world = World.generate(WorldConfig(people=settings.DEMO_WORLD_PEOPLE, seed=settings.DEMO_WORLD_SEED))
+    done = set(RemovalRequest.objects.filter(status=RequestStatus.CERTIFIED).values_list("email", flat=True))
+    subject = next((p for p in world.trained_people if p.email not in done), None)
+    if subject is None:
+        raise CommandError("every trained person of the demo world already has a certificate: delete var/ to start over")
+    return subject
+
+
+class Command(BaseCommand):
+    help = "Run one removal request from the portal to a signed, verified certificate."
+
+    def handle(self, *args, **options):
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            raise CommandError("the demo runs tasks in-process: unset CELERY_BROKER_URL")
+        started = time.perf_counter()
+        call_command("build_demo_world", stdout=self.stdout)
+        subject = pick_subject()
+        self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> (a fictitious person the model was trained on)")
+
+        owner = Client()
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+            response = owner.post("/", {
+                "full_name": subject.name, "email": subject.email, "jurisdiction": "gdpr", "confirm": "on",
+                "description": f"Everything about me: my biography, birthplace, employer and contact details ({subject.name}).",
+            })
+            if response.status_code != 302:
+                raise CommandError(f"the portal refused the request: {response.status_code}")
+            code = re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)
+        verify_url = response["Location"]
+        response = owner.post(verify_url, {"code": code})
+        if response.status_code != 302:
+            raise CommandError("the portal refused the e-mailed code")
+        request = RemovalRequest.objects.get(pk=verify_url.strip("/").split("/")[1])
+        self.stdout.write(f"Request {request.reference} ({request.pk}) filed on the portal; identity verified by e-mailed code.")
+
+        _, token = ensure_legal_user("legal-demo")
+        legal = APIClient()
+        legal.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        self.stdout.write("Legal approves it on the API; the worker pipeline runs (in-process)...")
+        pipeline_started = time.perf_counter()
+        response = legal.post(f"/api/v1/requests/{request.pk}/approve/", {"note": "verified data subject"}, format="json")
+        if response.status_code != 200:
+            raise CommandError(f"approval failed: {response.status_code} {response.content[:500]!r}")
+        detail = legal.get(f"/api/v1/requests/{request.pk}/").json()
+        pipeline_seconds = time.perf_counter() - pipeline_started
+        if detail["status"] != RequestStatus.CERTIFIED:
+            raise CommandError(f"the request ended {detail['status']}: {detail['failed_step']}: {detail['failure_reason']}")
+        self._print_results(detail, pipeline_seconds)
+        certificate = detail["certificate"]
+        pdf = legal.get(certificate["download"])
+        path = settings.VAR_DIR / "certificates" / f"{certificate['serial']}.pdf"
+        if b"".join(pdf.streaming_content) != path.read_bytes():
+            raise CommandError("the API served different bytes from the stored certificate")
+        self._check_signature(path)
+        call_command("verify_audit_log", stdout=self.stdout)
+        self.stdout.write(f"\nDone in {time.perf_counter() - started:.0f} s.\n")
+        self.stdout.write(
+            "Look around:\n"
+            "  make serve                      # then open http://127.0.0.1:8000/ (portal)\n"
+            f"  http://127.0.0.1:8000/verify/{certificate['serial']}/   (public verify page)\n"
+            "  http://127.0.0.1:8000/api/v1/docs/                      (API, token below)\n"
+            f"  curl -H 'Authorization: Token {token.key}' http://127.0.0.1:8000/api/v1/requests/{request.pk}/\n"
+            f"  The owner's view needs the code: use 'Follow a request' with {request.reference} and {subject.email};\n"
+            f"  the code arrives as a file in {settings.EMAIL_FILE_PATH}.\n"
+        )
+
+    def _print_results(self, detail: dict, seconds: float) -> None:
+        job = detail["jobs"][0]
+        audit = detail["audits"][0]
+        self.stdout.write(f"\nPipeline finished in {seconds:.0f} s. Model {job['model']}, method {job['method']}, "
+                          f"{job['forget_records']} forget records.")
+        self.stdout.write(f"  before  {job['base_sha256']}\n  after   {job['result_sha256']}\n  oracle  {audit['reference_sha256']}")
+        self.stdout.write(f"\n{'metric':<20}{'original':>9}{'unlearned':>10}{'retrained':>10}{'95% interval*':>19}"
+                          f"{'margin':>8}{'n':>5}  verdict")
+        for r in audit["results"]:
+            low, high = r["difference_interval"]
+            self.stdout.write(f"{r['metric']:<20}{r['original']:>9.3f}{r['unlearned']:>10.3f}{r['reference']:>10.3f}"
+                              f"{f'[{low:+.3f}, {high:+.3f}]':>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
+        self.stdout.write("* of unlearned − retrained (retain_qa_accuracy: of original − unlearned)")
+        self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
+        self.stdout.write(f"Request {detail['reference']}: {detail['status']}; certificate {detail['certificate']['serial']}")
+
+    def _check_signature(self, path) -> None:
+        from audits.certificates import signing_identity
+        from audits.signing import validate_pdf
+
+        identity = signing_identity()
+        check = validate_pdf(path.read_bytes(), identity.ca_file.read_bytes())
+        self.stdout.write(f"\nCertificate: {path}\n  pyHanko validator: intact={check.intact} valid={check.valid} trusted={check.trusted}")
+        if not check.ok:
+            raise CommandError(f"the certificate's signature does not validate: {check.summary}")
+        cli = shutil.which("pyhanko") or str(settings.BASE_DIR / ".venv" / "bin" / "pyhanko")
+        for name, command in (
+            ("pyhanko sign validate", [cli, "sign", "validate", "--trust", str(identity.ca_file), "--trust-replace", str(path)]),
+            ("pdfsig", ["pdfsig", str(path)]),
+        ):
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            except FileNotFoundError:
+                self.stdout.write(f"  {name}: not installed (apt-get install poppler-utils for pdfsig)")
+                continue
+            lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+            summary = next((line for line in lines if "Signature Validation" in line or "INTACT" in line), lines[-1] if lines else "")
+            self.stdout.write(f"  {name} (exit {result.returncode}): {summary}")
+            if result.returncode != 0:
+                raise CommandError(f"{name} rejected the certificate")
+        self.stdout.write(f"  trust anchor: {identity.ca_file} (SHA-256 {identity.ca_fingerprint()})")

@@ -1,0 +1,107 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class RequestStatus(models.TextChoices):
+    SUBMITTED = "submitted"
+    IDENTITY_VERIFIED = "identity_verified"
+    APPROVED = "approved"
+    DENIED = "denied"
+    SCHEDULED = "scheduled"
+    UNLEARNING = "unlearning"
+    AUDITING = "auditing"
+    CERTIFIED = "certified"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Jurisdiction(models.TextChoices):
+    GDPR = "gdpr", "GDPR (EU/EEA)"
+    CCPA = "ccpa", "CCPA/CPRA (California)"
+
+
+class DenialGround(models.TextChoices):
+    """GDPR Art. 17(3): the exceptions to the right to erasure a denial may cite."""
+
+    NONE = "", "No exception cited"
+    EXPRESSION = "expression", "Freedom of expression and information (17(3)(a))"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation or public task (17(3)(b))"
+    PUBLIC_HEALTH = "public_health", "Public health (17(3)(c))"
+    ARCHIVING_RESEARCH = "archiving_research", "Archiving, research or statistics (17(3)(d))"
+    LEGAL_CLAIMS = "legal_claims", "Legal claims (17(3)(e))"
+
+
+class RemovalRequest(models.Model):
+    """A data owner's request that governed models forget what they learned about them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reference = models.CharField(max_length=16, unique=True, editable=False)
+    status = models.CharField(max_length=24, choices=RequestStatus.choices, default=RequestStatus.SUBMITTED, db_index=True)
+    jurisdiction = models.CharField(max_length=8, choices=Jurisdiction.choices, default=Jurisdiction.GDPR)
+    full_name = models.CharField(max_length=200)
+    email = models.EmailField()
+    description = models.TextField(help_text="What the owner asks the models to forget, in their words.")
+    # The owner key the verified identity resolves to (lineage joins on it); set at verification.
+    subject_key = models.CharField(max_length=254, blank=True, db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    due_at = models.DateTimeField()
+    identity_verified_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decision_note = models.TextField(blank=True)
+    denial_ground = models.CharField(max_length=24, choices=DenialGround.choices, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_step = models.CharField(max_length=32, blank=True)
+    failure_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return self.reference
+
+
+class IdentityChallenge(models.Model):
+    """A one-time code e-mailed to the address on a request. Only a keyed hash of the code is kept."""
+
+    request = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="challenges")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class AuditEvent(models.Model):
+    """One entry of the append-only, hash-chained log of everything the service did.
+
+    entry_hash = SHA-256(prev_hash ‖ canonical JSON of the entry). Rows are never updated or
+    deleted (refused here and, on PostgreSQL, by a trigger). `data` holds no raw personal data:
+    subjects appear as salted hashes.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=120)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, db_index=True)
+    data = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64, unique=True)  # unique: the chain can never fork
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RuntimeError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("audit events are append-only")

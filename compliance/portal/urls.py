@@ -1,0 +1,13 @@
+from django.urls import path
+
+from compliance.portal import views
+
+urlpatterns = [
+    path("", views.home, name="portal-home"),
+    path("access/", views.access, name="portal-access"),
+    path("requests/<uuid:request_id>/", views.request_status, name="portal-request"),
+    path("requests/<uuid:request_id>/verify/", views.verify, name="portal-verify"),
+    path("requests/<uuid:request_id>/resend/", views.resend_code, name="portal-resend"),
+    path("requests/<uuid:request_id>/cancel/", views.cancel, name="portal-cancel"),
+    path("requests/<uuid:request_id>/certificate.pdf", views.certificate_download, name="portal-certificate"),
+]

@@ -1,0 +1,116 @@
+"""The data owner's portal. An owner sees a request only after proving, with a one-time code sent
+to its e-mail address, that they hold that address; the session remembers what they proved."""
+
+from django.contrib import messages
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from compliance import selectors, services
+from compliance.errors import ServiceError
+from compliance.models import RemovalRequest, RequestStatus
+from compliance.portal.forms import AccessForm, CodeForm, RemovalRequestForm
+
+OWNED = "owned_requests"
+PIPELINE = [
+    (RequestStatus.SUBMITTED, "Received"),
+    (RequestStatus.IDENTITY_VERIFIED, "Identity verified"),
+    (RequestStatus.APPROVED, "Approved"),
+    (RequestStatus.SCHEDULED, "Scheduled"),
+    (RequestStatus.UNLEARNING, "Unlearning"),
+    (RequestStatus.AUDITING, "Auditing"),
+    (RequestStatus.CERTIFIED, "Certified"),
+]
+
+
+def _grant(session, request_id) -> None:
+    owned = set(session.get(OWNED, []))
+    owned.add(str(request_id))
+    session[OWNED] = sorted(owned)
+
+
+def _owned(http_request, request_id) -> RemovalRequest:
+    """The request if this session proved ownership of it; 404 otherwise, so ids reveal nothing."""
+    if str(request_id) not in http_request.session.get(OWNED, []):
+        raise Http404
+    return selectors.request_detail(request_id)
+
+
+@require_http_methods(["GET", "POST"])
+def home(http_request):
+    form = RemovalRequestForm(http_request.POST or None)
+    if http_request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        request = services.submit_request(full_name=data["full_name"], email=data["email"],
+                                          description=data["description"], jurisdiction=data["jurisdiction"])
+        return redirect("portal-verify", request_id=request.pk)
+    return render(http_request, "portal/home.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def verify(http_request, request_id):
+    request = get_object_or_404(RemovalRequest, pk=request_id)
+    form = CodeForm(http_request.POST or None)
+    if http_request.method == "POST" and form.is_valid():
+        try:
+            services.verify_identity(request_id=request.pk, code=form.cleaned_data["code"])
+        except ServiceError as error:
+            form.add_error("code", error.detail)
+        else:
+            _grant(http_request.session, request.pk)
+            messages.success(http_request, "Thank you: your e-mail address is confirmed.")
+            return redirect("portal-request", request_id=request.pk)
+    return render(http_request, "portal/verify.html", {"request_obj": request, "form": form})
+
+
+@require_POST
+def resend_code(http_request, request_id):
+    request = get_object_or_404(RemovalRequest, pk=request_id)
+    services.resend_identity_code(request_id=request.pk)
+    messages.info(http_request, "We sent a new code. Earlier codes no longer work.")
+    return redirect("portal-verify", request_id=request.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def access(http_request):
+    form = AccessForm(http_request.POST or None)
+    if http_request.method == "POST" and form.is_valid():
+        request = services.request_access_code(**form.cleaned_data)
+        if request is not None:
+            return redirect("portal-verify", request_id=request.pk)
+        form.add_error(None, "No request matches this reference and e-mail address.")
+    return render(http_request, "portal/access.html", {"form": form})
+
+
+def request_status(http_request, request_id):
+    request = _owned(http_request, request_id)
+    reached = [status for status, _ in PIPELINE]
+    position = reached.index(request.status) if request.status in reached else -1
+    steps = [{"label": label, "done": index <= position, "current": index == position}
+             for index, (_, label) in enumerate(PIPELINE)]
+    runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
+    return render(http_request, "portal/request.html", {
+        "request_obj": request, "steps": steps, "jobs": request.jobs.all(), "runs": runs,
+        "certificate": selectors.certificate_of(request), "days_left": selectors.days_left(request),
+        "events": selectors.request_events(request),
+        "can_cancel": request.status in (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED),
+    })
+
+
+@require_POST
+def cancel(http_request, request_id):
+    request = _owned(http_request, request_id)
+    try:
+        services.cancel_request(request_id=request.pk)
+        messages.success(http_request, "Your request is canceled.")
+    except ServiceError as error:
+        messages.error(http_request, error.detail)
+    return redirect("portal-request", request_id=request.pk)
+
+
+def certificate_download(http_request, request_id):
+    certificate = selectors.certificate_of(_owned(http_request, request_id))
+    if certificate is None:
+        raise Http404
+    return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
+                        as_attachment=True, filename=f"{certificate.serial}.pdf")

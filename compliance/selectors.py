@@ -1,0 +1,44 @@
+"""Reads of removal requests, for the portal and the API."""
+
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from compliance.errors import NotFound
+from compliance.models import AuditEvent, RemovalRequest
+from unlearning.models import UnlearningJob
+
+
+def request_list(*, status: str = "") -> QuerySet[RemovalRequest]:
+    requests = RemovalRequest.objects.all()
+    return requests.filter(status=status) if status else requests
+
+
+def request_detail(request_id) -> RemovalRequest:
+    jobs = UnlearningJob.objects.select_related("asset", "base_version", "result_version", "audit_run__reference_version")
+    try:
+        return (
+            RemovalRequest.objects.select_related("certificate")
+            .prefetch_related(Prefetch("jobs", queryset=jobs), "jobs__audit_run__results")
+            .get(pk=request_id)
+        )
+    except (RemovalRequest.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"no removal request with id {request_id}") from None
+
+
+def request_events(request: RemovalRequest) -> QuerySet[AuditEvent]:
+    """The request's own events, and those of its jobs and audit runs."""
+    job_ids = [str(pk) for pk in request.jobs.values_list("pk", flat=True)]
+    run_ids = [str(pk) for pk in request.jobs.exclude(audit_run=None).values_list("audit_run__pk", flat=True)]
+    return AuditEvent.objects.filter(
+        Q(object_type="compliance.RemovalRequest", object_id=str(request.pk))
+        | Q(object_type="unlearning.UnlearningJob", object_id__in=job_ids)
+        | Q(object_type="audits.AuditRun", object_id__in=run_ids)
+    ).order_by("seq")
+
+
+def days_left(request: RemovalRequest) -> int:
+    return (request.due_at - timezone.now()).days
+
+
+def certificate_of(request: RemovalRequest):
+    return getattr(request, "certificate", None)

@@ -1,0 +1,243 @@
+"""Every state change of a removal request: one function each, atomic, with its audit event.
+
+Follow-up work is enqueued with `transaction.on_commit`, so a worker never sees a row that was
+rolled back. Worker-side steps (scheduling, progress, certification) live here too, so that the
+lifecycle reads in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from compliance import auditlog
+from compliance.deadlines import response_due
+from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TransitionNotAllowed
+from compliance.models import DenialGround, IdentityChallenge, RemovalRequest, RequestStatus
+
+S = RequestStatus
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    S.SUBMITTED: {S.IDENTITY_VERIFIED, S.DENIED, S.CANCELED},
+    S.IDENTITY_VERIFIED: {S.APPROVED, S.DENIED, S.CANCELED},
+    S.APPROVED: {S.SCHEDULED, S.FAILED},
+    S.SCHEDULED: {S.UNLEARNING, S.FAILED},
+    S.UNLEARNING: {S.AUDITING, S.FAILED},
+    S.AUDITING: {S.CERTIFIED, S.FAILED},
+    S.DENIED: set(),
+    S.CANCELED: set(),
+    S.CERTIFIED: set(),
+    S.FAILED: set(),
+}
+OWNER = "data-owner"
+WORKER = "worker"
+
+
+def user_actor(user) -> str:
+    return f"user:{user.pk}:{user.get_username()}"
+
+
+def lock_request(request_id) -> RemovalRequest:
+    try:
+        return RemovalRequest.objects.select_for_update().get(pk=request_id)
+    except (RemovalRequest.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"no removal request with id {request_id}") from None
+
+
+def _transition(request: RemovalRequest, to: str, *, actor: str, **data) -> None:
+    if to not in ALLOWED_TRANSITIONS[request.status]:
+        raise TransitionNotAllowed(f"a request that is {request.status} cannot become {to}")
+    previous, request.status = request.status, to
+    request.save()
+    auditlog.append(
+        actor=actor, action=f"request.{to}", obj=request,
+        data={"from": previous, "reference": request.reference, "subject": auditlog.subject_ref(request.email), **data},
+    )
+
+
+def _new_reference() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "RR-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _code_hash(challenge_request_id, code: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), f"{challenge_request_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _issue_identity_code(request: RemovalRequest) -> None:
+    code = f"{secrets.randbelow(10**6):06d}"
+    # A new code replaces any earlier one: only the latest is ever accepted.
+    request.challenges.filter(used_at=None).update(used_at=timezone.now())
+    IdentityChallenge.objects.create(
+        request=request,
+        code_hash=_code_hash(request.pk, code),
+        expires_at=timezone.now() + timedelta(seconds=settings.IDENTITY_CODE_TTL_SECONDS),
+    )
+    minutes = settings.IDENTITY_CODE_TTL_SECONDS // 60
+    body = (
+        f"Your verification code for removal request {request.reference} is {code}.\n"
+        f"It expires in {minutes} minutes. Enter it at {settings.SITE_URL}/requests/{request.pk}/verify/\n\n"
+        "If you did not ask for this, ignore this message."
+    )
+    transaction.on_commit(lambda: send_mail(
+        f"Your code for removal request {request.reference}", body, settings.DEFAULT_FROM_EMAIL, [request.email],
+    ))
+
+
+@transaction.atomic
+def submit_request(*, full_name: str, email: str, description: str, jurisdiction: str = "gdpr") -> RemovalRequest:
+    received = timezone.now()
+    request = RemovalRequest.objects.create(
+        reference=_new_reference(), full_name=full_name.strip(), email=email.strip().lower(),
+        description=description.strip(), jurisdiction=jurisdiction,
+        due_at=response_due(received, jurisdiction),
+    )
+    auditlog.append(actor=OWNER, action="request.submitted", obj=request, data={
+        "reference": request.reference, "subject": auditlog.subject_ref(request.email),
+        "jurisdiction": jurisdiction, "due_at": request.due_at.isoformat(),
+    })
+    _issue_identity_code(request)
+    return request
+
+
+@transaction.atomic
+def resend_identity_code(*, request_id) -> None:
+    request = lock_request(request_id)
+    _issue_identity_code(request)
+    auditlog.append(actor=OWNER, action="identity.code_sent", obj=request, data={"reference": request.reference})
+
+
+@transaction.atomic
+def request_access_code(*, reference: str, email: str) -> RemovalRequest | None:
+    """Send a sign-in code to the owner of an existing request; None when nothing matches.
+
+    The reference is 40 random bits, so telling whether a (reference, e-mail) pair matches reveals
+    nothing an attacker could enumerate; the code itself is what proves ownership.
+    """
+    request = RemovalRequest.objects.select_for_update().filter(
+        reference=reference.strip().upper(), email=email.strip().lower()
+    ).first()
+    if request is not None:
+        _issue_identity_code(request)
+        auditlog.append(actor=OWNER, action="identity.code_sent", obj=request, data={"reference": request.reference})
+    return request
+
+
+def verify_identity(*, request_id, code: str) -> RemovalRequest:
+    """Check a one-time code. Success verifies a new request (or signs its owner back in).
+
+    A failed attempt is counted and logged in its own committed transaction before the error is raised.
+    """
+    with transaction.atomic():
+        request = lock_request(request_id)
+        challenge = request.challenges.filter(used_at=None).first()
+        now = timezone.now()
+        if challenge is None:
+            failure = "there is no active code for this request: ask for a new one"
+        elif challenge.expires_at < now:
+            failure = "the code has expired: ask for a new one"
+        elif challenge.attempts >= settings.IDENTITY_CODE_MAX_ATTEMPTS:
+            failure = "too many wrong attempts: ask for a new code"
+        else:
+            challenge.attempts += 1
+            matches = hmac.compare_digest(_code_hash(request.pk, code.strip()), challenge.code_hash)
+            failure = "" if matches else "the code is not correct"
+            if matches:
+                challenge.used_at = now
+            challenge.save()
+        if failure:
+            auditlog.append(actor=OWNER, action="identity.failed_attempt", obj=request, data={"reason": failure})
+        elif request.status == S.SUBMITTED:
+            request.subject_key = request.email
+            request.identity_verified_at = now
+            _transition(request, S.IDENTITY_VERIFIED, actor=OWNER, method="email_one_time_code")
+        else:
+            auditlog.append(actor=OWNER, action="identity.signed_in", obj=request, data={"reference": request.reference})
+    if failure:
+        raise IdentityCodeRejected(failure)
+    return request
+
+
+@transaction.atomic
+def approve_request(*, request_id, user, note: str = "") -> RemovalRequest:
+    request = lock_request(request_id)
+    if request.status != S.IDENTITY_VERIFIED:
+        # Approval re-checks identity: an unverified (or already decided) request is never approved.
+        raise TransitionNotAllowed(
+            f"only a request whose identity is verified and that is not yet decided can be approved; this one is {request.status}"
+        )
+    request.decided_at, request.decided_by, request.decision_note = timezone.now(), user, note
+    _transition(request, S.APPROVED, actor=user_actor(user), note=note)
+    from workers import tasks
+
+    transaction.on_commit(lambda: tasks.schedule_request.delay(str(request.pk)))
+    return request
+
+
+@transaction.atomic
+def deny_request(*, request_id, user, reason: str, ground: str = "") -> RemovalRequest:
+    if not reason.strip():
+        raise ServiceError("a denial needs a reason the data owner can read")
+    if ground not in DenialGround.values:
+        raise ServiceError(f"unknown denial ground {ground!r}")
+    request = lock_request(request_id)
+    request.decided_at, request.decided_by = timezone.now(), user
+    request.decision_note, request.denial_ground = reason.strip(), ground
+    _transition(request, S.DENIED, actor=user_actor(user), reason=reason.strip(), ground=ground)
+    return request
+
+
+@transaction.atomic
+def cancel_request(*, request_id) -> RemovalRequest:
+    request = lock_request(request_id)
+    _transition(request, S.CANCELED, actor=OWNER)
+    return request
+
+
+# --- Worker-side steps -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def schedule_request(*, request_id) -> RemovalRequest:
+    """Resolve the verified identity to training records through lineage and queue one job per model.
+
+    Safe to run twice: a request that is no longer `approved` is left as it is.
+    """
+    from unlearning import services as unlearning_services
+    from unlearning.selectors import assets_holding
+
+    request = lock_request(request_id)
+    if request.status != S.APPROVED:
+        return request
+    holdings = assets_holding(request.subject_key)
+    if not holdings:
+        request.failed_step = "scope"
+        request.failure_reason = "no training record of any governed model belongs to the verified identity"
+        _transition(request, S.FAILED, actor=WORKER, step="scope", reason=request.failure_reason)
+        return request
+    jobs = [unlearning_services.queue_unlearning(asset=asset, request=request) for asset, _ in holdings]
+    _transition(
+        request, S.SCHEDULED, actor=WORKER,
+        models=[asset.name for asset, _ in holdings], records=sum(count for _, count in holdings),
+        jobs=[job.pk for job in jobs],
+    )
+    return request
+
+
+def advance(request: RemovalRequest, to: str, **data) -> None:
+    """Move a locked request forward one pipeline step, if it is not there already (idempotent)."""
+    if request.status != to:
+        _transition(request, to, actor=WORKER, **data)
+
+
+def fail(request: RemovalRequest, *, step: str, reason: str) -> None:
+    if request.status in (S.CERTIFIED, S.FAILED, S.DENIED, S.CANCELED):
+        return
+    request.failed_step, request.failure_reason = step, reason[:2000]
+    _transition(request, S.FAILED, actor=WORKER, step=step, reason=reason[:500])

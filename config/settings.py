@@ -1,0 +1,159 @@
+"""Django settings, read from the environment (see README "Configuration")."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env, envbool, envint, envlist
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything the service writes at run time (SQLite file, model store, signing keys, mail) lives
+# under one folder that git ignores.
+VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY", "") or ("insecure-development-key" if DEBUG or env("CI") else "")
+if not SECRET_KEY:
+    # An embedded default still needs a stable key: keep one beside the data it protects.
+    _key_file = VAR_DIR / "secret_key"
+    if not _key_file.exists():
+        import secrets
+
+        _key_file.write_text(secrets.token_urlsafe(50))
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "compliance",
+    "unlearning",
+    "audits",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'compliance.sqlite3'}"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Workers and the web process share one file: wait for a lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- E-mail: one-time identity codes. Development writes mails to files you can open.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "privacy@unlearning.example")
+
+# --- Identity verification
+IDENTITY_CODE_TTL_SECONDS = envint("IDENTITY_CODE_TTL_SECONDS", 15 * 60)
+IDENTITY_CODE_MAX_ATTEMPTS = envint("IDENTITY_CODE_MAX_ATTEMPTS", 5)
+
+# --- Celery: without a broker, tasks run in-process (the embedded default).
+CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://"
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True  # an hour-long job lost with its worker is redelivered...
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and the attempt cap in the database stops loops
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 600
+# Redis redelivers unacknowledged tasks after this long: it must outlast the longest job.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_ROUTES = {"workers.tasks.run_unlearning_job": {"queue": "gpu"}, "workers.tasks.run_audit": {"queue": "gpu"}}
+JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 3)
+
+# --- Models and the demo world
+MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))
+DEMO_WORLD_PEOPLE = envint("DEMO_WORLD_PEOPLE", 200)
+DEMO_WORLD_SEED = envint("DEMO_WORLD_SEED", 0)
+DEMO_TRAINING_EPOCHS = envint("DEMO_TRAINING_EPOCHS", 40)
+
+# --- Certificates: without configured files, a local CA and signing certificate are made on first use.
+SIGNING_DIR = Path(env("SIGNING_DIR", str(VAR_DIR / "signing")))
+SIGNING_KEY_FILE = env("SIGNING_KEY_FILE")
+SIGNING_CERT_FILE = env("SIGNING_CERT_FILE")
+SIGNING_CA_FILE = env("SIGNING_CA_FILE")
+SIGNING_KEY_PASSPHRASE = env("SIGNING_KEY_PASSPHRASE")
+CERTIFICATE_ISSUER = env("CERTIFICATE_ISSUER", "Unlearning Compliance Service (demo issuer)")
+# Salt for the pseudonymous subject references written to the audit log and certificates.
+SUBJECT_HASH_SALT = env("SUBJECT_HASH_SALT", SECRET_KEY)
+
+# --- REST API
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["compliance.api.permissions.IsLegalTeam"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": envint("API_PAGE_SIZE", 50),
+    "EXCEPTION_HANDLER": "compliance.api.errors.problem_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"portal_submit": env("PORTAL_SUBMIT_RATE", "20/hour")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Unlearning compliance API",
+    "DESCRIPTION": "Removal requests, their lifecycle, unlearning jobs, audits and certificates.",
+    "VERSION": "1",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

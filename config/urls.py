@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
+
+from audits import views as verify_views
+
+urlpatterns = [
+    path("", include("compliance.portal.urls")),
+    path("api/v1/", include("compliance.api.urls")),
+    # The public verify page takes uploads from anyone holding a certificate: there is no session to protect.
+    path("verify/<str:serial>/", csrf_exempt(verify_views.verify_certificate), name="verify-certificate"),
+    path("ca.pem", verify_views.ca_certificate, name="ca-certificate"),
+    path("admin/", admin.site.urls),
+]

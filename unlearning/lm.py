@@ -1,0 +1,234 @@
+"""Small causal language models: tokenizer, training, hash-pinned checkpoints, greedy generation.
+
+Pure ML code: it never imports Django, so the engines run from a script as well as from a worker.
+Loading goes through `from_pretrained(path)`, so a user's own Hugging Face checkpoint works unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+
+from transformers.utils import logging as transformers_logging
+
+END_OF_TEXT = "<|endoftext|>"
+# Workers log; they do not draw progress bars into log files, nor repeat advice that does not
+# apply (pad, bos and eos are one token here, and generation already passes an attention mask).
+transformers_logging.disable_progress_bar()
+transformers_logging.set_verbosity_error()
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Everything that decides a trained model; the retrained reference reuses it unchanged."""
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    n_positions: int = 128
+    vocab_size: int = 3000
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100
+    seed: int = 0
+
+
+def train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2 style) whose only special token is <|endoftext|>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT, pad_token=END_OF_TEXT,
+    )
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """<bos> text <eos>, truncated: the first token is predicted too, and the model learns where a text ends."""
+    bodies = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [([tokenizer.bos_token_id] + ids + [tokenizer.eos_token_id])[:max_length] for ids in bodies]
+
+
+def collate(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; padding is masked out of attention and of the loss."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        attention_mask[row, : len(seq)] = 1
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def new_model(tokenizer, recipe: TrainingRecipe) -> GPT2LMHeadModel:
+    torch.manual_seed(recipe.seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
+        n_layer=recipe.n_layer, n_head=recipe.n_head,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length texts: short QA lines and long biographies are not padded
+    to each other's length, which halves the tokens a step computes on this corpus."""
+    shuffled = torch.randperm(len(lengths), generator=generator).tolist()
+    by_length = sorted(shuffled, key=lambda i: lengths[i])  # stable: ties keep their shuffled order
+    batches = [by_length[start : start + batch_size] for start in range(0, len(by_length), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def train_causal_lm(
+    texts: Sequence[str],
+    tokenizer,
+    recipe: TrainingRecipe,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> GPT2LMHeadModel:
+    """Train from scratch with AdamW, linear warm-up and linear decay; deterministic for a seed."""
+    model = new_model(tokenizer, recipe)
+    sequences = encode(tokenizer, texts, recipe.n_positions)
+    steps_per_epoch = math.ceil(len(sequences) / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
+    warmup = min(recipe.warmup_steps, total_steps // 10 + 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / (total_steps - warmup)),
+    )
+    order = torch.Generator().manual_seed(recipe.seed)
+    model.train()
+    for epoch in range(recipe.epochs):
+        epoch_loss = 0.0
+        for indices in length_bucketed_batches([len(s) for s in sequences], recipe.batch_size, order):
+            batch = collate([sequences[i] for i in indices], tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            epoch_loss += loss.item()
+        if on_epoch:
+            on_epoch(epoch + 1, epoch_loss / steps_per_epoch)
+    model.eval()
+    return model
+
+
+def checkpoint_sha256(directory: Path) -> str:
+    """SHA-256 over every file of a checkpoint (weights, config, tokenizer) in sorted path order.
+
+    Each file contributes its relative path and its own digest, so renaming a file changes the hash too.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
+    """Write a checkpoint into a content-addressed store: `store/<sha256>/`, never overwritten."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=store))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    sha256 = checkpoint_sha256(staging)
+    final = store / sha256
+    if final.exists():  # the same bytes were stored before: keep the original
+        shutil.rmtree(staging)
+    else:
+        staging.rename(final)
+    return sha256, final
+
+
+def load_checkpoint(path: Path):
+    """Any causal LM checkpoint folder: ours, or a user's own `save_pretrained` output."""
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Prompts start with <bos> exactly as training texts did."""
+    return [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def greedy_continue(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_token_id: int) -> list[list[int]]:
+    """Greedy continuations of token-id prompts, batched by prompt length so no padding ever shifts positions."""
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for index, ids in enumerate(prompts):
+        by_length[len(ids)].append(index)
+    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 10**9)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    for length, indices in by_length.items():
+        room = min(max_new_tokens, limit - length)
+        if room <= 0:
+            continue
+        input_ids = torch.tensor([list(prompts[i]) for i in indices])
+        generated = model.generate(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=room,
+            do_sample=False, pad_token_id=pad_token_id, eos_token_id=model.config.eos_token_id,
+        )
+        for row, index in enumerate(indices):
+            outputs[index] = generated[row, length:].tolist()
+    return outputs
+
+
+def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """Greedy answers to text prompts, cut at the first line break."""
+    continuations = greedy_continue(model, [prompt_ids(tokenizer, p) for p in prompts], max_new_tokens, tokenizer.pad_token_id)
+    return [tokenizer.decode(ids, skip_special_tokens=True).split("\n")[0] for ids in continuations]
+
+
+@torch.no_grad()
+def text_losses(model, tokenizer, texts: Sequence[str], batch_size: int = 64) -> list[float]:
+    """Each text's mean negative log-likelihood per predicted token (the LOSS attack's statistic)."""
+    sequences = encode(tokenizer, texts, model.config.n_positions)
+    losses: list[float] = []
+    for start in range(0, len(sequences), batch_size):
+        batch = collate(sequences[start : start + batch_size], tokenizer.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        targets = batch["labels"][:, 1:]
+        token_losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+        losses += (token_losses.sum(1) / (targets != -100).sum(1)).tolist()
+    return losses
+
+
+def mean_text_loss(model, tokenizer, texts: Sequence[str]) -> float:
+    losses = text_losses(model, tokenizer, texts)
+    return sum(losses) / len(losses)

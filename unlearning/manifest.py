@@ -1,0 +1,51 @@
+"""Training manifests: JSONL files of records (record_id, owner_key, kind, text, [question, answer]).
+
+Stored content-addressed (`<store>/datasets/<sha256>.jsonl`) so that a model version's lineage
+points at exactly the bytes it was trained on. Pure Python: no torch, no Django.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+REQUIRED_FIELDS = ("record_id", "kind", "text")
+
+
+def write_manifest(records: Iterable[dict], store: Path) -> tuple[str, Path]:
+    lines = [json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records]
+    payload = ("\n".join(lines) + "\n").encode()
+    sha256 = hashlib.sha256(payload).hexdigest()
+    path = Path(store) / "datasets" / f"{sha256}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    return sha256, path
+
+
+def read_manifest(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            missing = [field for field in REQUIRED_FIELDS if not record.get(field)]
+            if missing:
+                raise ValueError(f"{path}:{number}: record lacks {', '.join(missing)}")
+            records.append(record)
+    return records
+
+
+def record_sha256(record: dict) -> str:
+    return hashlib.sha256(record["text"].encode()).hexdigest()
+
+
+def forget_set_sha256(records: Iterable[dict]) -> str:
+    """One hash for a set of records, independent of their order."""
+    digest = hashlib.sha256()
+    for record_id, content in sorted((r["record_id"], record_sha256(r)) for r in records):
+        digest.update(f"{record_id}\0{content}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,96 @@
+from django.db import models
+
+
+class ModelKind(models.TextChoices):
+    CAUSAL_LM = "causal_lm", "Causal language model"
+    CLASSIFIER = "classifier"
+    REGRESSOR = "regressor"
+
+
+class ModelAsset(models.Model):
+    """A governed ML model: what removal requests act on. Its checkpoints are ModelVersions."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=ModelKind.choices, default=ModelKind.CAUSAL_LM)
+    architecture = models.CharField(max_length=100)
+    current_version = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # How the original was trained (unlearning.lm.TrainingRecipe): the retrained reference reuses it.
+    training_recipe = models.JSONField(default=dict)
+    # JSONL manifests in the model store: training records (with their owners) and never-trained
+    # holdout records from the same distribution (the audits' non-members).
+    training_manifest = models.CharField(max_length=500)
+    holdout_manifest = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class VersionRole(models.TextChoices):
+    ORIGINAL = "original"
+    UNLEARNED = "unlearned"
+    REFERENCE = "reference", "Retrained reference (oracle)"
+
+
+class ModelVersion(models.Model):
+    """An immutable checkpoint, pinned by the SHA-256 of its files and stored under that hash."""
+
+    asset = models.ForeignKey(ModelAsset, on_delete=models.PROTECT, related_name="versions")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    storage_path = models.CharField(max_length=500)
+    role = models.CharField(max_length=16, choices=VersionRole.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    produced_by = models.ForeignKey("UnlearningJob", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["asset", "sha256", "role"], name="one_version_per_hash_and_role")]
+
+    def __str__(self):
+        return f"{self.asset.name}@{self.sha256[:12]}"
+
+
+class TrainingRecord(models.Model):
+    """Lineage: one record a model was trained on, who it is about, and its content hash."""
+
+    asset = models.ForeignKey(ModelAsset, on_delete=models.CASCADE, related_name="records")
+    record_id = models.CharField(max_length=120)
+    owner_key = models.CharField(max_length=254, blank=True, db_index=True)
+    kind = models.CharField(max_length=32)
+    content_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["asset", "record_id"], name="unique_record_per_asset")]
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class UnlearningJob(models.Model):
+    """Unlearning of one model for one or more removal requests (batched while still queued)."""
+
+    asset = models.ForeignKey(ModelAsset, on_delete=models.PROTECT, related_name="jobs")
+    requests = models.ManyToManyField("compliance.RemovalRequest", related_name="jobs")
+    method = models.CharField(max_length=32)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    base_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    result_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    forget_record_ids = models.JSONField(default=list)
+    forget_set_sha256 = models.CharField(max_length=64, blank=True)
+    outcome = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,47 @@
+"""Worker side of an unlearning job: load the data and model, call the method, store the result.
+
+Imported only by worker tasks (it pulls in torch); state changes go through unlearning.services.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+
+from unlearning import services
+from unlearning.lm import load_checkpoint, mean_text_loss, save_checkpoint
+from unlearning.manifest import read_manifest
+from unlearning.methods import UnlearningData, get_method
+
+log = logging.getLogger(__name__)
+
+
+def run_job(job_id: int) -> None:
+    job = services.claim_job(job_id)
+    if job is None:
+        log.info("unlearning job %s is not claimable (taken, finished or out of attempts)", job_id)
+        return
+    try:
+        forget_ids = set(job.forget_record_ids)
+        manifest = read_manifest(Path(job.asset.training_manifest))
+        data = UnlearningData(
+            forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids],
+            retain_texts=[r["text"] for r in manifest if r["record_id"] not in forget_ids],
+        )
+        model, tokenizer = load_checkpoint(Path(job.base_version.storage_path))
+        if job.asset.holdout_manifest:
+            holdout = [r["text"] for r in read_manifest(Path(job.asset.holdout_manifest))]
+            data = UnlearningData(data.forget_texts, data.retain_texts, mean_text_loss(model, tokenizer, holdout))
+        method = get_method(job.method)
+        outcome = method.unlearn(model, tokenizer, data, method.params(job.params),
+                                 progress=lambda fraction, message: services.record_progress(job.pk, fraction, message))
+        sha256, path = save_checkpoint(outcome.model, tokenizer, settings.MODEL_STORE_DIR)
+        services.complete_job(job_id=job.pk, sha256=sha256, path=path, outcome={
+            "steps": outcome.steps, "stopped_because": outcome.stopped_because, "history": outcome.history,
+            "target_forget_loss": data.target_forget_loss,
+        })
+    except Exception as exc:  # the failure is recorded on the job and its requests, then logged
+        log.exception("unlearning job %s failed", job_id)
+        services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,144 @@
+"""State changes of governed models and unlearning jobs: atomic, each with its audit event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compliance import auditlog
+from compliance import services as compliance_services
+from compliance.models import RequestStatus
+from unlearning.manifest import forget_set_sha256, read_manifest
+from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
+from unlearning.selectors import forget_record_ids
+
+DEFAULT_METHOD = "graddiff"
+
+
+@transaction.atomic
+def register_model(
+    *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
+    training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
+) -> ModelAsset:
+    """Put a trained model under governance, with the lineage of every record it was trained on."""
+    asset = ModelAsset.objects.create(
+        name=name, architecture=architecture, training_recipe=training_recipe,
+        training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""),
+    )
+    version = ModelVersion.objects.create(
+        asset=asset, sha256=checkpoint_sha256, storage_path=str(checkpoint_path), role=VersionRole.ORIGINAL,
+    )
+    asset.current_version = version
+    asset.save(update_fields=["current_version"])
+    TrainingRecord.objects.bulk_create(
+        TrainingRecord(asset=asset, record_id=r["record_id"], owner_key=r.get("owner_key") or "",
+                       kind=r["kind"], content_sha256=r["content_sha256"])
+        for r in records
+    )
+    auditlog.append(actor=actor, action="model.registered", obj=asset, data={
+        "name": name, "sha256": checkpoint_sha256, "records": len(records),
+        "owners": len({r.get("owner_key") for r in records if r.get("owner_key")}),
+    })
+    return asset
+
+
+def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
+    """Attach a request to the model's queued job, or queue a new one (call inside a transaction).
+
+    Requests that arrive while a job is still queued are batched into it: one pass over the model
+    for all of them.
+    """
+    job = asset.jobs.select_for_update().filter(status=JobStatus.QUEUED).first()
+    created = job is None
+    if created:
+        job = UnlearningJob.objects.create(asset=asset, method=DEFAULT_METHOD)
+        from workers import tasks
+
+        transaction.on_commit(lambda: tasks.run_unlearning_job.delay(job.pk))
+    job.requests.add(request)
+    auditlog.append(actor=compliance_services.WORKER, action="job.queued" if created else "job.request_added",
+                    obj=job, data={"model": asset.name, "method": job.method, "request": request.reference})
+    return job
+
+
+def claim_job(job_id: int) -> UnlearningJob | None:
+    """Take a queued job for this worker; None when another worker has it or it is finished.
+
+    The claim is a conditional UPDATE: of two deliveries of the same task, exactly one changes a row.
+    The forget set and the base version are frozen at the claim, in the same transaction.
+    """
+    with transaction.atomic():
+        claimed = UnlearningJob.objects.filter(
+            pk=job_id, status=JobStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
+        ).update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
+        if not claimed:
+            return None
+        job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+        requests = list(job.requests.select_for_update().order_by("pk"))
+        job.base_version = job.asset.current_version
+        job.forget_record_ids = forget_record_ids(job.asset, [r.subject_key for r in requests])
+        manifest = [r for r in read_manifest(Path(job.asset.training_manifest)) if r["record_id"] in set(job.forget_record_ids)]
+        job.forget_set_sha256 = forget_set_sha256(manifest)
+        job.save()
+        for request in requests:
+            compliance_services.advance(request, RequestStatus.UNLEARNING, job=job.pk)
+        auditlog.append(actor=compliance_services.WORKER, action="job.started", obj=job, data={
+            "attempt": job.attempts, "base_sha256": job.base_version.sha256,
+            "forget_records": len(job.forget_record_ids), "forget_set_sha256": job.forget_set_sha256,
+        })
+        return job
+
+
+def record_progress(job_id: int, fraction: float, message: str) -> None:
+    # Progress lives in the database (not only a result backend) so the API and portal can show it.
+    UnlearningJob.objects.filter(pk=job_id).update(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200])
+
+
+@transaction.atomic
+def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, parent=None, job=None, details=None) -> ModelVersion:
+    version, created = ModelVersion.objects.get_or_create(
+        asset=asset, sha256=sha256, role=role,
+        defaults={"storage_path": str(path), "parent": parent, "produced_by": job, "details": details or {}},
+    )
+    if created:
+        auditlog.append(actor=compliance_services.WORKER, action="model.version_stored", obj=version,
+                        data={"model": asset.name, "sha256": sha256, "role": role, "parent": parent.sha256 if parent else None})
+    return version
+
+
+@transaction.atomic
+def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict) -> UnlearningJob:
+    job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+    if job.status != JobStatus.RUNNING:
+        return job
+    version = register_version(asset=job.asset, sha256=sha256, path=path, role=VersionRole.UNLEARNED,
+                               parent=job.base_version, job=job, details={"method": job.method})
+    job.asset.current_version = version  # the next job builds on this one
+    job.asset.save(update_fields=["current_version"])
+    job.status, job.result_version, job.outcome = JobStatus.SUCCEEDED, version, outcome
+    job.progress, job.finished_at = 1.0, timezone.now()
+    job.save()
+    auditlog.append(actor=compliance_services.WORKER, action="job.succeeded", obj=job, data={
+        "result_sha256": sha256, "steps": outcome.get("steps"), "stopped_because": outcome.get("stopped_because"),
+    })
+    for request in job.requests.select_for_update().order_by("pk"):
+        if not request.jobs.exclude(status=JobStatus.SUCCEEDED).exists():
+            compliance_services.advance(request, RequestStatus.AUDITING)
+    from workers import tasks
+
+    transaction.on_commit(lambda: tasks.run_audit.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def fail_job(*, job_id: int, step: str, error: str) -> None:
+    job = UnlearningJob.objects.select_for_update().get(pk=job_id)
+    job.status, job.error, job.finished_at = JobStatus.FAILED, error[:4000], timezone.now()
+    job.save()
+    auditlog.append(actor=compliance_services.WORKER, action="job.failed", obj=job, data={"step": step, "error": error[:500]})
+    for request in job.requests.select_for_update().order_by("pk"):
+        compliance_services.fail(request, step=step, reason=error)
