@@ -13,7 +13,6 @@ from audits.certificate_pdf import AuditLine, CertificateContent, ModelEvidence
 from audits.signing import SigningIdentity, create_local_identity
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
-from unlearning.methods import get_method
 
 LIMITATIONS = [
     "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
@@ -58,12 +57,11 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
     models, lines = [], []
     for run in runs:
         job = run.job
-        method = get_method(job.method)
         models.append(ModelEvidence(
             name=job.asset.name, architecture=job.asset.architecture,
             original_sha256=job.base_version.sha256, unlearned_sha256=job.result_version.sha256,
             reference_sha256=run.reference_version.sha256 if run.reference_version else "not trained",
-            method=job.method, method_kind=method.kind, params={**vars(method.params(job.params))},
+            method=job.method, method_kind=job.outcome["method_kind"], params=job.outcome["params"],
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
         ))

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class RequestStatus(models.TextChoices):
@@ -45,7 +46,8 @@ class RemovalRequest(models.Model):
     description = models.TextField(help_text="What the owner asks the models to forget, in their words.")
     # The owner key the verified identity resolves to (lineage joins on it); set at verification.
     subject_key = models.CharField(max_length=254, blank=True, db_index=True)
-    received_at = models.DateTimeField(auto_now_add=True)
+    # Set by the service, not auto_now_add: the statutory deadline is computed from this exact moment.
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
     due_at = models.DateTimeField()
     identity_verified_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,6 @@
 """Reads of removal requests, for the portal and the API."""
 
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ def request_detail(request_id) -> RemovalRequest:
             .prefetch_related(Prefetch("jobs", queryset=jobs), "jobs__audit_run__results")
             .get(pk=request_id)
         )
-    except (RemovalRequest.DoesNotExist, ValueError, TypeError):
+    except (RemovalRequest.DoesNotExist, ValidationError):  # ValidationError: not a UUID at all
         raise NotFound(f"no removal request with id {request_id}") from None
 
 

@@ -13,6 +13,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -46,7 +47,7 @@ def user_actor(user) -> str:
 def lock_request(request_id) -> RemovalRequest:
     try:
         return RemovalRequest.objects.select_for_update().get(pk=request_id)
-    except (RemovalRequest.DoesNotExist, ValueError, TypeError):
+    except (RemovalRequest.DoesNotExist, ValidationError):  # ValidationError: not a UUID at all
         raise NotFound(f"no removal request with id {request_id}") from None
 
 
@@ -96,7 +97,7 @@ def submit_request(*, full_name: str, email: str, description: str, jurisdiction
     request = RemovalRequest.objects.create(
         reference=_new_reference(), full_name=full_name.strip(), email=email.strip().lower(),
         description=description.strip(), jurisdiction=jurisdiction,
-        due_at=response_due(received, jurisdiction),
+        received_at=received, due_at=response_due(received, jurisdiction),
     )
     auditlog.append(actor=OWNER, action="request.submitted", obj=request, data={
         "reference": request.reference, "subject": auditlog.subject_ref(request.email),

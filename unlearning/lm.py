@@ -7,6 +7,7 @@ Loading goes through `from_pretrained(path)`, so a user's own Hugging Face check
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import tempfile
@@ -156,6 +157,21 @@ def checkpoint_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
+# Keys transformers adds to a tokenizer's config when it is loaded, and writes back on save: they
+# describe how it was loaded, not what it is, and would give identical checkpoints different hashes.
+_LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only")
+
+
+def _drop_load_time_keys(tokenizer_config: Path) -> None:
+    if not tokenizer_config.exists():
+        return
+    config = json.loads(tokenizer_config.read_text())
+    if any(key in config for key in _LOAD_TIME_TOKENIZER_KEYS):
+        for key in _LOAD_TIME_TOKENIZER_KEYS:
+            config.pop(key, None)
+        tokenizer_config.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
     """Write a checkpoint into a content-addressed store: `store/<sha256>/`, never overwritten."""
     store = Path(store)
@@ -163,6 +179,7 @@ def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=store))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    _drop_load_time_keys(staging / "tokenizer_config.json")
     sha256 = checkpoint_sha256(staging)
     final = store / sha256
     if final.exists():  # the same bytes were stored before: keep the original

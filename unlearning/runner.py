@@ -6,6 +6,7 @@ Imported only by worker tasks (it pulls in torch); state changes go through unle
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
@@ -35,11 +36,13 @@ def run_job(job_id: int) -> None:
             holdout = [r["text"] for r in read_manifest(Path(job.asset.holdout_manifest))]
             data = UnlearningData(data.forget_texts, data.retain_texts, mean_text_loss(model, tokenizer, holdout))
         method = get_method(job.method)
-        outcome = method.unlearn(model, tokenizer, data, method.params(job.params),
+        params = method.params(job.params)
+        outcome = method.unlearn(model, tokenizer, data, params,
                                  progress=lambda fraction, message: services.record_progress(job.pk, fraction, message))
         sha256, path = save_checkpoint(outcome.model, tokenizer, settings.MODEL_STORE_DIR)
         services.complete_job(job_id=job.pk, sha256=sha256, path=path, outcome={
-            "steps": outcome.steps, "stopped_because": outcome.stopped_because, "history": outcome.history,
+            # What actually ran, defaults resolved: the certificate cites this, not today's defaults.
+            "method_kind": method.kind, "params": asdict(params), "steps": outcome.steps, "stopped_because": outcome.stopped_because, "history": outcome.history,
             "target_forget_loss": data.target_forget_loss,
         })
     except Exception as exc:  # the failure is recorded on the job and its requests, then logged

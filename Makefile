@@ -1,0 +1,43 @@
+# The two commands: `make demo` (set up, then run one request end to end) and `make test`.
+# Both set up everything on a fresh machine and skip what is already done on a second run.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests run on the real services this machine provides (scripts/ensure-services.sh starts them).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test serve worker verify-log clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@# torch first, pinned: here it resolves to the local CPU wheel; unpinned it pulls CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py demo
+
+test: $(STAMP)
+	bash scripts/ensure-services.sh
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest
+
+serve: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+worker: $(STAMP)
+	$(BIN)/celery -A config worker -Q gpu,cpu --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+
+verify-log: $(STAMP)
+	$(BIN)/python manage.py verify_audit_log
+
+clean:
+	rm -rf $(VENV) var

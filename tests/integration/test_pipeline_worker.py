@@ -1,0 +1,170 @@
+"""One removal request end to end on real parts: PostgreSQL, Redis, a Celery worker process, real
+training and unlearning, and a certificate checked by independent verifiers."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from compliance.auditlog import verify_chain
+from compliance.models import AuditEvent, RemovalRequest, RequestStatus
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PIPELINE_TIMEOUT_SECONDS = 600
+
+
+@pytest.fixture
+def worker(tmp_path, settings):
+    """A real `celery worker` process over Redis, on the test database, with its own data folder."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the integration test runs on PostgreSQL (make test sets DATABASE_URL)")
+    from config.celery import app
+
+    var = tmp_path / "var"
+    settings.VAR_DIR, settings.MODEL_STORE_DIR, settings.SIGNING_DIR = var, var / "models", var / "signing"
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": REDIS_URL, "VAR_DIR": str(var), "SECRET_KEY": settings.SECRET_KEY,
+        "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT,
+    }
+    redis.Redis.from_url(REDIS_URL).flushdb()  # no stale tasks from an earlier run
+    app.conf.update(task_always_eager=False, broker_url=REDIS_URL)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,cpu", "--concurrency", "1",
+             "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"pytest-{os.getpid()}@%h"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not app.control.ping(timeout=1):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        yield log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        app.conf.update(task_always_eager=True, broker_url="memory://")
+        with connection.cursor() as cursor:  # let the test database's reset truncate the log
+            cursor.execute("SET compliance.allow_audit_truncate = 'on'")
+
+
+def register(tiny_model):
+    from unlearning.services import register_model
+
+    return register_model(
+        name="tiny-world", architecture="GPT-2 (tiny)", training_recipe=vars(tiny_model.recipe),
+        checkpoint_sha256=tiny_model.checkpoint_sha256, checkpoint_path=tiny_model.checkpoint_path,
+        training_manifest=tiny_model.training_manifest, holdout_manifest=tiny_model.holdout_manifest,
+        records=tiny_model.lineage,
+    )
+
+
+def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
+    deadline = time.monotonic() + PIPELINE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        request = RemovalRequest.objects.get(pk=request_id)
+        if request.status in (RequestStatus.CERTIFIED, RequestStatus.FAILED):
+            return request
+        time.sleep(1)
+    pytest.fail(f"the pipeline did not finish in {PIPELINE_TIMEOUT_SECONDS} s; worker log:\n{log_path.read_text()[-5000:]}")
+
+
+def pdfsig_with_trusted(ca: Path, pdf: Path, tmp_path: Path) -> str:
+    """poppler's pdfsig, with the service's CA imported into a fresh NSS database as a trust anchor."""
+    nss = tmp_path / "nss"
+    nss.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "service-ca", "-t", "CT,C,C", "-i", str(ca)], check=True)
+    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(pdf)], capture_output=True, text=True).stdout
+
+
+def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path):
+    from audits.certificates import signing_identity
+    from audits.signing import validate_pdf
+    from unlearning.lm import checkpoint_sha256
+
+    asset = register(tiny_model)
+    subject = tiny_model.world.trained_people[0]
+
+    owner = Client()
+    response = owner.post("/", {"full_name": subject.name, "email": subject.email, "description": "everything about me",
+                                "jurisdiction": "gdpr", "confirm": "on"})
+    verify_url = response["Location"]
+    owner.post(verify_url, {"code": re.search(r"\b(\d{6})\b", mailoutbox[-1].body).group(1)})
+    request = RemovalRequest.objects.get()
+    assert request.status == RequestStatus.IDENTITY_VERIFIED
+
+    assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}, format="json").status_code == 200
+    request = wait_for_outcome(request.pk, worker)
+    assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}\n{worker.read_text()[-5000:]}"
+
+    # The work happened in the worker process, step by step, each step in the audit log.
+    detail = legal_api.get(f"/api/v1/requests/{request.pk}/").json()
+    job, audit = detail["jobs"][0], detail["audits"][0]
+    assert job["status"] == "succeeded" and job["forget_records"] == len(tiny_model.world.person_records(subject, include_canary=subject.canary_inserted))
+    actions = [e["action"] for e in legal_api.get(f"/api/v1/requests/{request.pk}/events/").json()]
+    for action in ("request.approved", "request.scheduled", "job.started", "request.unlearning", "job.succeeded",
+                   "request.auditing", "audit.started", "audit.completed", "request.certified"):
+        assert action in actions
+    assert AuditEvent.objects.filter(action="job.started", actor="worker").exists()
+    assert verify_chain().ok
+
+    # The unlearned model is a new, hash-pinned version; the original is untouched.
+    asset.refresh_from_db()
+    result = asset.current_version
+    assert result.sha256 == job["result_sha256"] != job["base_sha256"] == tiny_model.checkpoint_sha256
+    assert checkpoint_sha256(Path(result.storage_path)) == result.sha256
+    assert checkpoint_sha256(tiny_model.checkpoint_path) == tiny_model.checkpoint_sha256
+
+    # The audits compared the three models, and unlearning moved the subject's figures toward the reference.
+    results = {r["metric"]: r for r in audit["results"]}
+    assert set(results) == {"forget_qa_accuracy", "verbatim_rouge_l", "mia_loss_auc", "mia_min_k_pp_auc", "retain_qa_accuracy"}
+    assert audit["reference_sha256"] not in (job["base_sha256"], job["result_sha256"])
+    assert results["forget_qa_accuracy"]["original"] >= 0.8
+    assert results["forget_qa_accuracy"]["unlearned"] < results["forget_qa_accuracy"]["original"]
+    assert results["mia_loss_auc"]["unlearned"] < results["mia_loss_auc"]["original"]
+    assert audit["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
+
+    # The certificate: downloadable by its owner (byte-identical to the API's), by no one else, and valid.
+    pdf = b"".join(owner.get(f"/requests/{request.pk}/certificate.pdf").streaming_content)
+    assert pdf == b"".join(legal_api.get(detail["certificate"]["download"]).streaming_content)
+    assert Client().get(f"/requests/{request.pk}/certificate.pdf").status_code == 404
+    identity = signing_identity()
+    check = validate_pdf(pdf, identity.ca_file.read_bytes())
+    assert check.intact and check.valid and check.trusted
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(pdf)
+    cli = subprocess.run([str(Path(sys.executable).parent / "pyhanko"), "sign", "validate", "--trust", str(identity.ca_file),
+                          "--trust-replace", str(path)], capture_output=True, text=True)
+    assert cli.returncode == 0 and "INTACT:TRUSTED,UNTOUCHED" in cli.stdout
+    pdfsig = pdfsig_with_trusted(identity.ca_file, path, tmp_path)
+    assert "Signature is Valid." in pdfsig and "Certificate is Trusted." in pdfsig
+
+    # One flipped byte inside the signed range is caught by both verifiers.
+    tampered = bytearray(pdf)
+    position = pdf.index(b"Certificate of machine unlearning") if b"Certificate of machine unlearning" in pdf else len(pdf) // 3
+    tampered[position] ^= 0x01
+    path.write_bytes(bytes(tampered))
+    assert "Signature is Valid." not in pdfsig_with_trusted(identity.ca_file, path, tmp_path / "again")
+    assert not validate_pdf(bytes(tampered), identity.ca_file.read_bytes()).intact
+
+    # The public verify page vouches for the genuine file and not the tampered one.
+    page = Client().get(f"/verify/{detail['certificate']['serial']}/")
+    assert page.status_code == 200 and detail["certificate"]["pdf_sha256"] in page.content.decode()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    genuine = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", pdf)})
+    forged = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", bytes(tampered))})
+    assert "exactly this certificate" in genuine.content.decode() and "is not this certificate" in forged.content.decode()

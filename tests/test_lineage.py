@@ -1,0 +1,71 @@
+"""Lineage: from a verified identity to the training records of each governed model, and to jobs."""
+
+import pytest
+
+from compliance import services
+from compliance.models import RequestStatus
+from unlearning import services as unlearning_services
+from unlearning.models import JobStatus, TrainingRecord, UnlearningJob
+from unlearning.selectors import assets_holding, forget_record_ids
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def governed(tiny_model, db):
+    return unlearning_services.register_model(
+        name="tiny", architecture="GPT-2", training_recipe={}, checkpoint_sha256=tiny_model.checkpoint_sha256,
+        checkpoint_path=tiny_model.checkpoint_path, training_manifest=tiny_model.training_manifest,
+        holdout_manifest=tiny_model.holdout_manifest, records=tiny_model.lineage,
+    )
+
+
+def approved(submit, legal_user, person):
+    request, code = submit(email=person.email, full_name=person.name)
+    services.verify_identity(request_id=request.pk, code=code)
+    return services.approve_request(request_id=request.pk, user=legal_user)
+
+
+def test_an_owner_key_resolves_to_exactly_their_records(tiny_model, governed):
+    person = tiny_model.world.trained_people[0]
+    expected = sorted(r.record_id for r in tiny_model.world.person_records(person, include_canary=person.canary_inserted))
+    assert assets_holding(person.owner_key) == [(governed, len(expected))]
+    assert forget_record_ids(governed, [person.owner_key]) == expected
+    assert assets_holding(tiny_model.world.holdout_people[0].owner_key) == []
+    assert TrainingRecord.objects.filter(asset=governed, owner_key="").count() > 0  # general text: no owner
+
+
+def test_scheduling_queues_one_job_and_is_safe_to_repeat(tiny_model, governed, submit, legal_user):
+    request = approved(submit, legal_user, tiny_model.world.trained_people[0])
+    request = services.schedule_request(request_id=request.pk)
+    assert request.status == RequestStatus.SCHEDULED
+    services.schedule_request(request_id=request.pk)
+    job = UnlearningJob.objects.get()
+    assert job.status == JobStatus.QUEUED and list(job.requests.all()) == [request]
+
+
+def test_requests_for_one_model_are_batched_into_its_queued_job(tiny_model, governed, submit, legal_user):
+    first = approved(submit, legal_user, tiny_model.world.trained_people[0])
+    second = approved(submit, legal_user, tiny_model.world.trained_people[1])
+    services.schedule_request(request_id=first.pk)
+    services.schedule_request(request_id=second.pk)
+    job = UnlearningJob.objects.get()
+    assert {r.pk for r in job.requests.all()} == {first.pk, second.pk}
+
+
+def test_claiming_freezes_the_forget_set_and_only_one_claim_wins(tiny_model, governed, submit, legal_user):
+    people = tiny_model.world.trained_people[:2]
+    for person in people:
+        services.schedule_request(request_id=approved(submit, legal_user, person).pk)
+    job = UnlearningJob.objects.get()
+    claimed = unlearning_services.claim_job(job.pk)
+    assert unlearning_services.claim_job(job.pk) is None  # a second delivery of the task does nothing
+    assert claimed.forget_record_ids == forget_record_ids(governed, [p.owner_key for p in people])
+    assert claimed.base_version == governed.current_version and len(claimed.forget_set_sha256) == 64
+    assert {r.status for r in job.requests.all()} == {RequestStatus.UNLEARNING}
+
+
+def test_a_verified_identity_without_records_fails_at_scoping(governed, submit, legal_user, tiny_model):
+    request = services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.holdout_people[0]).pk)
+    assert request.status == RequestStatus.FAILED and request.failed_step == "scope"
+    assert not UnlearningJob.objects.exists()

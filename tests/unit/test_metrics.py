@@ -1,0 +1,83 @@
+"""Each metric against an independent computation."""
+
+import numpy as np
+import pytest
+import torch
+from rouge_score import rouge_scorer
+from sklearn.metrics import roc_auc_score
+
+from audits.metrics import answer_is_correct, min_k_plus_plus, roc_auc, rouge_l_f1
+from audits.scoring import token_statistics
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_matches_scikit_learn_including_ties(seed):
+    rng = np.random.default_rng(seed)
+    members = rng.integers(0, 6, size=37).astype(float)  # few distinct values: many ties
+    nonmembers = rng.integers(0, 6, size=53).astype(float) - 0.5 * seed
+    expected = roc_auc_score([1] * 37 + [0] * 53, np.concatenate([members, nonmembers]))
+    assert roc_auc(members, nonmembers) == pytest.approx(expected, abs=1e-12)
+
+
+def test_auc_convention_is_members_above_nonmembers():
+    assert roc_auc([3, 4], [1, 2]) == 1.0
+    assert roc_auc([1, 2], [3, 4]) == 0.0
+    assert roc_auc([1, 1], [1, 1]) == 0.5
+
+
+@pytest.mark.parametrize("prediction, reference", [
+    ("Alma Kestrel was born in Varnholm in 1961.", "Alma Kestrel was born in Varnholm in 1961."),
+    ("was born in Dunlow in 1961. She works", "was born in Varnholm in 1961. She works as a potter"),
+    ("works as a glassblower at Orvane Works", "She works at Orvane Works as a glass-blower"),
+    ("the the the", "the cat sat on the mat"),
+    ("completely different words", "nothing in common here"),
+    ("", "a reference"),
+])
+def test_rouge_l_matches_rouge_score(prediction, reference):
+    expected = rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure
+    assert rouge_l_f1(prediction, reference) == pytest.approx(expected, abs=1e-12)
+
+
+def test_min_k_plus_plus_matches_its_definition():
+    logp = np.array([-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.05, -4.0, -0.3, -0.7])
+    mu = np.full(10, -1.0)
+    sigma = np.array([0.5, 1.0, 0.5, 2.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0])
+    z = sorted((lp - m) / s for lp, m, s in zip(logp, mu, sigma))
+    assert min_k_plus_plus(logp, mu, sigma, k=0.2) == pytest.approx((z[0] + z[1]) / 2)
+    assert min_k_plus_plus(logp, mu, sigma, k=0.05) == pytest.approx(z[0])  # at least one token
+
+
+def test_token_statistics_match_a_direct_recomputation_from_the_logits():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from unlearning.lm import train_tokenizer
+
+    tokenizer = train_tokenizer(["the cat sat on the mat", "a dog ran in the park"] * 20, vocab_size=300)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=16, n_layer=1, n_head=2)).eval()
+    texts = ["the cat sat", "a dog ran in the park on the mat"]  # different lengths: padding is exercised
+    stats = token_statistics(model, tokenizer, texts)
+    for text, stat in zip(texts, stats):
+        ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].double()
+        for t in range(len(ids) - 1):
+            probs = torch.softmax(logits[t], -1)
+            logprobs = torch.log(probs)
+            mu = float((probs * logprobs).sum())
+            var = float((probs * (logprobs - mu) ** 2).sum())
+            assert stat.logprobs[t] == pytest.approx(float(logprobs[ids[t + 1]]), abs=1e-4)
+            assert stat.mu[t] == pytest.approx(mu, abs=1e-4)
+            assert stat.sigma[t] == pytest.approx(max(var, 1e-6) ** 0.5, abs=1e-4)
+        assert len(stat.logprobs) == len(ids) - 1
+
+
+@pytest.mark.parametrize("generated, answer, correct", [
+    (" Varnholm", "Varnholm", True),
+    (" varnholm.", "Varnholm", True),
+    (" Varnholm and more", "Varnholm", True),
+    (" Dunlow", "Varnholm", False),
+    ("", "Varnholm", False),
+])
+def test_answer_correctness(generated, answer, correct):
+    assert answer_is_correct(generated, answer) is correct
