@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the tests talk to is installed and running: PostgreSQL (127.0.0.1:5432, trust
-# auth), Redis (127.0.0.1:6379), poppler's pdfsig and NSS's certutil (independent signature checks).
+# auth), Redis (127.0.0.1:6379), poppler's pdfsig and NSS's certutil (independent signature
+# checks), and Debian's Chromium with its chromedriver (the browser tests).
 set -euo pipefail
 
 missing=()
@@ -8,6 +9,8 @@ command -v pdfsig >/dev/null || missing+=(poppler-utils)
 command -v certutil >/dev/null || missing+=(libnss3-tools)
 command -v redis-server >/dev/null || missing+=(redis-server redis-tools)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq

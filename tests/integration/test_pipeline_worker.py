@@ -23,7 +23,7 @@ PIPELINE_TIMEOUT_SECONDS = 600
 
 
 @pytest.fixture
-def worker(tmp_path, settings):
+def worker(tmp_path, settings, audit_log_reset_allowed):
     """A real `celery worker` process over Redis, on the test database, with its own data folder."""
     if connection.vendor != "postgresql":
         pytest.skip("the integration test runs on PostgreSQL (make test sets DATABASE_URL)")
@@ -56,8 +56,6 @@ def worker(tmp_path, settings):
         process.terminate()
         process.wait(timeout=60)
         app.conf.update(task_always_eager=True, broker_url="memory://")
-        with connection.cursor() as cursor:  # let the test database's reset truncate the log
-            cursor.execute("SET compliance.allow_audit_truncate = 'on'")
 
 
 def register(tiny_model):
