@@ -1,6 +1,8 @@
 # The two commands: `make demo` (set up, then run one request end to end) and `make test`.
 # Both set up everything on a fresh machine and skip what is already done on a second run.
 
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,12 +13,15 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: install demo test serve worker verify-log clean
 
+# Some machines' pip configuration names package folders that do not exist; pip warns about each.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip $(QUIET_PIP)
 	@# torch first, pinned: here it resolves to the local CPU wheel; unpinned it pulls CUDA packages.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet torch==2.13.0 $(QUIET_PIP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' $(QUIET_PIP)
 	touch $@
 
 install: $(STAMP)

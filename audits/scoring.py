@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unlearning.lm import collate, encode
+from unlearning.lm import batched_logits
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,10 @@ class TokenStatistics:
 
 
 @torch.no_grad()
-def token_statistics(model, tokenizer, texts: Sequence[str], batch_size: int = 64) -> list[TokenStatistics]:
-    sequences = encode(tokenizer, texts, model.config.n_positions)
+def token_statistics(model, tokenizer, texts: Sequence[str]) -> list[TokenStatistics]:
     results: list[TokenStatistics] = []
-    for start in range(0, len(sequences), batch_size):
-        batch = collate(sequences[start : start + batch_size], tokenizer.pad_token_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        log_probs = torch.log_softmax(logits, dim=-1)
+    for batch, logits in batched_logits(model, tokenizer, texts):
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
         targets = batch["input_ids"][:, 1:]
         target_logprobs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         probs = log_probs.exp()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import subprocess
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -139,3 +140,14 @@ def validate_pdf(pdf: bytes, ca_pem: bytes) -> SignatureCheck:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def pdfsig_report(pdf: Path, ca: Path, nss_dir: Path) -> subprocess.CompletedProcess:
+    """poppler's pdfsig (an independent verifier), with the CA imported as a trust anchor into an
+    NSS database made on first use; pdfsig then says whether the signer's certificate is trusted."""
+    if not (nss_dir / "cert9.db").exists():
+        nss_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["certutil", "-N", "-d", f"sql:{nss_dir}", "--empty-password"], check=True, capture_output=True)
+        subprocess.run(["certutil", "-A", "-d", f"sql:{nss_dir}", "-n", "service-ca", "-t", "CT,C,C", "-i", str(ca)],
+                       check=True, capture_output=True)
+    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss_dir}", str(pdf)], capture_output=True, text=True)

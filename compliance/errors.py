@@ -21,3 +21,7 @@ class TransitionNotAllowed(ServiceError):
 
 class IdentityCodeRejected(ServiceError):
     status, title, code = 400, "Identity code rejected", "identity_code_rejected"
+
+
+class TooManyCodes(ServiceError):
+    status, title, code = 429, "Too many codes requested", "too_many_codes"

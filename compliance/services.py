@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from compliance import auditlog
 from compliance.deadlines import response_due
-from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TransitionNotAllowed
+from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TooManyCodes, TransitionNotAllowed
 from compliance.models import DenialGround, IdentityChallenge, RemovalRequest, RequestStatus
 
 S = RequestStatus
@@ -72,6 +72,9 @@ def _code_hash(challenge_request_id, code: str) -> str:
 
 
 def _issue_identity_code(request: RemovalRequest) -> None:
+    recent = request.challenges.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
+    if recent >= settings.IDENTITY_CODES_PER_HOUR:
+        raise TooManyCodes("too many codes were sent for this request in the last hour: try again later")
     code = f"{secrets.randbelow(10**6):06d}"
     # A new code replaces any earlier one: only the latest is ever accepted.
     request.challenges.filter(used_at=None).update(used_at=timezone.now())

@@ -102,10 +102,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "privacy@unlearning.example")
 # --- Identity verification
 IDENTITY_CODE_TTL_SECONDS = envint("IDENTITY_CODE_TTL_SECONDS", 15 * 60)
 IDENTITY_CODE_MAX_ATTEMPTS = envint("IDENTITY_CODE_MAX_ATTEMPTS", 5)
+# Codes e-mailed for one request per hour: resend and sign-in cannot be used to flood a mailbox.
+IDENTITY_CODES_PER_HOUR = envint("IDENTITY_CODES_PER_HOUR", 5)
 
 # --- Celery: without a broker, tasks run in-process (the embedded default).
 CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
-CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # an hour-long job lost with its worker is redelivered...
@@ -143,7 +145,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": envint("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "compliance.api.errors.problem_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"portal_submit": env("PORTAL_SUBMIT_RATE", "20/hour")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Unlearning compliance API",

@@ -129,3 +129,14 @@ def test_every_change_above_left_an_intact_chain(verified_request, legal_user):
     check = verify_chain()
     assert check.ok and check.events >= 3
     assert not any("alma" in str(event.data).lower() for event in AuditEvent.objects.all())  # pseudonyms only
+
+
+def test_codes_per_request_are_capped_per_hour(submit, settings):
+    from compliance.errors import TooManyCodes
+
+    request, _ = submit()
+    for _ in range(settings.IDENTITY_CODES_PER_HOUR - 1):
+        services.resend_identity_code(request_id=request.pk)
+    with pytest.raises(TooManyCodes):
+        services.resend_identity_code(request_id=request.pk)
+    assert IdentityChallenge.objects.filter(request=request).count() == settings.IDENTITY_CODES_PER_HOUR

@@ -232,14 +232,19 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     return [tokenizer.decode(ids, skip_special_tokens=True).split("\n")[0] for ids in continuations]
 
 
-@torch.no_grad()
-def text_losses(model, tokenizer, texts: Sequence[str], batch_size: int = 64) -> list[float]:
-    """Each text's mean negative log-likelihood per predicted token (the LOSS attack's statistic)."""
+def batched_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 64):
+    """Yield (batch, logits) for the texts in order, in right-padded batches; logits[:, t] predicts token t + 1."""
     sequences = encode(tokenizer, texts, model.config.n_positions)
-    losses: list[float] = []
     for start in range(0, len(sequences), batch_size):
         batch = collate(sequences[start : start + batch_size], tokenizer.pad_token_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        yield batch, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+
+
+@torch.no_grad()
+def text_losses(model, tokenizer, texts: Sequence[str]) -> list[float]:
+    """Each text's mean negative log-likelihood per predicted token (the LOSS attack's statistic)."""
+    losses: list[float] = []
+    for batch, logits in batched_logits(model, tokenizer, texts):
         targets = batch["labels"][:, 1:]
         token_losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
         losses += (token_losses.sum(1) / (targets != -100).sum(1)).tolist()

@@ -1,7 +1,7 @@
 """The legal team's REST API (v1). Views only translate HTTP: input serializer → service/selector → output serializer."""
 
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
@@ -89,7 +89,7 @@ class RequestDetailOutput(RequestOutput):
     audits = serializers.SerializerMethodField()
     certificate = serializers.SerializerMethodField()
 
-    @extend_schema(exclude=True)
+    @extend_schema_field(AuditRunOutput(many=True))
     def get_audits(self, request) -> list:
         runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
         return AuditRunOutput(runs, many=True).data

@@ -23,6 +23,31 @@ PIPELINE = [
 ]
 
 
+# What the owner's history says for each audit-log action (others are shown as they are).
+HISTORY_LABELS = {
+    "request.submitted": "Request received",
+    "identity.code_sent": "A new code was sent",
+    "identity.failed_attempt": "A wrong or expired code was entered",
+    "identity.signed_in": "Signed in with a code",
+    "request.identity_verified": "E-mail address confirmed",
+    "request.approved": "Approved by our legal team",
+    "request.denied": "Denied by our legal team",
+    "request.canceled": "Canceled",
+    "request.scheduled": "Models trained on your data identified",
+    "job.queued": "Unlearning queued",
+    "job.started": "Unlearning started",
+    "request.unlearning": "Unlearning in progress",
+    "job.succeeded": "Unlearning finished",
+    "job.failed": "Unlearning failed",
+    "request.auditing": "Verification tests running",
+    "audit.started": "Verification tests started",
+    "audit.completed": "Verification tests finished",
+    "audit.failed": "Verification tests failed",
+    "request.certified": "Certificate issued",
+    "request.failed": "Stopped by an error",
+}
+
+
 def _grant(session, request_id) -> None:
     owned = set(session.get(OWNED, []))
     owned.add(str(request_id))
@@ -66,8 +91,11 @@ def verify(http_request, request_id):
 @require_POST
 def resend_code(http_request, request_id):
     request = get_object_or_404(RemovalRequest, pk=request_id)
-    services.resend_identity_code(request_id=request.pk)
-    messages.info(http_request, "We sent a new code. Earlier codes no longer work.")
+    try:
+        services.resend_identity_code(request_id=request.pk)
+        messages.info(http_request, "We sent a new code. Earlier codes no longer work.")
+    except ServiceError as error:
+        messages.error(http_request, error.detail)
     return redirect("portal-verify", request_id=request.pk)
 
 
@@ -75,10 +103,14 @@ def resend_code(http_request, request_id):
 def access(http_request):
     form = AccessForm(http_request.POST or None)
     if http_request.method == "POST" and form.is_valid():
-        request = services.request_access_code(**form.cleaned_data)
-        if request is not None:
-            return redirect("portal-verify", request_id=request.pk)
-        form.add_error(None, "No request matches this reference and e-mail address.")
+        try:
+            request = services.request_access_code(**form.cleaned_data)
+        except ServiceError as error:
+            form.add_error(None, error.detail)
+        else:
+            if request is not None:
+                return redirect("portal-verify", request_id=request.pk)
+            form.add_error(None, "No request matches this reference and e-mail address.")
     return render(http_request, "portal/access.html", {"form": form})
 
 
@@ -89,12 +121,20 @@ def request_status(http_request, request_id):
     steps = [{"label": label, "done": index <= position, "current": index == position}
              for index, (_, label) in enumerate(PIPELINE)]
     runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
+    results = {run.pk: _labelled_results(run) for run in runs}
     return render(http_request, "portal/request.html", {
-        "request_obj": request, "steps": steps, "jobs": request.jobs.all(), "runs": runs,
+        "request_obj": request, "steps": steps, "jobs": request.jobs.all(),
+        "runs": [(run, results[run.pk]) for run in runs],
         "certificate": selectors.certificate_of(request), "days_left": selectors.days_left(request),
-        "events": selectors.request_events(request),
+        "events": [(event.at, HISTORY_LABELS.get(event.action, event.action)) for event in selectors.request_events(request)],
         "can_cancel": request.status in (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED),
     })
+
+
+def _labelled_results(run) -> list[tuple[str, object]]:
+    """Each result with the plain-language label of the policy it was judged under."""
+    labels = {rule["metric"]: rule["label"] for rule in run.policy.get("rules", [])}
+    return [(labels.get(result.metric, result.metric), result) for result in run.results.all()]
 
 
 @require_POST

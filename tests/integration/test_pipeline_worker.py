@@ -79,18 +79,9 @@ def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
     pytest.fail(f"the pipeline did not finish in {PIPELINE_TIMEOUT_SECONDS} s; worker log:\n{log_path.read_text()[-5000:]}")
 
 
-def pdfsig_with_trusted(ca: Path, pdf: Path, tmp_path: Path) -> str:
-    """poppler's pdfsig, with the service's CA imported into a fresh NSS database as a trust anchor."""
-    nss = tmp_path / "nss"
-    nss.mkdir(parents=True)
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True)
-    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "service-ca", "-t", "CT,C,C", "-i", str(ca)], check=True)
-    return subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(pdf)], capture_output=True, text=True).stdout
-
-
 def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path):
     from audits.certificates import signing_identity
-    from audits.signing import validate_pdf
+    from audits.signing import pdfsig_report, validate_pdf
     from unlearning.lm import checkpoint_sha256
 
     asset = register(tiny_model)
@@ -147,7 +138,7 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
     cli = subprocess.run([str(Path(sys.executable).parent / "pyhanko"), "sign", "validate", "--trust", str(identity.ca_file),
                           "--trust-replace", str(path)], capture_output=True, text=True)
     assert cli.returncode == 0 and "INTACT:TRUSTED,UNTOUCHED" in cli.stdout
-    pdfsig = pdfsig_with_trusted(identity.ca_file, path, tmp_path)
+    pdfsig = pdfsig_report(path, identity.ca_file, tmp_path / "nss").stdout
     assert "Signature is Valid." in pdfsig and "Certificate is Trusted." in pdfsig
 
     # One flipped byte inside the signed range is caught by both verifiers.
@@ -155,7 +146,7 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
     position = pdf.index(b"Certificate of machine unlearning") if b"Certificate of machine unlearning" in pdf else len(pdf) // 3
     tampered[position] ^= 0x01
     path.write_bytes(bytes(tampered))
-    assert "Signature is Valid." not in pdfsig_with_trusted(identity.ca_file, path, tmp_path / "again")
+    assert "Signature is Valid." not in pdfsig_report(path, identity.ca_file, tmp_path / "nss").stdout
     assert not validate_pdf(bytes(tampered), identity.ca_file.read_bytes()).intact
 
     # The public verify page vouches for the genuine file and not the tampered one.
