@@ -1,5 +1,7 @@
 """Every API error as RFC 9457 `application/problem+json`."""
 
+from http import HTTPStatus
+
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -32,7 +34,7 @@ def problem_exception_handler(exc, context):
                        "invalid_input", instance, errors=response.data)
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
-    result = problem(response.status_code, str(getattr(exc, "default_detail", "Error")), str(detail),
+    result = problem(response.status_code, HTTPStatus(response.status_code).phrase, str(detail),
                      code if isinstance(code, str) else "error", instance)
     for header, value in response.headers.items():
         if header.lower() in ("www-authenticate", "retry-after", "allow"):
