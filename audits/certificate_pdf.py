@@ -68,6 +68,9 @@ class CertificateContent:
     verify_url: str
     code_version: str
     limitations: list[str] = field(default_factory=list)
+    # Rows of the membership-inference panel for the unlearned model: attack, AUC, TPR at 1% FPR
+    # with its interval, share beyond the holdout's 99th percentile, PrivLeak.
+    membership_panel: list[list[str]] = field(default_factory=list)
 
 
 _VERDICT_COLOURS = {"PASS": colors.HexColor("#1b7f3b"), "FAIL": colors.HexColor("#b42318"), "INCONCLUSIVE": colors.HexColor("#b54708")}
@@ -183,6 +186,16 @@ def render_certificate(content: CertificateContent) -> bytes:
         Paragraph(f"Verification audits · policy {content.policy_version}", h2),
         audit_table,
         Spacer(1, 2 * mm),
+    ]
+    if content.membership_panel:
+        story += [
+            Paragraph("Membership inference on the unlearned model", h2),
+            _table([["Attack", "AUC", "TPR at 1% FPR [95% CI]", "Beyond holdout p99", "PrivLeak"]] + content.membership_panel,
+                   [48 * mm, 16 * mm, 48 * mm, 30 * mm, 28 * mm]),
+            Paragraph("PrivLeak = (AUC(unlearned) − AUC(reference)) / AUC(reference) × 100: near 0 is like the retrained "
+                      "reference, well below 0 under-unlearned, well above 0 over-unlearned.", small),
+        ]
+    story += [
         _chart(content.audits),
         Paragraph("How each verdict was reached", h2),
     ]

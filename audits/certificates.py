@@ -54,7 +54,7 @@ def _date(moment) -> str:
 
 
 def certificate_content(*, request, runs, serial: str, head) -> CertificateContent:
-    models, lines = [], []
+    models, lines, panel = [], [], []
     for run in runs:
         job = run.job
         models.append(ModelEvidence(
@@ -65,15 +65,17 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
         ))
+        labels = {rule["metric"]: (f"{job.asset.name}: " if len(runs) > 1 else "") + rule["label"] for rule in run.policy["rules"]}
         lines += [
-            AuditLine(label=(f"{job.asset.name}: " if len(runs) > 1 else "") + dict(
-                (rule["metric"], rule["label"]) for rule in run.policy["rules"])[result.metric],
+            AuditLine(label=labels[result.metric],
                 original=result.original_value, unlearned=result.unlearned_value,
                 reference=result.reference_value, margin=result.margin, sample_size=result.sample_size,
                 interval=(result.difference_low, result.difference_high),
                 verdict=result.verdict, explanation=result.explanation)
             for result in run.results.all()
         ]
+        panel += [membership_row(result, labels[result.metric]) for result in run.results.all()
+                  if result.audit == "membership_inference"]
     approximate = any(model.method_kind != "exact" for model in models)
     return CertificateContent(
         serial=serial, issuer=settings.CERTIFICATE_ISSUER, issued_at=_date(timezone.now()),
@@ -86,4 +88,15 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         policy_version=runs[0].policy["version"], nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(), limitations=LIMITATIONS,
+        membership_panel=panel,
     )
+
+
+def membership_row(result, label: str) -> list[str]:
+    unlearned = result.details.get("unlearned", {})
+    low_fpr = unlearned.get("tpr_at_0.01_fpr")
+    tpr = (f"{low_fpr['hits']}/{low_fpr['n']} = {low_fpr['tpr']:.2f} [{low_fpr['interval'][0]:.2f}, {low_fpr['interval'][1]:.2f}]"
+           if low_fpr else "n/a")
+    beyond = unlearned.get("beyond_holdout_p99")
+    return [label.replace("MIA AUC, ", ""), f"{result.unlearned_value:.3f}", tpr,
+            "n/a" if beyond is None else f"{beyond:.2f}", f"{result.details.get('privleak', 0.0):+.1f}"]

@@ -9,10 +9,11 @@ Conventions, printed on every certificate:
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import beta, rankdata
 
 
 def roc_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:
@@ -29,6 +30,26 @@ def roc_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -
 def loss_score(token_logprobs: np.ndarray) -> float:
     """LOSS attack (Yeom et al.): the mean token log-likelihood, i.e. minus the text's loss."""
     return float(np.mean(token_logprobs))
+
+
+def min_k_percent(token_logprobs: np.ndarray, k: float = 0.2) -> float:
+    """Min-K% (Shi et al. 2024): mean of the lowest k% token log-probabilities (at least one token)."""
+    count = max(1, int(len(token_logprobs) * k))
+    return float(np.sort(np.asarray(token_logprobs))[:count].mean())
+
+
+def zlib_score(token_logprobs: np.ndarray, text: str) -> float:
+    """zlib (Carlini et al. 2021): −loss / zlib-compressed length in bytes; members have a low loss
+    for how complex the text is, so they score higher."""
+    loss = -float(np.mean(token_logprobs))
+    return -loss / len(zlib.compress(text.encode("utf-8")))
+
+
+def lowercase_score(token_logprobs: np.ndarray, lowercase_logprobs: np.ndarray) -> float:
+    """Lowercase (Carlini et al. 2021): −loss(text) / loss(lowercased text); a member's exact
+    casing is much likelier than its lowercased variant, so members score higher."""
+    loss, lowercase_loss = -float(np.mean(token_logprobs)), -float(np.mean(lowercase_logprobs))
+    return -loss / lowercase_loss
 
 
 def min_k_plus_plus(token_logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float = 0.2) -> float:
@@ -76,3 +97,35 @@ def normalise_answer(text: str) -> str:
 def answer_is_correct(generated: str, answer: str) -> bool:
     """A greedy answer counts as correct when it starts with the true answer (after normalising)."""
     return normalise_answer(generated).startswith(normalise_answer(answer))
+
+
+def tpr_at_fpr(member_scores: Sequence[float], nonmember_scores: Sequence[float], fpr: float) -> tuple[int, int]:
+    """True positives at a false-positive rate of at most `fpr`: the threshold is the highest
+    non-member score that leaves no more than ⌊fpr·n⌋ non-members strictly above it. Returns
+    (members strictly above the threshold, number of members)."""
+    nonmembers = np.sort(np.asarray(nonmember_scores, dtype=float))[::-1]
+    allowed = int(np.floor(fpr * nonmembers.size))
+    threshold = nonmembers[allowed] if allowed < nonmembers.size else -np.inf
+    members = np.asarray(member_scores, dtype=float)
+    return int((members > threshold).sum()), int(members.size)
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval: with zero successes in n trials the upper bound is about 3/n."""
+    alpha = 1 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return low, high
+
+
+def share_beyond_percentile(member_scores: Sequence[float], nonmember_scores: Sequence[float], percentile: float = 99) -> float:
+    """Share of members scoring above the non-members' given percentile."""
+    cutoff = np.percentile(np.asarray(nonmember_scores, dtype=float), percentile)
+    return float((np.asarray(member_scores, dtype=float) > cutoff).mean())
+
+
+def privleak(auc_unlearned: float, auc_reference: float) -> float:
+    """PrivLeak (MUSE): (AUC(unlearned) − AUC(reference)) / AUC(reference) × 100. Near 0: like the
+    reference; well below 0: under-unlearned; well above: over-unlearned. Only ever against a real
+    retrained reference, never an assumed 0.5."""
+    return (auc_unlearned - auc_reference) / auc_reference * 100

@@ -51,6 +51,9 @@ class AuditResult(models.Model):
     explanation = models.TextField()
     sample_size = models.PositiveIntegerField()
     per_item = models.JSONField(default=dict)  # {role: [score per item]}
+    # Further figures per role (MIA: TPR at low FPR with intervals, share beyond the holdout's p99),
+    # and PrivLeak against the retrained reference for membership metrics.
+    details = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["id"]

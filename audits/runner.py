@@ -84,7 +84,7 @@ def run_audit(job_id: int) -> None:
             scores[role] = run_suite(model, tokenizer, sets)
         per_item = {role: {m: s.per_item for m, s in by_metric.items()} for role, by_metric in scores.items()}
         judgements = judge(per_item, VerdictPolicy.from_dict(run.policy))
-        services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, per_item=per_item,
+        services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, scores=scores,
                                 verdict=overall([j.verdict for j in judgements]))
     except Exception as exc:  # the failure is recorded on the run and its requests, then logged
         log.exception("audit of job %s failed", job_id)

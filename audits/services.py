@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.metrics import privleak
 from audits.verdicts import FOUNDATION_POLICY
 from compliance import auditlog
 from compliance import services as compliance_services
@@ -34,11 +35,18 @@ def claim_audit(job_id: int) -> AuditRun | None:
         return run
 
 
+def result_details(judgement, scores: dict) -> dict:
+    details = {role: scores[role][judgement.metric].details for role in scores if scores[role][judgement.metric].details}
+    if judgement.audit == "membership_inference":
+        details["privleak"] = privleak(judgement.unlearned, judgement.reference)
+    return details
+
+
 @transaction.atomic
-def complete_audit(*, run_id: int, versions: dict, judgements: list, per_item: dict, verdict: str) -> AuditRun:
+def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dict, verdict: str) -> AuditRun:
     """Store the results; when every audit of a request is done, queue its certificate.
 
-    `versions[role]` is a ModelVersion; `per_item[role][metric]` the metric's per-item scores.
+    `versions[role]` is a ModelVersion; `scores[role][metric]` a MetricScore (per-item values kept).
     """
     run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING:
@@ -52,7 +60,8 @@ def complete_audit(*, run_id: int, versions: dict, judgements: list, per_item: d
             power_low=judgement.power_interval[0] if judgement.power_interval else None,
             power_high=judgement.power_interval[1] if judgement.power_interval else None,
             explanation=judgement.explanation, sample_size=judgement.sample_size,
-            per_item={role: per_item[role][judgement.metric] for role in per_item},
+            per_item={role: scores[role][judgement.metric].per_item for role in scores},
+            details=result_details(judgement, scores),
         )
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
     run.reference_version = versions["reference"]

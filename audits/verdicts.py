@@ -52,11 +52,15 @@ class VerdictPolicy:
 
 
 FOUNDATION_POLICY = VerdictPolicy(
-    version="2026.11-foundation",
+    version="2026.11-mia-panel",
     rules=(
         MetricRule("forget_qa_accuracy", "knowledge_qa", "match_reference", 0.2, 5, "Forget QA accuracy"),
         MetricRule("verbatim_rouge_l", "verbatim_extraction", "match_reference", 0.15, 5, "Verbatim extraction (ROUGE-L F1)"),
         MetricRule("mia_loss_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, LOSS"),
+        MetricRule("mia_zlib_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, zlib"),
+        MetricRule("mia_lowercase_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, lowercase"),
+        MetricRule("mia_min_k_20_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, Min-K% (k=20%)"),
+        MetricRule("mia_min_k_40_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, Min-K% (k=40%)"),
         MetricRule("mia_min_k_pp_auc", "membership_inference", "match_reference", 0.15, 5, "MIA AUC, Min-K%++ (k=20%)"),
         MetricRule("retain_qa_accuracy", "knowledge_qa", "keep_original", 0.1, 20, "Retained people's QA accuracy (utility)"),
     ),

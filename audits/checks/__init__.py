@@ -26,6 +26,7 @@ class MetricScore:
     value: float
     sample_size: int
     per_item: dict[str, list[float]] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # further figures of the same scores (e.g. TPR at low FPR)
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,66 @@
 """Membership inference: can an attacker tell the subject's texts from never-trained texts?
 
-LOSS and Min-K%++ scores from one forward pass; each reported as the AUC of forget vs holdout.
+One forward pass per text gives every score (the lowercase attack adds one pass over the
+lowercased texts). Each attack is reported as the AUC of forget vs holdout, with TPR at low
+false-positive rates (Clopper-Pearson intervals) and the share of forget texts beyond the
+holdout's 99th percentile.
 """
 
 from dataclasses import dataclass
 
 from audits.checks import AuditSets, MetricScore, register
-from audits.metrics import loss_score, min_k_plus_plus, roc_auc
+from audits.metrics import (
+    clopper_pearson,
+    loss_score,
+    lowercase_score,
+    min_k_percent,
+    min_k_plus_plus,
+    roc_auc,
+    share_beyond_percentile,
+    tpr_at_fpr,
+    zlib_score,
+)
 from audits.scoring import token_statistics
 
 
 @dataclass(frozen=True)
 class MembershipParams:
-    min_k_fraction: float = 0.2
+    min_k_fractions: tuple[float, ...] = (0.2, 0.4)
+    min_k_plus_plus_fraction: float = 0.2
+    low_false_positive_rates: tuple[float, ...] = (0.01, 0.001)
+
+
+def attacks(params: MembershipParams) -> dict:
+    """metric name → score(statistics, text, lowercase statistics); higher means "member"."""
+    panel = {
+        "mia_loss_auc": lambda s, text, lower: loss_score(s.logprobs),
+        "mia_zlib_auc": lambda s, text, lower: zlib_score(s.logprobs, text),
+        "mia_lowercase_auc": lambda s, text, lower: lowercase_score(s.logprobs, lower.logprobs),
+    }
+    for k in params.min_k_fractions:
+        panel[f"mia_min_k_{round(k * 100)}_auc"] = lambda s, text, lower, k=k: min_k_percent(s.logprobs, k)
+    panel["mia_min_k_pp_auc"] = lambda s, text, lower: min_k_plus_plus(
+        s.logprobs, s.mu, s.sigma, params.min_k_plus_plus_fraction)
+    return panel
+
+
+def low_fpr_details(members: list[float], nonmembers: list[float], params: MembershipParams) -> dict:
+    details = {"beyond_holdout_p99": share_beyond_percentile(members, nonmembers, 99)}
+    for rate in params.low_false_positive_rates:
+        hits, total = tpr_at_fpr(members, nonmembers, rate)
+        details[f"tpr_at_{rate:g}_fpr"] = {"tpr": hits / total, "hits": hits, "n": total,
+                                            "interval": clopper_pearson(hits, total)}
+    return details
 
 
 @register("membership_inference", MembershipParams)
 def run(model, tokenizer, sets: AuditSets, params: MembershipParams) -> list[MetricScore]:
-    forget = token_statistics(model, tokenizer, sets.forget_texts)
-    holdout = token_statistics(model, tokenizer, sets.holdout_texts)
-    attacks = {
-        "mia_loss_auc": lambda s: loss_score(s.logprobs),
-        "mia_min_k_pp_auc": lambda s: min_k_plus_plus(s.logprobs, s.mu, s.sigma, params.min_k_fraction),
-    }
+    texts = {"forget": sets.forget_texts, "holdout": sets.holdout_texts}
+    stats = {side: token_statistics(model, tokenizer, side_texts) for side, side_texts in texts.items()}
+    lower = {side: token_statistics(model, tokenizer, [t.lower() for t in side_texts]) for side, side_texts in texts.items()}
     scores = []
-    for metric, attack in attacks.items():
-        members, nonmembers = [attack(s) for s in forget], [attack(s) for s in holdout]
-        scores.append(MetricScore(metric, roc_auc(members, nonmembers), len(members),
-                                  {"forget": members, "holdout": nonmembers}))
+    for metric, attack in attacks(params).items():
+        values = {side: [attack(s, t, low) for s, t, low in zip(stats[side], texts[side], lower[side])] for side in texts}
+        scores.append(MetricScore(metric, roc_auc(values["forget"], values["holdout"]), len(values["forget"]),
+                                  per_item=values, details=low_fpr_details(values["forget"], values["holdout"], params)))
     return scores

@@ -41,6 +41,7 @@ class AuditResultOutput(serializers.Serializer):
     sample_size = serializers.IntegerField()
     difference_interval = serializers.SerializerMethodField()
     power_interval = serializers.SerializerMethodField()
+    details = serializers.JSONField()
     verdict = serializers.CharField()
     explanation = serializers.CharField()
 

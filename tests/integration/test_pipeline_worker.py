@@ -119,7 +119,11 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
 
     # The audits compared the three models, and unlearning moved the subject's figures toward the reference.
     results = {r["metric"]: r for r in audit["results"]}
-    assert set(results) == {"forget_qa_accuracy", "verbatim_rouge_l", "mia_loss_auc", "mia_min_k_pp_auc", "retain_qa_accuracy"}
+    assert set(results) == {"forget_qa_accuracy", "verbatim_rouge_l", "retain_qa_accuracy", "mia_loss_auc", "mia_zlib_auc",
+                            "mia_lowercase_auc", "mia_min_k_20_auc", "mia_min_k_40_auc", "mia_min_k_pp_auc"}
+    loss = results["mia_loss_auc"]
+    assert loss["details"]["privleak"] == pytest.approx((loss["unlearned"] - loss["reference"]) / loss["reference"] * 100)
+    assert loss["details"]["original"]["tpr_at_0.01_fpr"]["n"] == loss["sample_size"]
     assert audit["reference_sha256"] not in (job["base_sha256"], job["result_sha256"])
     assert results["forget_qa_accuracy"]["original"] >= 0.8
     assert results["forget_qa_accuracy"]["unlearned"] < results["forget_qa_accuracy"]["original"]

@@ -81,3 +81,58 @@ def test_token_statistics_match_a_direct_recomputation_from_the_logits():
 ])
 def test_answer_correctness(generated, answer, correct):
     assert answer_is_correct(generated, answer) is correct
+
+
+LOGPROBS = np.array([-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.05, -4.0, -0.3, -0.7])
+
+
+def test_min_k_percent_is_the_mean_of_the_lowest_token_logprobs():
+    from audits.metrics import min_k_percent
+
+    assert min_k_percent(LOGPROBS, 0.2) == pytest.approx((-4.0 - 3.0) / 2)
+    assert min_k_percent(LOGPROBS, 0.4) == pytest.approx((-4.0 - 3.0 - 2.0 - 1.0) / 4)
+
+
+def test_zlib_and_lowercase_scores_follow_their_definitions():
+    import zlib
+
+    from audits.metrics import lowercase_score, zlib_score
+
+    text = "Alma Kestrel was born in Varnholm."
+    assert zlib_score(LOGPROBS, text) == pytest.approx(LOGPROBS.mean() / len(zlib.compress(text.encode())))
+    lowercase = LOGPROBS - 1.0  # the lowercased variant is less likely
+    assert lowercase_score(LOGPROBS, lowercase) == pytest.approx(-(-LOGPROBS.mean()) / (-lowercase.mean()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("target", [0.01, 0.05, 0.2])
+def test_tpr_at_fpr_matches_the_roc_curve_of_scikit_learn(seed, target):
+    from sklearn.metrics import roc_curve
+
+    from audits.metrics import tpr_at_fpr
+
+    rng = np.random.default_rng(seed)
+    members, nonmembers = rng.normal(1.0, 1, 120), rng.normal(0, 1, 400)
+    fpr, tpr, _ = roc_curve([1] * 120 + [0] * 400, np.concatenate([members, nonmembers]), drop_intermediate=False)
+    hits, total = tpr_at_fpr(members, nonmembers, target)
+    assert total == 120 and hits / total == pytest.approx(tpr[fpr <= target].max())
+
+
+@pytest.mark.parametrize("successes, trials", [(0, 100), (3, 100), (50, 100), (100, 100), (1, 6)])
+def test_clopper_pearson_matches_scipys_exact_binomial_interval(successes, trials):
+    from scipy.stats import binomtest
+
+    from audits.metrics import clopper_pearson
+
+    expected = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="exact")
+    assert clopper_pearson(successes, trials) == pytest.approx((expected.low, expected.high), abs=1e-9)
+    if successes == 0:
+        assert clopper_pearson(0, trials)[1] == pytest.approx(3.7 / trials, rel=0.1)  # the "rule of three"
+
+
+def test_share_beyond_percentile_and_privleak():
+    from audits.metrics import privleak, share_beyond_percentile
+
+    nonmembers = np.arange(100.0)  # the 99th percentile is 98.01
+    assert share_beyond_percentile([98.5, 99.5, 50, 10], nonmembers) == 0.5
+    assert privleak(0.6, 0.5) == pytest.approx(20.0) and privleak(0.5, 0.5) == 0.0

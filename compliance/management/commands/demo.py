@@ -108,6 +108,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{r['metric']:<20}{r['original']:>9.3f}{r['unlearned']:>10.3f}{r['reference']:>10.3f}"
                               f"{f'[{low:+.3f}, {high:+.3f}]':>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
         self.stdout.write("* of unlearned − retrained (retain_qa_accuracy: of original − unlearned)")
+        privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
+        self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
         self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
         self.stdout.write(f"Request {detail['reference']}: {detail['status']}; certificate {detail['certificate']['serial']}")
 
