@@ -81,8 +81,10 @@ def claim_job(job_id: int) -> UnlearningJob | None:
         requests = list(job.requests.select_for_update().order_by("pk"))
         job.base_version = job.asset.current_version
         job.forget_record_ids = forget_record_ids(job.asset, [r.subject_key for r in requests])
-        manifest = [r for r in read_manifest(Path(job.asset.training_manifest)) if r["record_id"] in set(job.forget_record_ids)]
-        job.forget_set_sha256 = forget_set_sha256(manifest)
+        forget_ids = set(job.forget_record_ids)
+        job.forget_set_sha256 = forget_set_sha256(
+            r for r in read_manifest(Path(job.asset.training_manifest)) if r["record_id"] in forget_ids
+        )
         job.save()
         for request in requests:
             compliance_services.advance(request, RequestStatus.UNLEARNING, job=job.pk)
