@@ -27,8 +27,14 @@ def browser(tmp_path):
 
 def test_an_owner_files_a_request_confirms_the_code_and_sees_its_status(browser, live_server, audit_log_reset_allowed, mailoutbox, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from compliance.models import RemovalRequest, RequestStatus
+
+    def wait_for_url(fragment: str) -> None:
+        """A click returns before the browser has posted the form: wait for the page it leads to."""
+        WebDriverWait(browser, 15).until(expected_conditions.url_contains(fragment))
 
     browser.get(live_server.url + "/")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()  # empty form: errors, not a crash
@@ -39,6 +45,7 @@ def test_an_owner_files_a_request_confirms_the_code_and_sees_its_status(browser,
     browser.find_element(By.NAME, "description").send_keys("My biography and my employer.")
     browser.find_element(By.NAME, "confirm").click()
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for_url("/verify/")
 
     request = RemovalRequest.objects.get()
     assert browser.current_url.endswith(f"/requests/{request.pk}/verify/")
@@ -52,8 +59,7 @@ def test_an_owner_files_a_request_confirms_the_code_and_sees_its_status(browser,
     browser.find_element(By.NAME, "code").clear()
     browser.find_element(By.NAME, "code").send_keys(code)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-
-    assert browser.current_url.endswith(f"/requests/{request.pk}/")
+    WebDriverWait(browser, 15).until(expected_conditions.url_to_be(f"{live_server.url}/requests/{request.pk}/"))
     assert browser.find_element(By.ID, "status").text == "Identity Verified"
     assert "confirmed" in browser.find_element(By.CSS_SELECTOR, ".messages").text
     assert RemovalRequest.objects.get().status == RequestStatus.IDENTITY_VERIFIED
