@@ -65,6 +65,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
         ))
+        results = list(run.results.all())
         labels = {rule["metric"]: (f"{job.asset.name}: " if len(runs) > 1 else "") + rule["label"] for rule in run.policy["rules"]}
         lines += [
             AuditLine(label=labels[result.metric],
@@ -72,9 +73,9 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
                 reference=result.reference_value, margin=result.margin, sample_size=result.sample_size,
                 interval=(result.difference_low, result.difference_high),
                 verdict=result.verdict, explanation=result.explanation)
-            for result in run.results.all()
+            for result in results
         ]
-        panel += [membership_row(result, labels[result.metric]) for result in run.results.all()
+        panel += [membership_row(result, labels[result.metric]) for result in results
                   if result.audit == "membership_inference"]
     approximate = any(model.method_kind != "exact" for model in models)
     return CertificateContent(
@@ -99,4 +100,5 @@ def membership_row(result, label: str) -> list[str]:
            if low_fpr else "n/a")
     beyond = unlearned.get("beyond_holdout_p99")
     return [label.replace("MIA AUC, ", ""), f"{result.unlearned_value:.3f}", tpr,
-            "n/a" if beyond is None else f"{beyond:.2f}", f"{result.details.get('privleak', 0.0):+.1f}"]
+            "n/a" if beyond is None else f"{beyond:.2f}",
+            "n/a" if "privleak" not in result.details else f"{result.details['privleak']:+.1f}"]
