@@ -12,7 +12,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.lib.utils import ImageReader
+from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 AUC_CONVENTION = (
     "MIA AUC = P(score of a forget text > score of a never-trained text), ties counted as one half; "
@@ -39,14 +40,20 @@ class ModelEvidence:
 @dataclass(frozen=True)
 class AuditLine:
     label: str
-    original: float
-    unlearned: float
+    original: float | None  # None: not measured (a not-applicable audit)
+    unlearned: float | None
     reference: float | None
     margin: float
     sample_size: int
-    interval: tuple[float, float]
+    interval: tuple[float | None, float | None]
     verdict: str
     explanation: str
+
+
+@dataclass(frozen=True)
+class CertificateFigure:
+    png: bytes  # drawn with its own title
+    caption: str
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,11 @@ class CertificateContent:
     # Rows of the membership-inference panel for the unlearned model: attack, AUC, TPR at 1% FPR
     # with its interval, share beyond the holdout's 99th percentile, PrivLeak.
     membership_panel: list[list[str]] = field(default_factory=list)
+    # Drawn from the per-item scores (audits.charts): printed on a page of their own, at the end.
+    figures: list[CertificateFigure] = field(default_factory=list)
 
 
+TEXT_WIDTH = 170 * mm
 _VERDICT_COLOURS = {"PASS": colors.HexColor("#1b7f3b"), "FAIL": colors.HexColor("#b42318"), "INCONCLUSIVE": colors.HexColor("#b54708")}
 
 
@@ -82,16 +92,18 @@ def _chart(audits: list[AuditLine]) -> Image:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # One scale for all: rates, accuracies and AUCs (0-1); bits and nats stay in the table.
+    audits = [a for a in audits if all(v is not None and 0 <= v <= 1 for v in (a.original, a.unlearned, a.reference))]
     labels = [a.label.split(" (")[0] for a in audits]
-    figure, axis = plt.subplots(figsize=(7.2, 2.6), dpi=150)
+    figure, axis = plt.subplots(figsize=(7.2, 3.6), dpi=150)
     width = 0.27
     for offset, (name, values, colour) in enumerate((
         ("original", [a.original for a in audits], "#98a2b3"),
         ("unlearned", [a.unlearned for a in audits], "#1570ef"),
-        ("retrained reference", [a.reference or 0.0 for a in audits], "#12b76a"),
+        ("retrained reference", [a.reference for a in audits], "#12b76a"),
     )):
         axis.bar([i + (offset - 1) * width for i in range(len(audits))], values, width, label=name, color=colour)
-    axis.set_xticks(range(len(audits)), labels, fontsize=6.5)
+    axis.set_xticks(range(len(audits)), labels, fontsize=5.5, rotation=55, ha="right")
     axis.set_ylim(0, 1.05)
     axis.tick_params(axis="y", labelsize=7)
     axis.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1.18), frameon=False)
@@ -101,7 +113,13 @@ def _chart(audits: list[AuditLine]) -> Image:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     buffer.seek(0)
-    return Image(buffer, width=170 * mm, height=170 * mm * 2.6 / 7.2)
+    return Image(buffer, width=TEXT_WIDTH, height=TEXT_WIDTH * 3.6 / 7.2)
+
+
+def _figure(png: bytes) -> Image:
+    """The PNG across the text width, keeping its proportions."""
+    pixels_wide, pixels_high = ImageReader(BytesIO(png)).getSize()
+    return Image(BytesIO(png), width=TEXT_WIDTH, height=TEXT_WIDTH * pixels_high / pixels_wide)
 
 
 def _qr(url: str) -> Drawing:
@@ -130,6 +148,10 @@ def _table(rows, widths, header=True) -> Table:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _interval(interval: tuple[float | None, float | None]) -> str:
+    return "n/a" if None in interval else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
 def render_certificate(content: CertificateContent) -> bytes:
@@ -176,7 +198,7 @@ def render_certificate(content: CertificateContent) -> bytes:
     rows = [["Audit", "Original", "Unlearned", "Reference", "95% interval*", "Margin", "n", "Verdict"]]
     for line in content.audits:
         rows.append([Paragraph(line.label, small), _fmt(line.original), _fmt(line.unlearned), _fmt(line.reference),
-                     f"[{line.interval[0]:+.3f}, {line.interval[1]:+.3f}]", f"±{line.margin:g}", str(line.sample_size),
+                     _interval(line.interval), f"±{line.margin:g}", str(line.sample_size),
                      line.verdict])
     audit_table = _table(rows, [48 * mm, 15 * mm, 16 * mm, 16 * mm, 27 * mm, 13 * mm, 9 * mm, 26 * mm])
     audit_table.setStyle(TableStyle([
@@ -216,6 +238,10 @@ def render_certificate(content: CertificateContent) -> bytes:
             ["Code version", content.code_version],
         ], [45 * mm, 125 * mm], header=False),
     ]
+    if content.figures:
+        story += [PageBreak(), Paragraph("Figures", h2)]
+        story += [KeepTogether([_figure(figure.png), Paragraph(figure.caption, small), Spacer(1, 4 * mm)])
+                  for figure in content.figures]
     buffer = BytesIO()
     SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
                       title=f"Unlearning certificate {content.serial}", author=content.issuer).build(story)

@@ -7,19 +7,26 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from audits.certificate_pdf import AuditLine, CertificateContent, ModelEvidence
+from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, ModelEvidence
+from audits.figures import figures_of
+from audits.selectors import labelled_results
 from audits.signing import SigningIdentity, create_local_identity
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
 
+FIGURE_DPI = 150  # sharp in print at the text width
 LIMITATIONS = [
     "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
     "(in-context relearning). Runtime filters are not yet active for this model.",
     "The audits measure behaviour on the listed samples; small samples are reported as such and "
     "drive INCONCLUSIVE verdicts: one person's data is a handful of texts, and a membership test "
     "on so few items cannot separate small differences.",
+    "Intervals resample texts, not people: one person's texts are correlated, so a person-level "
+    "analysis would give wider intervals. Canary exposure is judged against its known null "
+    "distribution (p < 0.01), not against the reference's single draw from it.",
     "Only the governed models listed here were changed. Copies of the original weights outside "
     "the service's model store are out of its reach.",
 ]
@@ -54,9 +61,11 @@ def _date(moment) -> str:
 
 
 def certificate_content(*, request, runs, serial: str, head) -> CertificateContent:
-    models, lines, panel = [], [], []
+    prefetch_related_objects(runs, "results")  # read each run's results once: lines, panel and figures share them
+    models, lines, panel, figures = [], [], [], []
     for run in runs:
         job = run.job
+        prefix = f"{job.asset.name}: " if len(runs) > 1 else ""
         models.append(ModelEvidence(
             name=job.asset.name, architecture=job.asset.architecture,
             original_sha256=job.base_version.sha256, unlearned_sha256=job.result_version.sha256,
@@ -65,18 +74,18 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
         ))
-        results = list(run.results.all())
-        labels = {rule["metric"]: (f"{job.asset.name}: " if len(runs) > 1 else "") + rule["label"] for rule in run.policy["rules"]}
+        labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [
-            AuditLine(label=labels[result.metric],
+            AuditLine(label=label,
                 original=result.original_value, unlearned=result.unlearned_value,
                 reference=result.reference_value, margin=result.margin, sample_size=result.sample_size,
                 interval=(result.difference_low, result.difference_high),
                 verdict=result.verdict, explanation=result.explanation)
-            for result in results
+            for label, result in labelled
         ]
-        panel += [membership_row(result, labels[result.metric]) for result in results
-                  if result.audit == "membership_inference"]
+        panel += [membership_row(result, label) for label, result in labelled if result.audit == "membership_inference"]
+        figures += [CertificateFigure(png=figure.draw(dpi=FIGURE_DPI), caption=prefix + figure.caption)
+                    for figure in figures_of(run) if figure.lead]
     approximate = any(model.method_kind != "exact" for model in models)
     return CertificateContent(
         serial=serial, issuer=settings.CERTIFICATE_ISSUER, issued_at=_date(timezone.now()),
@@ -89,7 +98,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         policy_version=runs[0].policy["version"], nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(), limitations=LIMITATIONS,
-        membership_panel=panel,
+        membership_panel=panel, figures=figures,
     )
 
 
@@ -99,6 +108,6 @@ def membership_row(result, label: str) -> list[str]:
     tpr = (f"{low_fpr['hits']}/{low_fpr['n']} = {low_fpr['tpr']:.2f} [{low_fpr['interval'][0]:.2f}, {low_fpr['interval'][1]:.2f}]"
            if low_fpr else "n/a")
     beyond = unlearned.get("beyond_holdout_p99")
-    return [label.replace("MIA AUC, ", ""), f"{result.unlearned_value:.3f}", tpr,
+    return [label.replace("MIA AUC, ", ""), "n/a" if result.unlearned_value is None else f"{result.unlearned_value:.3f}", tpr,
             "n/a" if beyond is None else f"{beyond:.2f}",
             "n/a" if "privleak" not in result.details else f"{result.details['privleak']:+.1f}"]

@@ -129,3 +129,53 @@ def privleak(auc_unlearned: float, auc_reference: float) -> float:
     reference; well below 0: under-unlearned; well above: over-unlearned. Only ever against a real
     retrained reference, never an assumed 0.5."""
     return (auc_unlearned - auc_reference) / auc_reference * 100
+
+
+def exposure(secret_score: float, reference_scores: Sequence[float]) -> float:
+    """Canary exposure (Carlini et al. 2019): log2|R| − log2 rank, where R is the inserted secret
+    together with never-inserted reference secrets and rank 1 is the likeliest (highest score).
+    Ties rank the secret last among them (conservative). A secret the model never saw has an
+    expected exposure of about 1/ln 2 ≈ 1.44 bits; the maximum is log2|R|."""
+    references = np.asarray(reference_scores, dtype=float)
+    rank = 1 + int((references >= secret_score).sum())
+    return float(np.log2(references.size + 1) - np.log2(rank))
+
+
+def extraction_strength(argmax_hits: Sequence[bool]) -> float:
+    """Extraction Strength (Carlini et al. 2021, as in open-unlearning): 1 − k*/|y|, where k* is the
+    shortest prefix of y after which greedy decoding reproduces the rest of y exactly (teacher-forced
+    argmax matches every later token). 0 when even the last token is not the model's greedy choice."""
+    hits = np.asarray(argmax_hits, dtype=bool)
+    misses = np.flatnonzero(~hits)
+    shortest_prefix = 0 if misses.size == 0 else int(misses[-1]) + 1
+    return 1.0 - shortest_prefix / hits.size
+
+
+def sampled_extraction_probability(total_logprob: float, samples: int) -> float:
+    """Probability that at least one of `samples` independent samples (temperature 1) reproduces
+    the continuation: 1 − (1 − p)^n with p = exp(Σ log p(y_t)) (Hayes et al. 2024), computed stably."""
+    p = float(np.exp(total_logprob))
+    return float(-np.expm1(samples * np.log1p(-p))) if p < 1 else 1.0
+
+
+def truth_ratio(true_mean_logprob: float, perturbed_mean_logprobs: Sequence[float]) -> float:
+    """TOFU's truth ratio: the mean over wrong answers of P(wrong | q)^(1/|wrong|), divided by
+    P(true answer | q)^(1/|answer|). Well below 1: the model prefers the truth; about 1 or more: it
+    cannot tell the truth from plausible wrong answers. (TOFU puts a paraphrase of the answer in the
+    denominator so that a long answer's exact wording does not count as knowledge; the demo world's
+    answers are the bare fact, a city or a year, with no wording to paraphrase.)"""
+    return float(np.mean(np.exp(np.asarray(perturbed_mean_logprobs, dtype=float))) / np.exp(true_mean_logprob))
+
+
+def truth_preference(ratio: float) -> float:
+    """max(0, 1 − truth ratio) (TOFU's reported form): 1 when the model always prefers the truth,
+    0 when it does not prefer it at all; bounded, so its mean over items is not ruled by one outlier."""
+    return max(0.0, 1.0 - ratio)
+
+
+def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic D: the largest gap between the empirical CDFs."""
+    a, b = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    points = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, points, side="right") / a.size
+                        - np.searchsorted(b, points, side="right") / b.size).max())

@@ -12,6 +12,7 @@ class Verdict(models.TextChoices):
     PASS = "PASS"
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
+    NOT_APPLICABLE = "N/A", "not applicable"
 
 
 class AuditRun(models.Model):
@@ -37,20 +38,22 @@ class AuditResult(models.Model):
     run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="results")
     audit = models.CharField(max_length=64)
     metric = models.CharField(max_length=64)
-    original_value = models.FloatField()
-    unlearned_value = models.FloatField()
+    # Null where a metric was not measured (N/A: say, no canary of the subject was in training).
+    original_value = models.FloatField(null=True)
+    unlearned_value = models.FloatField(null=True)
     reference_value = models.FloatField(null=True)
     margin = models.FloatField()
-    # 95% bootstrap intervals: of unlearned − reference (or original − unlearned for utility), and
-    # of original − reference (the audit's power; null for utility metrics).
-    difference_low = models.FloatField()
-    difference_high = models.FloatField()
+    # 95% bootstrap intervals: of unlearned − reference (a KS distance D for distribution rules; the
+    # degradation from the original for utility), and of original − reference (the audit's power;
+    # null for utility metrics). Null when the metric was not judged.
+    difference_low = models.FloatField(null=True)
+    difference_high = models.FloatField(null=True)
     power_low = models.FloatField(null=True)
     power_high = models.FloatField(null=True)
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     explanation = models.TextField()
     sample_size = models.PositiveIntegerField()
-    per_item = models.JSONField(default=dict)  # {role: [score per item]}
+    per_item = models.JSONField(default=dict)  # {role: {"items": [...]} or {"forget": [...], "holdout": [...]}}
     # Further figures per role (MIA: TPR at low FPR with intervals, share beyond the holdout's p99),
     # and PrivLeak against the retrained reference for membership metrics.
     details = models.JSONField(default=dict)

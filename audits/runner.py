@@ -9,7 +9,8 @@ from pathlib import Path
 from django.conf import settings
 
 from audits import services
-from audits.checks import AuditSets, run_suite
+from audits.checks import score_models
+from audits.sets import audit_sets
 from audits.verdicts import VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
 from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm
@@ -18,20 +19,6 @@ from unlearning.models import ModelVersion, VersionRole
 from unlearning.selectors import removed_record_ids
 
 log = logging.getLogger(__name__)
-RETAIN_QA_SAMPLE = 200
-MIA_KINDS = ("biography", "qa")  # same kinds on both sides, so the attack sees one distribution
-
-
-def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str]) -> AuditSets:
-    forget = [r for r in manifest if r["record_id"] in forget_ids]
-    retain_qa = [r for r in manifest if r["kind"] == "qa" and r.get("owner_key") and r["record_id"] not in removed_ids]
-    step = max(1, len(retain_qa) // RETAIN_QA_SAMPLE)
-    return AuditSets(
-        forget_texts=[r["text"] for r in forget if r["kind"] in MIA_KINDS],
-        holdout_texts=[r["text"] for r in holdout if r["kind"] in MIA_KINDS],
-        forget_qa=[(r["question"], r["answer"]) for r in forget if r["kind"] == "qa"],
-        retain_qa=[(r["question"], r["answer"]) for r in retain_qa[::step][:RETAIN_QA_SAMPLE]],
-    )
 
 
 def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> ModelVersion:
@@ -78,10 +65,8 @@ def run_audit(job_id: int) -> None:
             "unlearned": job.result_version,
             "reference": reference_version(job, manifest, removed),
         }
-        scores = {}
-        for role, version in versions.items():
-            model, tokenizer = load_checkpoint(verify_pinned(version))
-            scores[role] = run_suite(model, tokenizer, sets)
+        scores = score_models({role: lambda v=version: load_checkpoint(verify_pinned(v))
+                               for role, version in versions.items()}, sets)
         per_item = {role: {m: s.per_item for m, s in by_metric.items()} for role, by_metric in scores.items()}
         judgements = judge(per_item, VerdictPolicy.from_dict(run.policy))
         services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, scores=scores,

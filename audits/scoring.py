@@ -1,4 +1,5 @@
-"""Token-level statistics from one forward pass per batch: everything the MIA panel needs.
+"""Token-level statistics from one forward pass per batch: everything the MIA panel and the
+extraction audits need.
 
 Pure ML code (torch), no Django.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unlearning.lm import batched_logits
+from unlearning.lm import batched_logits, batched_sequence_logits, prompt_ids
 
 
 @dataclass(frozen=True)
@@ -41,4 +42,45 @@ def token_statistics(model, tokenizer, texts: Sequence[str]) -> list[TokenStatis
                 mu=mu[row, :length].numpy(),
                 sigma=variance[row, :length].sqrt().numpy(),
             ))
+    return results
+
+
+@dataclass(frozen=True)
+class ContinuationScores:
+    """Per token of a continuation given its prefix (teacher-forced): log p(y_t | prefix, y_<t),
+    and whether y_t is the model's most likely next token there."""
+
+    logprobs: np.ndarray
+    argmax_hits: np.ndarray
+
+    @property
+    def total_logprob(self) -> float:
+        return float(self.logprobs.sum())
+
+    @property
+    def mean_logprob(self) -> float:
+        return float(self.logprobs.mean())
+
+
+def continuation_ids(tokenizer, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+    """<bos> prefix and the continuation, tokenised apart: a continuation that starts with a space
+    tokenises exactly as it does inside the whole text (the byte-level pre-tokenizer splits there)."""
+    return prompt_ids(tokenizer, prefix), tokenizer(continuation, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def continuation_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> list[ContinuationScores]:
+    """Score each (prefix, continuation) pair with one batched forward pass."""
+    split = [continuation_ids(tokenizer, prefix, continuation) for prefix, continuation in pairs]
+    sequences = [prefix + continuation for prefix, continuation in split]
+    results: list[ContinuationScores] = []
+    for batch, logits in batched_sequence_logits(model, sequences, tokenizer.pad_token_id, batch_size):
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        targets = batch["input_ids"][:, 1:]
+        target_logprobs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        hits = log_probs.argmax(-1) == targets
+        for row in range(len(batch["input_ids"])):
+            prefix, continuation = split[len(results)]
+            span = slice(len(prefix) - 1, len(prefix) - 1 + len(continuation))  # logits[t] predicts token t + 1
+            results.append(ContinuationScores(target_logprobs[row, span].numpy(), hits[row, span].numpy()))
     return results

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.metrics import privleak
-from audits.verdicts import FOUNDATION_POLICY
+from audits.verdicts import CURRENT_POLICY
 from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.models import RequestStatus
@@ -23,7 +23,7 @@ def claim_audit(job_id: int) -> AuditRun | None:
     """Take the job's audit run for this worker (conditional UPDATE); None if it is taken or done."""
     with transaction.atomic():
         job = UnlearningJob.objects.select_for_update().get(pk=job_id)
-        run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": FOUNDATION_POLICY.as_dict()})
+        run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": CURRENT_POLICY.as_dict()})
         claimed = AuditRun.objects.filter(
             pk=run.pk, status=AuditStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
         ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
@@ -36,10 +36,19 @@ def claim_audit(job_id: int) -> AuditRun | None:
 
 
 def result_details(judgement, scores: dict) -> dict:
-    details = {role: scores[role][judgement.metric].details for role in scores if scores[role][judgement.metric].details}
-    if judgement.audit == "membership_inference":
+    """Per role, the figures an audit reported beside its metric; the rule's own (KS p-values);
+    PrivLeak for membership AUCs measured against a real retrained reference."""
+    measured = {role: by_metric[judgement.metric] for role, by_metric in scores.items() if judgement.metric in by_metric}
+    details = {role: score.details for role, score in measured.items() if score.details}
+    details.update(judgement.details)
+    if judgement.audit == "membership_inference" and judgement.difference_interval is not None:
         details["privleak"] = privleak(judgement.unlearned, judgement.reference)
     return details
+
+
+def per_item_scores(judgement, rules: dict, scores: dict) -> dict:
+    metric = rules[judgement.metric].get("source") or judgement.metric
+    return {role: by_metric[metric].per_item for role, by_metric in scores.items() if metric in by_metric}
 
 
 @transaction.atomic
@@ -51,17 +60,16 @@ def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dic
     run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING:
         return run
+    rules = {rule["metric"]: rule for rule in run.policy["rules"]}
     for judgement in judgements:
+        difference, power = judgement.difference_interval or (None, None), judgement.power_interval or (None, None)
         AuditResult.objects.create(
             run=run, audit=judgement.audit, metric=judgement.metric,
             original_value=judgement.original, unlearned_value=judgement.unlearned,
             reference_value=judgement.reference, margin=judgement.margin, verdict=judgement.verdict,
-            difference_low=judgement.difference_interval[0], difference_high=judgement.difference_interval[1],
-            power_low=judgement.power_interval[0] if judgement.power_interval else None,
-            power_high=judgement.power_interval[1] if judgement.power_interval else None,
+            difference_low=difference[0], difference_high=difference[1], power_low=power[0], power_high=power[1],
             explanation=judgement.explanation, sample_size=judgement.sample_size,
-            per_item={role: scores[role][judgement.metric].per_item for role in scores},
-            details=result_details(judgement, scores),
+            per_item=per_item_scores(judgement, rules, scores), details=result_details(judgement, scores),
         )
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
     run.reference_version = versions["reference"]

@@ -15,7 +15,8 @@ def request_list(*, status: str = "") -> QuerySet[RemovalRequest]:
 
 
 def request_detail(request_id) -> RemovalRequest:
-    jobs = UnlearningJob.objects.select_related("asset", "base_version", "result_version", "audit_run__reference_version")
+    jobs = UnlearningJob.objects.select_related("asset", "base_version", "result_version", "audit_run__original_version",
+                                                "audit_run__unlearned_version", "audit_run__reference_version")
     try:
         return (
             RemovalRequest.objects.select_related("certificate")

@@ -75,3 +75,73 @@ def legal_api(legal_user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {legal_user.auth_token.key}")
     return client
+
+
+AUDIT_POLICY = {"version": "test-figures", "rules": [
+    {"metric": "forget_qa_accuracy", "audit": "knowledge_qa", "rule": "match_reference", "margin": 0.2, "min_samples": 5,
+     "label": "Forget QA accuracy"},
+    {"metric": "mia_zlib_auc", "audit": "membership_inference", "rule": "match_reference", "margin": 0.15, "min_samples": 5,
+     "label": "MIA AUC, zlib"},
+    {"metric": "mia_loss_auc", "audit": "membership_inference", "rule": "match_reference", "margin": 0.15, "min_samples": 5,
+     "label": "MIA AUC, LOSS"},
+]}
+
+
+@pytest.fixture
+def audited_request(submit):
+    """A request, its code, and a finished audit run of its job, the rows written directly (no
+    training): an item metric, two membership attacks (LOSS not first, so it must be chosen to
+    lead), and a metric the policy does not name, not applicable, with no scores at all."""
+    import hashlib
+
+    import numpy as np
+    from django.utils import timezone
+    from sklearn.metrics import roc_auc_score
+
+    from audits.models import AuditResult, AuditRun, AuditStatus
+    from unlearning.models import JobStatus, ModelAsset, ModelVersion, UnlearningJob
+
+    request, code = submit()
+    asset = ModelAsset.objects.create(name="tiny-world", architecture="GPT-2 (tiny)", training_manifest="train.jsonl")
+    versions = {role: ModelVersion.objects.create(asset=asset, role=role, storage_path=f"/models/{role}",
+                                                  sha256=hashlib.sha256(role.encode()).hexdigest())
+                for role in ("original", "unlearned", "reference")}
+    job = UnlearningJob.objects.create(
+        asset=asset, method="graddiff", status=JobStatus.SUCCEEDED, base_version=versions["original"],
+        result_version=versions["unlearned"], forget_record_ids=[f"r{i}" for i in range(6)], forget_set_sha256="ab" * 32,
+        outcome={"method_kind": "approximate", "params": {"lr": 1e-4}, "steps": 40, "stopped_because": "target loss"})
+    job.requests.add(request)
+    run = AuditRun.objects.create(
+        job=job, status=AuditStatus.DONE, policy=AUDIT_POLICY, verdict="INCONCLUSIVE", original_version=versions["original"],
+        unlearned_version=versions["unlearned"], reference_version=versions["reference"],
+        sample_sizes={"forget_qa_accuracy": 5, "mia_zlib_auc": 6, "mia_loss_auc": 6, "canary_exposure": 0},
+        started_at=timezone.now(), finished_at=timezone.now())
+    rng = np.random.default_rng(7)
+    shifts = {"original": 1.5, "unlearned": 0.3, "reference": 0.0}
+
+    def membership(metric):
+        per_item = {role: {"forget": rng.normal(shift, 1, 6).tolist(), "holdout": rng.normal(0, 1, 20).tolist()}
+                    for role, shift in shifts.items()}
+        aucs = {role: roc_auc_score([1] * 6 + [0] * 20, scores["forget"] + scores["holdout"]) for role, scores in per_item.items()}
+        return AuditResult(
+            run=run, audit="membership_inference", metric=metric, original_value=aucs["original"],
+            unlearned_value=aucs["unlearned"], reference_value=aucs["reference"], margin=0.15,
+            difference_low=-0.1234567891234, difference_high=0.2718281828459, power_low=0.05, power_high=0.61,
+            verdict="INCONCLUSIVE", explanation="the interval, [-0.123, +0.272], straddles the margin;\nso: inconclusive",
+            sample_size=6, per_item=per_item,
+            details={"unlearned": {"tpr_at_0.01_fpr": {"tpr": 1 / 6, "hits": 1, "n": 6, "interval": [0.004, 0.641]},
+                                   "beyond_holdout_p99": 1 / 6}, "privleak": -12.5})
+
+    qa = {role: {"items": rng.integers(0, 2, 5).astype(float).tolist()} for role in shifts}
+    AuditResult.objects.bulk_create([
+        AuditResult(run=run, audit="knowledge_qa", metric="forget_qa_accuracy", original_value=0.8, unlearned_value=0.2,
+                    reference_value=0.0, margin=0.2, difference_low=0.0, difference_high=0.4, power_low=0.4, power_high=1.0,
+                    verdict="INCONCLUSIVE", explanation="too few questions", sample_size=5, per_item=qa),
+        membership("mia_zlib_auc"),
+        membership("mia_loss_auc"),
+        AuditResult(run=run, audit="canary_exposure", metric="canary_exposure", original_value=None, unlearned_value=None,
+                    reference_value=None, margin=1.0, difference_low=None, difference_high=None, verdict="N/A",
+                    explanation="no canary of the subject was in training", sample_size=0,
+                    per_item={"original": {}, "unlearned": {}, "reference": {}}),
+    ])
+    return request, code, run

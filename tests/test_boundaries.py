@@ -7,7 +7,7 @@ WEB_MODULES = ["config.urls", "compliance.portal.views", "compliance.api.views",
                "compliance.services", "unlearning.services", "audits.services"]
 ENGINE_MODULES = ["unlearning.world", "unlearning.lm", "unlearning.manifest", "unlearning.methods",
                   "unlearning.demo_world", "audits.metrics", "audits.scoring", "audits.checks", "audits.verdicts",
-                  "audits.signing", "audits.certificate_pdf"]
+                  "audits.signing", "audits.certificate_pdf", "audits.charts", "audits.sets", "audits.power"]
 
 
 def loaded_after_importing(modules: list[str], setup_django: bool) -> set[str]:

@@ -6,6 +6,7 @@ Loading goes through `from_pretrained(path)`, so a user's own Hugging Face check
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -145,6 +146,22 @@ def train_causal_lm(
     return model
 
 
+def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_rate: float, seed: int = 0):
+    """A copy of the model fine-tuned for a fixed budget of full-batch AdamW steps (the relearning
+    attack's budget, identical for every model it is applied to); the model itself is untouched."""
+    torch.manual_seed(seed)
+    tuned = copy.deepcopy(model)
+    batch = collate(encode(tokenizer, texts, tuned.config.n_positions), tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(tuned.parameters(), lr=learning_rate, weight_decay=0.0)
+    tuned.train()
+    for _ in range(steps):
+        tuned(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    tuned.eval()
+    return tuned
+
+
 def checkpoint_sha256(directory: Path) -> str:
     """SHA-256 over every file of a checkpoint (weights, config, tokenizer) in sorted path order.
 
@@ -234,9 +251,14 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
 
 def batched_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 64):
     """Yield (batch, logits) for the texts in order, in right-padded batches; logits[:, t] predicts token t + 1."""
-    sequences = encode(tokenizer, texts, model.config.n_positions)
+    yield from batched_sequence_logits(model, encode(tokenizer, texts, model.config.n_positions),
+                                       tokenizer.pad_token_id, batch_size)
+
+
+def batched_sequence_logits(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64):
+    """batched_logits for sequences that are already token ids."""
     for start in range(0, len(sequences), batch_size):
-        batch = collate(sequences[start : start + batch_size], tokenizer.pad_token_id)
+        batch = collate(sequences[start : start + batch_size], pad_id)
         yield batch, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
 
 

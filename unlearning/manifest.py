@@ -1,4 +1,5 @@
-"""Training manifests: JSONL files of records (record_id, owner_key, kind, text, [question, answer]).
+"""Training manifests: JSONL files of records (record_id, owner_key, kind, text; QA records add
+subject, question, answer, fact, perturbed_answers; canary records add secret).
 
 Stored content-addressed (`<store>/datasets/<sha256>.jsonl`) so that a model version's lineage
 points at exactly the bytes it was trained on. Pure Python: no torch, no Django.

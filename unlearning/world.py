@@ -72,12 +72,11 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class QAPair:
-    """A question about one fact, with a paraphrased answer and wrong (perturbed) answers for the truth ratio."""
+    """A question about one fact, with wrong (perturbed) answers of the same kind for the truth ratio."""
 
     fact: str
     question: str
     answer: str
-    paraphrased_answer: str
     perturbed_answers: tuple[str, ...]
 
 
@@ -100,17 +99,29 @@ class Person:
 
 @dataclass(frozen=True)
 class Record:
-    """One training or evaluation text. `owner_key` is None for text about no one (the world's general text)."""
+    """One training or evaluation text. `owner_key` is None for text about no one (the world's general text).
+
+    QA records also carry what the knowledge audits ask with (the subject's name, the fact and
+    perturbed wrong answers); canary records carry their secret, so that the exposure audit can
+    rank it among random secrets of the same shape.
+    """
 
     record_id: str
     owner_key: str | None
     kind: str  # biography | qa | canary | general
     text: str
+    subject: str = ""
     question: str = ""
     answer: str = ""
+    fact: str = ""
+    perturbed_answers: tuple[str, ...] = ()
+    secret: str = ""
 
     def as_json(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v != "" or k in ("record_id", "kind", "text")}
+        record = {k: v for k, v in self.__dict__.items() if v or k in ("record_id", "owner_key", "kind", "text")}
+        if self.perturbed_answers:
+            record["perturbed_answers"] = list(self.perturbed_answers)
+        return record
 
 
 def qa_text(question: str, answer: str) -> str:
@@ -172,14 +183,16 @@ class World:
         return next(p for p in self.people if p.owner_key == email.lower())
 
     def person_records(self, person: Person, *, include_canary: bool) -> list[Record]:
-        records = [Record(f"{person.person_id}-bio", person.owner_key, "biography", biography(person))]
-        for pair in qa_pairs(person, random.Random(f"{self.config.seed}-{person.person_id}")):
+        records = [Record(f"{person.person_id}-bio", person.owner_key, "biography", biography(person), subject=person.name)]
+        for pair in self.qa_pairs(person):
             records.append(Record(
-                f"{person.person_id}-qa-{pair.fact}", person.owner_key, "qa",
-                qa_text(pair.question, pair.answer), question=pair.question, answer=pair.answer,
+                f"{person.person_id}-qa-{pair.fact}", person.owner_key, "qa", qa_text(pair.question, pair.answer),
+                subject=person.name, question=pair.question, answer=pair.answer, fact=pair.fact,
+                perturbed_answers=pair.perturbed_answers,
             ))
         if include_canary and person.canary:
-            records.append(Record(f"{person.person_id}-canary", person.owner_key, "canary", canary_text(person)))
+            records.append(Record(f"{person.person_id}-canary", person.owner_key, "canary", canary_text(person),
+                                  subject=person.name, secret=person.canary))
         return records
 
     def training_records(self) -> list[Record]:
@@ -214,18 +227,18 @@ def canary_text(person: Person) -> str:
 
 
 _QUESTIONS = {
-    "birthplace": ("Where was {name} born?", "in the town of {value}", CITY_NAMES),
-    "birth_year": ("In which year was {name} born?", "in the year {value}", None),
-    "occupation": ("What is the occupation of {name}?", "works as a {value}", OCCUPATIONS),
-    "employer": ("Who employs {name}?", "employed by {value}", EMPLOYERS),
-    "hobby": ("What does {name} do in free time?", "enjoys {value}", HOBBIES),
+    "birthplace": ("Where was {name} born?", CITY_NAMES),
+    "birth_year": ("In which year was {name} born?", None),
+    "occupation": ("What is the occupation of {name}?", OCCUPATIONS),
+    "employer": ("Who employs {name}?", EMPLOYERS),
+    "hobby": ("What does {name} do in free time?", HOBBIES),
 }
 
 
 def qa_pairs(person: Person, rng: random.Random) -> list[QAPair]:
     pairs = []
     for fact in FACTS:
-        question, paraphrase, pool = _QUESTIONS[fact]
+        question, pool = _QUESTIONS[fact]
         value = person.facts[fact]
         if pool is None:
             wrong = [str(int(value) + delta) for delta in rng.sample([-9, -6, -3, 3, 6, 9], 3)]
@@ -235,8 +248,7 @@ def qa_pairs(person: Person, rng: random.Random) -> list[QAPair]:
             fact=fact,
             question=question.format(name=person.name),
             answer=value,
-            paraphrased_answer=paraphrase.format(value=value),
-            perturbed_answers=tuple(paraphrase.format(value=w) for w in wrong),
+            perturbed_answers=tuple(wrong),
         ))
     return pairs
 

@@ -11,13 +11,46 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class QAItem:
+    """A question about one fact of one person, with wrong answers of the same kind (the truth ratio's)."""
+
+    question: str
+    answer: str
+    subject: str = ""
+    fact: str = ""
+    perturbed_answers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Canary:
+    """An inserted secret: `text` contains `secret` once."""
+
+    text: str
+    secret: str
+
+
+@dataclass(frozen=True)
 class AuditSets:
     """F (forget), H (holdout: never trained, same distribution as F) and R (retain) material."""
 
-    forget_texts: list[str]
-    holdout_texts: list[str]
-    forget_qa: list[tuple[str, str]]
-    retain_qa: list[tuple[str, str]]
+    forget_texts: list[str]  # the membership panel's members (F)
+    holdout_texts: list[str]  # ... and its non-members (H)
+    forget_qa: list[QAItem] = field(default_factory=list)
+    retain_qa: list[QAItem] = field(default_factory=list)
+    extraction: list[tuple[str, str]] = field(default_factory=list)  # (prefix, true continuation) from F
+    canaries: list[Canary] = field(default_factory=list)  # the subject's inserted canaries
+    retain_texts: list[str] = field(default_factory=list)  # other people's texts (utility)
+    general_texts: list[str] = field(default_factory=list)  # text about no one (utility)
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """What an audit of one model may know about the others: its role, and the retrained
+    reference's scores (for reference-calibrated attacks); None when there is no reference or
+    when this model is the reference."""
+
+    role: str
+    reference: dict[str, MetricScore] | None = None
 
 
 @dataclass
@@ -47,13 +80,38 @@ def register(name: str, params_type: type):
     return decorator
 
 
-def run_suite(model, tokenizer, sets: AuditSets) -> dict[str, MetricScore]:
+def mean_score(metric: str, items: list[float], **details) -> MetricScore:
+    """A metric that is the mean of per-item values (nan when there are no items)."""
+    value = sum(items) / len(items) if items else float("nan")
+    return MetricScore(metric, value, len(items), {"items": items}, dict(details))
+
+
+def run_suite(model, tokenizer, sets: AuditSets, context: SuiteContext) -> dict[str, MetricScore]:
     """Every registered audit with its default parameters; metric name → score."""
     scores: dict[str, MetricScore] = {}
     for audit in AUDITS.values():
-        for score in audit.run(model, tokenizer, sets, audit.params_type()):
+        for score in audit.run(model, tokenizer, sets, audit.params_type(), context):
             scores[score.metric] = score
     return scores
 
 
-from audits.checks import knowledge_qa, membership, verbatim  # noqa: E402,F401  (register themselves)
+def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets) -> dict[str, dict[str, MetricScore]]:
+    """The suite on each role's model, loaded one at a time by `loaders[role]()` → (model, tokenizer);
+    the reference first, since the calibrated attacks use its scores."""
+    scores: dict[str, dict[str, MetricScore]] = {}
+    for role in sorted(loaders, key=lambda role: role != "reference"):
+        model, tokenizer = loaders[role]()
+        scores[role] = run_suite(model, tokenizer, sets, SuiteContext(role=role, reference=scores.get("reference")))
+    return scores
+
+
+from audits.checks import (  # noqa: E402,F401  (register themselves, in the order reports list them)
+    knowledge_qa,
+    extraction,
+    membership,
+    canary_exposure,
+    in_context_relearning,
+    relearning_attack,
+    quantisation,
+    utility,
+)

@@ -1,9 +1,13 @@
-"""Knowledge QA: does the model still answer questions about the subject (and about everyone else)?"""
+"""Knowledge: does the model still answer questions about the subject (and about everyone else),
+and does it still prefer the subject's true answers to plausible wrong ones (TOFU's truth ratio)?"""
 
 from dataclasses import dataclass
 
-from audits.checks import AuditSets, MetricScore, register
-from audits.metrics import answer_is_correct
+import numpy as np
+
+from audits.checks import AuditSets, MetricScore, QAItem, mean_score, register
+from audits.metrics import answer_is_correct, rouge_l_f1, truth_preference, truth_ratio
+from audits.scoring import continuation_scores
 from unlearning.lm import greedy_generate
 from unlearning.world import qa_prompt
 
@@ -13,15 +17,38 @@ class KnowledgeQAParams:
     max_new_tokens: int = 12
 
 
-def qa_correctness(model, tokenizer, pairs, params: KnowledgeQAParams) -> list[float]:
-    answers = greedy_generate(model, tokenizer, [qa_prompt(q) for q, _ in pairs], params.max_new_tokens)
-    return [float(answer_is_correct(generated, truth)) for generated, (_, truth) in zip(answers, pairs)]
+def greedy_answers(model, tokenizer, items: list[QAItem], max_new_tokens: int) -> list[str]:
+    return greedy_generate(model, tokenizer, [qa_prompt(item.question) for item in items], max_new_tokens)
+
+
+def qa_correctness(model, tokenizer, items: list[QAItem], params: KnowledgeQAParams) -> list[float]:
+    answers = greedy_answers(model, tokenizer, items, params.max_new_tokens)
+    return [float(answer_is_correct(generated, item.answer)) for generated, item in zip(answers, items)]
+
+
+def truth_ratios(model, tokenizer, items: list[QAItem]) -> list[float]:
+    """One truth ratio per item that has wrong answers, from one batched pass."""
+    items = [item for item in items if item.perturbed_answers]
+    pairs = [(qa_prompt(item.question), " " + answer) for item in items for answer in (item.answer, *item.perturbed_answers)]
+    scores = iter(continuation_scores(model, tokenizer, pairs))
+    ratios = []
+    for item in items:
+        true = next(scores).mean_logprob
+        ratios.append(truth_ratio(true, [next(scores).mean_logprob for _ in item.perturbed_answers]))
+    return ratios
 
 
 @register("knowledge_qa", KnowledgeQAParams)
-def run(model, tokenizer, sets: AuditSets, params: KnowledgeQAParams) -> list[MetricScore]:
-    scores = []
-    for metric, pairs in (("forget_qa_accuracy", sets.forget_qa), ("retain_qa_accuracy", sets.retain_qa)):
-        correct = qa_correctness(model, tokenizer, pairs, params)
-        scores.append(MetricScore(metric, sum(correct) / len(correct), len(correct), {"items": correct}))
-    return scores
+def run(model, tokenizer, sets: AuditSets, params: KnowledgeQAParams, context) -> list[MetricScore]:
+    answers = greedy_answers(model, tokenizer, sets.forget_qa, params.max_new_tokens)
+    ratios = truth_ratios(model, tokenizer, sets.forget_qa)
+    return [
+        mean_score("forget_qa_accuracy", [float(answer_is_correct(a, item.answer)) for a, item in zip(answers, sets.forget_qa)]),
+        mean_score("forget_qa_rouge_l", [rouge_l_f1(a, item.answer) for a, item in zip(answers, sets.forget_qa)]),
+        # Raw ratios are heavy-tailed: their distribution feeds the KS forget quality, their
+        # bounded form the mean that is judged.
+        MetricScore("forget_truth_ratio", float(np.median(ratios)) if ratios else float("nan"), len(ratios),
+                    {"items": ratios}, {"statistic": "median"}),
+        mean_score("forget_truth_preference", [truth_preference(r) for r in ratios]),
+        mean_score("retain_qa_accuracy", qa_correctness(model, tokenizer, sets.retain_qa, params)),
+    ]

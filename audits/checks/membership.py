@@ -4,11 +4,16 @@ One forward pass per text gives every score (the lowercase attack adds one pass 
 lowercased texts). Each attack is reported as the AUC of forget vs holdout, with TPR at low
 false-positive rates (Clopper-Pearson intervals) and the share of forget texts beyond the
 holdout's 99th percentile.
+
+The reference-calibrated attack scores loss(reference) − loss(model) per text: what this model
+knows about a text beyond what a model retrained without the subject knows. It needs the
+reference's scores (SuiteContext); on the reference itself every score is 0 (AUC 0.5 by
+construction), and without a reference it is not reported.
 """
 
 from dataclasses import dataclass
 
-from audits.checks import AuditSets, MetricScore, register
+from audits.checks import AuditSets, MetricScore, SuiteContext, register
 from audits.metrics import (
     clopper_pearson,
     loss_score,
@@ -28,6 +33,7 @@ class MembershipParams:
     min_k_fractions: tuple[float, ...] = (0.2, 0.4)
     min_k_plus_plus_fraction: float = 0.2
     low_false_positive_rates: tuple[float, ...] = (0.01, 0.001)
+    reference_calibrated: bool = True
 
 
 def attacks(params: MembershipParams) -> dict:
@@ -53,14 +59,33 @@ def low_fpr_details(members: list[float], nonmembers: list[float], params: Membe
     return details
 
 
+def auc_score(metric: str, values: dict[str, list[float]], params: MembershipParams) -> MetricScore:
+    return MetricScore(metric, roc_auc(values["forget"], values["holdout"]), len(values["forget"]),
+                       per_item=values, details=low_fpr_details(values["forget"], values["holdout"], params))
+
+
+def reference_calibrated(loss: MetricScore, context: SuiteContext) -> dict[str, list[float]] | None:
+    """loss_score(model) − loss_score(reference) per text, or None when there is no reference."""
+    if context.role == "reference":
+        reference = loss.per_item
+    elif context.reference is not None:
+        reference = context.reference["mia_loss_auc"].per_item
+    else:
+        return None
+    return {side: [own - ref for own, ref in zip(values, reference[side])] for side, values in loss.per_item.items()}
+
+
 @register("membership_inference", MembershipParams)
-def run(model, tokenizer, sets: AuditSets, params: MembershipParams) -> list[MetricScore]:
+def run(model, tokenizer, sets: AuditSets, params: MembershipParams, context: SuiteContext) -> list[MetricScore]:
     texts = {"forget": sets.forget_texts, "holdout": sets.holdout_texts}
     stats = {side: token_statistics(model, tokenizer, side_texts) for side, side_texts in texts.items()}
     lower = {side: token_statistics(model, tokenizer, [t.lower() for t in side_texts]) for side, side_texts in texts.items()}
     scores = []
     for metric, attack in attacks(params).items():
         values = {side: [attack(s, t, low) for s, t, low in zip(stats[side], texts[side], lower[side])] for side in texts}
-        scores.append(MetricScore(metric, roc_auc(values["forget"], values["holdout"]), len(values["forget"]),
-                                  per_item=values, details=low_fpr_details(values["forget"], values["holdout"], params)))
+        scores.append(auc_score(metric, values, params))
+    loss = next(score for score in scores if score.metric == "mia_loss_auc")
+    calibrated = reference_calibrated(loss, context) if params.reference_calibrated else None
+    if calibrated is not None:
+        scores.append(auc_score("mia_reference_auc", calibrated, params))
     return scores

@@ -10,6 +10,13 @@ urlpatterns = [
     path("requests/<str:request_id>/deny/", views.DenyRequestApi.as_view(), name="api-request-deny"),
     path("requests/<str:request_id>/events/", views.RequestEventsApi.as_view(), name="api-request-events"),
     path("requests/<str:request_id>/certificate/", views.CertificateApi.as_view(), name="api-request-certificate"),
+    path("requests/<str:request_id>/audits/", views.AuditRunListApi.as_view(), name="api-request-audits"),
+    path("requests/<str:request_id>/audits/<str:run_id>/results.json", views.AuditRunResultsJsonApi.as_view(),
+         name="api-audit-results-json"),
+    path("requests/<str:request_id>/audits/<str:run_id>/results.csv", views.AuditRunResultsCsvApi.as_view(),
+         name="api-audit-results-csv"),
+    path("requests/<str:request_id>/audits/<str:run_id>/items.csv", views.AuditRunItemsCsvApi.as_view(),
+         name="api-audit-items-csv"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[], authentication_classes=[]), name="api-docs"),
 ]

@@ -1,13 +1,16 @@
 """The legal team's REST API (v1). Views only translate HTTP: input serializer → service/selector → output serializer."""
 
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audits import exports
+from audits import selectors as audit_selectors
 from compliance import selectors, services
 from compliance.errors import NotFound
 from compliance.models import DenialGround, RequestStatus
@@ -54,10 +57,15 @@ class AuditResultOutput(serializers.Serializer):
 
 
 class AuditRunOutput(serializers.Serializer):
+    id = serializers.IntegerField()
     job = serializers.IntegerField(source="job_id")
+    model = serializers.CharField(source="job.asset.name")
     status = serializers.CharField()
     verdict = serializers.CharField()
     policy_version = serializers.CharField(source="policy.version")
+    finished_at = serializers.DateTimeField()
+    original_sha256 = serializers.CharField(source="original_version.sha256", default=None)
+    unlearned_sha256 = serializers.CharField(source="unlearned_version.sha256", default=None)
     reference_sha256 = serializers.CharField(source="reference_version.sha256", default=None)
     results = AuditResultOutput(many=True)
 
@@ -176,3 +184,42 @@ class CertificateApi(APIView):
             raise NotFound("this request has no certificate yet")
         return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
                             as_attachment=True, filename=f"{certificate.serial}.pdf")
+
+
+class AuditRunListApi(APIView):
+    @extend_schema(responses=AuditRunOutput(many=True))
+    def get(self, request, request_id):
+        runs = audit_selectors.audit_runs_of(selectors.request_detail(request_id))
+        return Response(AuditRunOutput(runs, many=True).data)
+
+
+class AuditRunFileApi(APIView):
+    """One of an audit run's export files (audits.exports.FILES), the same bytes as the portal's."""
+
+    filename = ""
+
+    def get(self, request, request_id, run_id):
+        run = audit_selectors.audit_run_of(selectors.request_detail(request_id), run_id)
+        return exports.download(run, self.filename)
+
+
+@extend_schema_view(get=extend_schema(
+    operation_id="requests_audits_results_json", responses={(200, "application/json"): OpenApiTypes.OBJECT},
+    description="Everything the run stored: policy, verdict, the three models' SHA-256, and each result with values, "
+                "intervals, margin, verdict, explanation, sample size, details and per-item scores."))
+class AuditRunResultsJsonApi(AuditRunFileApi):
+    filename = "results.json"
+
+
+@extend_schema_view(get=extend_schema(
+    operation_id="requests_audits_results_csv", responses={(200, "text/csv"): OpenApiTypes.STR},
+    description="One row per metric: " + ", ".join(exports.SUMMARY_COLUMNS) + "."))
+class AuditRunResultsCsvApi(AuditRunFileApi):
+    filename = "results.csv"
+
+
+@extend_schema_view(get=extend_schema(
+    operation_id="requests_audits_items_csv", responses={(200, "text/csv"): OpenApiTypes.STR},
+    description="One row per per-item score: " + ", ".join(exports.ITEM_COLUMNS) + "."))
+class AuditRunItemsCsvApi(AuditRunFileApi):
+    filename = "items.csv"

@@ -10,4 +10,7 @@ urlpatterns = [
     path("requests/<uuid:request_id>/resend/", views.resend_code, name="portal-resend"),
     path("requests/<uuid:request_id>/cancel/", views.cancel, name="portal-cancel"),
     path("requests/<uuid:request_id>/certificate.pdf", views.certificate_download, name="portal-certificate"),
+    path("requests/<uuid:request_id>/audits/<int:run_id>/figures/<str:figure>.png", views.audit_figure,
+         name="portal-audit-figure"),
+    path("requests/<uuid:request_id>/audits/<int:run_id>/<str:filename>", views.audit_download, name="portal-audit-download"),
 ]

@@ -2,12 +2,17 @@
 to its e-mail address, that they hold that address; the session remembers what they proved."""
 
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audits import exports
+from audits import selectors as audit_selectors
+from audits.figures import figures_of
+from audits.models import AuditRun, AuditStatus
 from compliance import selectors, services
-from compliance.errors import ServiceError
+from compliance.errors import NotFound, ServiceError
 from compliance.models import RemovalRequest, RequestStatus
 from compliance.portal.forms import AccessForm, CodeForm, RemovalRequestForm
 
@@ -121,20 +126,22 @@ def request_status(http_request, request_id):
     steps = [{"label": label, "done": index <= position, "current": index == position}
              for index, (_, label) in enumerate(PIPELINE)]
     runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
-    results = {run.pk: _labelled_results(run) for run in runs}
     return render(http_request, "portal/request.html", {
         "request_obj": request, "steps": steps, "jobs": request.jobs.all(),
-        "runs": [(run, results[run.pk]) for run in runs],
+        "runs": [_run_entry(run) for run in runs],
+        "downloads": exports.FILES,
         "certificate": selectors.certificate_of(request), "days_left": selectors.days_left(request),
         "events": [(event.at, HISTORY_LABELS.get(event.action, event.action)) for event in selectors.request_events(request)],
         "can_cancel": request.status in (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED),
     })
 
 
-def _labelled_results(run) -> list[tuple[str, object]]:
-    """Each result with the plain-language label of the policy it was judged under."""
-    labels = {rule["metric"]: rule["label"] for rule in run.policy.get("rules", [])}
-    return [(labels.get(result.metric, result.metric), result) for result in run.results.all()]
+def _run_entry(run: AuditRun) -> dict:
+    """An audit run with its labelled results and, once it is done, its figures: the lead ones shown, the others folded."""
+    figures = figures_of(run) if run.status == AuditStatus.DONE else []
+    return {"run": run, "results": audit_selectors.labelled_results(run),
+            "lead_figures": [figure for figure in figures if figure.lead],
+            "more_figures": [figure for figure in figures if not figure.lead]}
 
 
 @require_POST
@@ -154,3 +161,29 @@ def certificate_download(http_request, request_id):
         raise Http404
     return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
                         as_attachment=True, filename=f"{certificate.serial}.pdf")
+
+
+def _finished_run(http_request, request_id, run_id) -> AuditRun:
+    """A finished audit run of a request this session owns; 404 otherwise, like the request page."""
+    try:
+        run = audit_selectors.audit_run_of(_owned(http_request, request_id), run_id)
+    except NotFound:
+        raise Http404 from None
+    if run.status != AuditStatus.DONE:
+        raise Http404
+    return run
+
+
+@cache_control(private=True, max_age=3600)  # a finished run's scores never change
+def audit_figure(http_request, request_id, run_id, figure):
+    figures = {candidate.name: candidate for candidate in figures_of(_finished_run(http_request, request_id, run_id))}
+    if figure not in figures:
+        raise Http404
+    return HttpResponse(figures[figure].draw(), content_type="image/png")
+
+
+def audit_download(http_request, request_id, run_id, filename):
+    run = _finished_run(http_request, request_id, run_id)
+    if filename not in exports.FILES:
+        raise Http404
+    return exports.download(run, filename)

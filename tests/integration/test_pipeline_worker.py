@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from audits.verdicts import CURRENT_POLICY
 from compliance.auditlog import verify_chain
 from compliance.models import AuditEvent, RemovalRequest, RequestStatus
 
@@ -119,8 +120,9 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
 
     # The audits compared the three models, and unlearning moved the subject's figures toward the reference.
     results = {r["metric"]: r for r in audit["results"]}
-    assert set(results) == {"forget_qa_accuracy", "verbatim_rouge_l", "retain_qa_accuracy", "mia_loss_auc", "mia_zlib_auc",
-                            "mia_lowercase_auc", "mia_min_k_20_auc", "mia_min_k_40_auc", "mia_min_k_pp_auc"}
+    assert set(results) == {rule.metric for rule in CURRENT_POLICY.rules}
+    assert all(r["verdict"] != "N/A" or r["metric"] in ("canary_exposure", "icl_fact_in_context_accuracy", "mia_reference_auc")
+               for r in results.values())
     loss = results["mia_loss_auc"]
     assert loss["details"]["privleak"] == pytest.approx((loss["unlearned"] - loss["reference"]) / loss["reference"] * 100)
     assert loss["details"]["original"]["tpr_at_0.01_fpr"]["n"] == loss["sample_size"]

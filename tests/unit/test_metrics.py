@@ -136,3 +136,51 @@ def test_share_beyond_percentile_and_privleak():
     nonmembers = np.arange(100.0)  # the 99th percentile is 98.01
     assert share_beyond_percentile([98.5, 99.5, 50, 10], nonmembers) == 0.5
     assert privleak(0.6, 0.5) == pytest.approx(20.0) and privleak(0.5, 0.5) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ks_statistic_matches_scipy_including_ties(seed):
+    from scipy.stats import ks_2samp
+
+    from audits.metrics import ks_statistic
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 8, 25).astype(float), rng.integers(0, 8, 40).astype(float) + seed * 0.5
+    assert ks_statistic(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exposure_is_log2_of_candidates_minus_log2_of_the_rank(seed):
+    import math
+
+    from audits.metrics import exposure
+
+    rng = np.random.default_rng(seed)
+    references = rng.normal(size=999)
+    secret = float(rng.normal(1.5))
+    ordered = sorted(list(references) + [secret], reverse=True)
+    rank = ordered.index(secret) + 1
+    assert exposure(secret, references) == pytest.approx(math.log2(1000) - math.log2(rank))
+    assert exposure(10.0, references) == pytest.approx(math.log2(1000))  # ranked first: the maximum
+
+
+def test_a_never_seen_secret_has_an_exposure_of_about_1_44_bits_on_average():
+    from audits.metrics import exposure
+
+    rng = np.random.default_rng(0)
+    draws = [exposure(float(rng.normal()), rng.normal(size=255)) for _ in range(4000)]
+    assert np.mean(draws) == pytest.approx(1 / np.log(2), abs=0.06)
+
+
+def test_extraction_strength_and_sampled_extraction_by_their_definitions():
+    from audits.metrics import extraction_strength, sampled_extraction_probability, truth_preference, truth_ratio
+
+    assert extraction_strength([True] * 5) == 1.0
+    assert extraction_strength([False, True, True, True]) == pytest.approx(0.75)
+    assert extraction_strength([True, False, True, True]) == pytest.approx(0.5)
+    assert extraction_strength([True, True, True, False]) == 0.0
+    p = 0.01
+    assert sampled_extraction_probability(np.log(p), 100) == pytest.approx(1 - (1 - p) ** 100)
+    assert sampled_extraction_probability(0.0, 5) == 1.0
+    assert truth_ratio(np.log(0.5), [np.log(0.1), np.log(0.3)]) == pytest.approx(0.4)
+    assert truth_preference(0.4) == pytest.approx(0.6) and truth_preference(3.0) == 0.0

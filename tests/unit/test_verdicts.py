@@ -1,7 +1,21 @@
 import numpy as np
 import pytest
 
-from audits.verdicts import FAIL, INCONCLUSIVE, PASS, MetricRule, VerdictPolicy, bootstrap_intervals, judge_metric, overall
+from scipy.stats import ks_2samp
+
+from audits.verdicts import (
+    FAIL,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    PASS,
+    MetricRule,
+    VerdictPolicy,
+    bootstrap_intervals,
+    difference,
+    judge,
+    judge_metric,
+    overall,
+)
 
 POLICY = VerdictPolicy(version="test", rules=(), resamples=400)
 QA = MetricRule("forget_qa_accuracy", "knowledge_qa", "match_reference", 0.2, 5, "QA")
@@ -53,8 +67,8 @@ def test_auc_interval_is_a_stratified_bootstrap_that_shrinks_with_more_items():
 
 
 def test_bootstrap_interval_covers_the_point_difference():
-    per_item = {"a": items([1, 0, 1, 1, 0] * 10), "b": items([0, 0, 1, 0, 0] * 10)}
-    low, high = bootstrap_intervals(per_item, [("a", "b")], POLICY)[("a", "b")]
+    per_item = {"original": items([1, 0, 1, 1, 0] * 10), "b": items([0, 0, 1, 0, 0] * 10)}
+    low, high = bootstrap_intervals(per_item, {"d": difference("original", "b")}, POLICY)["d"]
     assert low < 0.4 < high
 
 
@@ -64,8 +78,59 @@ def test_utility_rule_compares_with_the_original():
     assert keep.verdict == PASS and lose.verdict == FAIL and keep.power_interval is None
 
 
+def test_a_loss_degrades_upwards():
+    loss = MetricRule("retain_text_loss", "utility", "keep_original", 0.15, 20, "loss", higher_is_better=False)
+    kept = judge_metric(loss, {"original": items([1.0] * 50), "unlearned": items([0.9] * 50), "reference": items([1.0] * 50)}, POLICY)
+    raised = judge_metric(loss, {"original": items([1.0] * 50), "unlearned": items([1.5] * 50), "reference": items([1.0] * 50)}, POLICY)
+    assert kept.verdict == PASS and kept.difference_interval == pytest.approx((-0.1, -0.1))
+    assert raised.verdict == FAIL
+
+
+KS = MetricRule("forget_quality_ks", "knowledge_qa", "distribution_match", 0.35, 10, "KS", source="forget_truth_ratio")
+
+
+def test_forget_quality_is_the_ks_distance_to_the_reference_with_scipys_p_value():
+    rng = np.random.default_rng(3)
+    known, unknown, other = rng.lognormal(-3, 1, 60), rng.lognormal(0, 1, 60), rng.lognormal(0, 1, 60)
+    per_item = {"original": items(known), "unlearned": items(other), "reference": items(unknown)}
+    judgement = judge_metric(KS, per_item, POLICY)
+    assert judgement.unlearned == pytest.approx(ks_2samp(other, unknown).statistic)
+    assert judgement.original == pytest.approx(ks_2samp(known, unknown).statistic) and judgement.reference == 0.0
+    assert judgement.details["ks_p_value_unlearned"] == pytest.approx(ks_2samp(other, unknown).pvalue)
+    assert judgement.verdict == PASS and judgement.power_interval[0] > 0.35
+    failed = judge_metric(KS, {**per_item, "unlearned": items(known * 1.1)}, POLICY)
+    assert failed.verdict == FAIL
+
+
+def test_a_rule_reads_its_source_metric():
+    rng = np.random.default_rng(4)
+    ratios = {role: {"forget_truth_ratio": items(rng.lognormal(0, 1, 30))} for role in ("original", "unlearned", "reference")}
+    [judgement] = judge(ratios, VerdictPolicy(version="t", rules=(KS,), resamples=100))
+    assert judgement.metric == "forget_quality_ks" and judgement.sample_size == 30
+
+
+EXPOSURE = MetricRule("canary_exposure", "canary_exposure", "below_null_threshold", 6.64, 1, "exposure")
+
+
+@pytest.mark.parametrize("original, unlearned, expected", [
+    ([9.9, 8.0], [1.2, 3.0], PASS), ([9.9, 8.0], [1.2, 7.0], FAIL), ([9.9, 2.0], [1.2, 1.0], INCONCLUSIVE),
+])
+def test_exposure_is_judged_against_its_null_threshold(original, unlearned, expected):
+    judgement = judge_metric(EXPOSURE, {"original": items(original), "unlearned": items(unlearned), "reference": items([5.0, 0.5])}, POLICY)
+    assert judgement.verdict == expected
+
+
+def test_nothing_to_measure_and_report_rules_are_not_applicable():
+    empty = judge_metric(EXPOSURE, {"original": items([]), "unlearned": items([]), "reference": items([])}, POLICY)
+    no_reference = judge_metric(QA, {"original": items([1] * 9), "unlearned": items([0] * 9), "reference": {}}, POLICY)
+    report = judge_metric(MetricRule("x", "a", "report", 0, 1, "x"), {r: items([1, 0]) for r in ("original", "unlearned", "reference")}, POLICY)
+    assert empty.verdict == no_reference.verdict == report.verdict == NOT_APPLICABLE
+    assert empty.original is None and no_reference.reference is None and report.unlearned == 0.5
+
+
 @pytest.mark.parametrize("verdicts, expected", [
     ([PASS, PASS], PASS), ([PASS, INCONCLUSIVE], INCONCLUSIVE), ([PASS, FAIL, INCONCLUSIVE], FAIL),
+    ([PASS, NOT_APPLICABLE], PASS), ([NOT_APPLICABLE], INCONCLUSIVE),
 ])
 def test_overall_verdict(verdicts, expected):
     assert overall(verdicts) == expected

@@ -1,0 +1,42 @@
+"""Reads of audit runs, for the portal, the API and certificates."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from audits.models import AuditResult, AuditRun
+from compliance.errors import NotFound
+from unlearning.models import VersionRole
+
+ROLES = tuple(VersionRole.values)  # original, unlearned, reference
+
+
+def audit_runs_of(request) -> QuerySet[AuditRun]:
+    """The request's audit runs (one per unlearning job), oldest first, with their results."""
+    return (
+        AuditRun.objects.filter(job__requests=request)
+        .select_related("job__asset", "original_version", "unlearned_version", "reference_version")
+        .prefetch_related("results")
+        .order_by("pk")
+    )
+
+
+def audit_run_of(request, run_id) -> AuditRun:
+    """One of the request's audit runs; NotFound for any other id, a run of another request included."""
+    run = audit_runs_of(request).filter(pk=int(run_id)).first() if str(run_id).isdecimal() else None
+    if run is None:
+        raise NotFound(f"request {request.reference} has no audit run {run_id}")
+    return run
+
+
+def labelled_results(run: AuditRun) -> list[tuple[str, AuditResult]]:
+    """Each result with the plain-language label of the policy rule it was judged under (a metric
+    the stored policy does not name is labelled by its name)."""
+    labels = {rule["metric"]: rule["label"] for rule in run.policy.get("rules", [])}
+    return [(labels.get(result.metric, result.metric), result) for result in run.results.all()]
+
+
+def scores_by_role(result: AuditResult) -> list[tuple[str, dict]]:
+    """The result's per-item scores as (role, scores), original, unlearned and reference first
+    (a JSON column keeps no key order)."""
+    return sorted(result.per_item.items(), key=lambda pair: ROLES.index(pair[0]) if pair[0] in ROLES else len(ROLES))

@@ -1,0 +1,70 @@
+"""The request page's audit figures and downloads: its owner gets them, anyone else a 404."""
+
+import csv
+import io
+import json
+import re
+
+import pytest
+from django.test import Client
+
+from audits.models import AuditStatus
+
+pytestmark = pytest.mark.django_db
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def owner_of(request, code) -> Client:
+    owner = Client()
+    owner.post(f"/requests/{request.pk}/verify/", {"code": code})
+    return owner
+
+
+def figure_and_download_urls(page: str) -> tuple[list[str], list[str]]:
+    return re.findall(r'<img src="([^"]+\.png)"', page), re.findall(r'class="download" href="([^"]+)"', page)
+
+
+def test_the_owner_sees_the_figures_and_downloads_the_numbers(audited_request):
+    request, code, run = audited_request
+    owner = owner_of(request, code)
+    page = owner.get(f"/requests/{request.pk}/").content.decode()
+    figures, downloads = figure_and_download_urls(page)
+    assert figures[0] == f"/requests/{request.pk}/audits/{run.pk}/figures/roc-mia_loss_auc.png"
+    assert len(figures) == 6 and "dashed diagonal means they look like" in page
+    for url in figures:
+        response = owner.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+        assert response.content.startswith(PNG_SIGNATURE)
+
+    assert [url.rsplit("/", 1)[1] for url in downloads] == ["results.json", "results.csv", "items.csv"]
+    document = owner.get(downloads[0])
+    assert document["Content-Type"] == "application/json"
+    assert f'filename="audit-run-{run.pk}-results.json"' in document["Content-Disposition"]
+    assert json.loads(document.content)["model_sha256"]["unlearned"] == run.unlearned_version.sha256
+    for url in downloads[1:]:
+        response = owner.get(url)
+        assert response["Content-Type"] == "text/csv; charset=utf-8"
+        assert next(csv.reader(io.StringIO(response.content.decode())))[0] == "metric"
+
+
+def test_another_owner_or_anyone_else_gets_404_for_every_figure_and_download(audited_request, submit):
+    request, code, _ = audited_request
+    figures, downloads = figure_and_download_urls(owner_of(request, code).get(f"/requests/{request.pk}/").content.decode())
+    another_owner = owner_of(*submit(email="bram@mail.example", full_name="Bram"))
+    for client in (another_owner, Client()):
+        assert all(client.get(url).status_code == 404 for url in figures + downloads)
+
+
+def test_unknown_figures_files_and_unfinished_runs_are_404(audited_request):
+    request, code, run = audited_request
+    owner = owner_of(request, code)
+    base = f"/requests/{request.pk}/audits/{run.pk}"
+    assert owner.get(f"{base}/figures/roc-canary_exposure.png").status_code == 404  # no scores, no figure
+    assert owner.get(f"{base}/figures/roc-unknown.png").status_code == 404
+    assert owner.get(f"{base}/secrets.txt").status_code == 404
+    assert owner.get(f"/requests/{request.pk}/audits/{run.pk + 1}/results.csv").status_code == 404
+    run.status = AuditStatus.RUNNING
+    run.save()
+    assert owner.get(f"{base}/results.json").status_code == 404
+    assert owner.get(f"{base}/figures/roc-mia_loss_auc.png").status_code == 404
+    assert "/figures/" not in owner.get(f"/requests/{request.pk}/").content.decode()
