@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from audits.checks import SuiteContext, run_suite, score_models
+from audits.checks import SuiteContext, per_item_by_role, run_suite, score_models
 from audits.sets import audit_sets
 from audits.verdicts import CURRENT_POLICY, Judgement, VerdictPolicy, judge, overall
 from unlearning.demo_world import DemoModel, build_demo_model
@@ -60,8 +60,6 @@ def power_cases(world: WorldConfig, recipe: TrainingRecipe, forget_people: int, 
     cases = []
     for name, candidate in candidates.items():
         unlearned = run_suite(candidate, tokenizer, sets, SuiteContext(role="unlearned", reference=base["reference"]))
-        roles = {**base, "unlearned": unlearned}
-        per_item = {role: {m: s.per_item for m, s in by_metric.items()} for role, by_metric in roles.items()}
-        judgements = judge(per_item, policy)
+        judgements = judge(per_item_by_role({**base, "unlearned": unlearned}), policy)
         cases.append(PowerCase(name, overall([j.verdict for j in judgements]), judgements))
     return cases

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 
 from audits import services
-from audits.checks import score_models
+from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets
 from audits.verdicts import VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
@@ -67,8 +67,7 @@ def run_audit(job_id: int) -> None:
         }
         scores = score_models({role: lambda v=version: load_checkpoint(verify_pinned(v))
                                for role, version in versions.items()}, sets)
-        per_item = {role: {m: s.per_item for m, s in by_metric.items()} for role, by_metric in scores.items()}
-        judgements = judge(per_item, VerdictPolicy.from_dict(run.policy))
+        judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy))
         services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, scores=scores,
                                 verdict=overall([j.verdict for j in judgements]))
     except Exception as exc:  # the failure is recorded on the run and its requests, then logged

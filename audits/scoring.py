@@ -25,13 +25,19 @@ class TokenStatistics:
     sigma: np.ndarray
 
 
+def log_probabilities(batches):
+    """For each (batch, logits): the batch, the next-token log-probabilities and, per position,
+    the log-probability of the token that actually follows."""
+    for batch, logits in batches:
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        targets = batch["input_ids"][:, 1:]
+        yield batch, log_probs, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
 @torch.no_grad()
 def token_statistics(model, tokenizer, texts: Sequence[str]) -> list[TokenStatistics]:
     results: list[TokenStatistics] = []
-    for batch, logits in batched_logits(model, tokenizer, texts):
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        targets = batch["input_ids"][:, 1:]
-        target_logprobs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    for batch, log_probs, target_logprobs in log_probabilities(batched_logits(model, tokenizer, texts)):
         probs = log_probs.exp()
         mu = (probs * log_probs).sum(-1)
         variance = ((probs * log_probs.square()).sum(-1) - mu.square()).clamp_min(1e-6)
@@ -74,11 +80,9 @@ def continuation_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], batc
     split = [continuation_ids(tokenizer, prefix, continuation) for prefix, continuation in pairs]
     sequences = [prefix + continuation for prefix, continuation in split]
     results: list[ContinuationScores] = []
-    for batch, logits in batched_sequence_logits(model, sequences, tokenizer.pad_token_id, batch_size):
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        targets = batch["input_ids"][:, 1:]
-        target_logprobs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        hits = log_probs.argmax(-1) == targets
+    batches = batched_sequence_logits(model, sequences, tokenizer.pad_token_id, batch_size)
+    for batch, log_probs, target_logprobs in log_probabilities(batches):
+        hits = log_probs.argmax(-1) == batch["input_ids"][:, 1:]
         for row in range(len(batch["input_ids"])):
             prefix, continuation = split[len(results)]
             span = slice(len(prefix) - 1, len(prefix) - 1 + len(continuation))  # logits[t] predicts token t + 1

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.metrics import privleak
-from audits.verdicts import CURRENT_POLICY
+from audits.verdicts import CURRENT_POLICY, VerdictPolicy
 from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.models import RequestStatus
@@ -46,9 +46,10 @@ def result_details(judgement, scores: dict) -> dict:
     return details
 
 
-def per_item_scores(judgement, rules: dict, scores: dict) -> dict:
-    metric = rules[judgement.metric].get("source") or judgement.metric
-    return {role: by_metric[metric].per_item for role, by_metric in scores.items() if metric in by_metric}
+def per_item_scores(rule, scores: dict) -> dict:
+    """The per-item scores the rule judged (its source metric's), per role that has them."""
+    return {role: by_metric[rule.scores_metric].per_item for role, by_metric in scores.items()
+            if rule.scores_metric in by_metric}
 
 
 @transaction.atomic
@@ -60,7 +61,7 @@ def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dic
     run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING:
         return run
-    rules = {rule["metric"]: rule for rule in run.policy["rules"]}
+    rules = {rule.metric: rule for rule in VerdictPolicy.from_dict(run.policy).rules}
     for judgement in judgements:
         difference, power = judgement.difference_interval or (None, None), judgement.power_interval or (None, None)
         AuditResult.objects.create(
@@ -69,7 +70,7 @@ def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dic
             reference_value=judgement.reference, margin=judgement.margin, verdict=judgement.verdict,
             difference_low=difference[0], difference_high=difference[1], power_low=power[0], power_high=power[1],
             explanation=judgement.explanation, sample_size=judgement.sample_size,
-            per_item=per_item_scores(judgement, rules, scores), details=result_details(judgement, scores),
+            per_item=per_item_scores(rules[judgement.metric], scores), details=result_details(judgement, scores),
         )
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
     run.reference_version = versions["reference"]

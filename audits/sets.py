@@ -1,5 +1,5 @@
 """The audit sets of one request, from the model's manifests: forget (F), holdout (H) and retain
-(R) material in the shapes the audits take. Pure Python: no torch, no Django."""
+(R) material in the shapes the audits take. No Django, and no model: only the records."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ def extraction_pair(record: dict) -> tuple[str, str]:
     if record["kind"] == "qa":
         return qa_prompt(record["question"]), " " + record["answer"]
     if record.get("secret"):
-        prefix, _, rest = record["text"].partition(record["secret"])
-        return prefix.rstrip(" "), " " + record["secret"] + rest
+        return Canary(record["text"], record["secret"]).continuation()
     words = record["text"].split(" ")
     middle = len(words) // 2
     return " ".join(words[:middle]), " " + " ".join(words[middle:])

@@ -28,6 +28,13 @@ class Canary:
     text: str
     secret: str
 
+    def continuation(self, secret: str | None = None) -> tuple[str, str]:
+        """(lead-in, continuation from the secret on), with `secret` (default: the real one) in its
+        place; the space before the secret starts the continuation, as it tokenises there."""
+        prefix, _, suffix = self.text.partition(self.secret)
+        space = " " if prefix.endswith(" ") else ""
+        return prefix.rstrip(" "), space + (secret or self.secret) + suffix
+
 
 @dataclass(frozen=True)
 class AuditSets:
@@ -103,6 +110,11 @@ def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets) -> di
         model, tokenizer = loaders[role]()
         scores[role] = run_suite(model, tokenizer, sets, SuiteContext(role=role, reference=scores.get("reference")))
     return scores
+
+
+def per_item_by_role(scores: dict[str, dict[str, MetricScore]]) -> dict[str, dict[str, dict]]:
+    """role → metric → per-item scores: what audits.verdicts.judge reads."""
+    return {role: {metric: score.per_item for metric, score in by_metric.items()} for role, by_metric in scores.items()}
 
 
 from audits.checks import (  # noqa: E402,F401  (register themselves, in the order reports list them)

@@ -36,15 +36,13 @@ def random_secret_like(secret: str, rng: random.Random) -> str:
 
 def reference_texts(canary: Canary, params: CanaryExposureParams) -> list[tuple[str, str]]:
     """(prefix, continuation) pairs: the true secret first, then the never-inserted references."""
-    prefix, _, suffix = canary.text.partition(canary.secret)
-    prefix, first = prefix.rstrip(" "), " " if prefix.endswith(" ") else ""
     rng = random.Random(f"{params.seed}-{canary.secret}")
     secrets_ = [canary.secret]
     while len(secrets_) <= params.references:
         candidate = random_secret_like(canary.secret, rng)
         if candidate != canary.secret:
             secrets_.append(candidate)
-    return [(prefix, first + secret + suffix) for secret in secrets_]
+    return [canary.continuation(secret) for secret in secrets_]
 
 
 @register("canary_exposure", CanaryExposureParams)
