@@ -101,13 +101,15 @@ class Command(BaseCommand):
         self.stdout.write(f"\nPipeline finished in {seconds:.0f} s. Model {job['model']}, method {job['method']}, "
                           f"{job['forget_records']} forget records.")
         self.stdout.write(f"  before  {job['base_sha256']}\n  after   {job['result_sha256']}\n  oracle  {audit['reference_sha256']}")
-        self.stdout.write(f"\n{'metric':<20}{'original':>9}{'unlearned':>10}{'retrained':>10}{'95% interval*':>19}"
+        self.stdout.write(f"\n{'metric':<30}{'original':>9}{'unlearned':>10}{'retrained':>10}{'95% interval*':>19}"
                           f"{'margin':>8}{'n':>5}  verdict")
         for r in audit["results"]:
             low, high = r["difference_interval"]
-            self.stdout.write(f"{r['metric']:<20}{r['original']:>9.3f}{r['unlearned']:>10.3f}{r['reference']:>10.3f}"
-                              f"{f'[{low:+.3f}, {high:+.3f}]':>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
-        self.stdout.write("* of unlearned − retrained (retain_qa_accuracy: of original − unlearned)")
+            interval = "—" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+            self.stdout.write(f"{r['metric']:<30}{_number(r['original']):>9}{_number(r['unlearned']):>10}"
+                              f"{_number(r['reference']):>10}{interval:>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
+        self.stdout.write("* of unlearned − retrained; for forget_quality_ks of D(unlearned, retrained); for utility "
+                          "metrics of the degradation from the original. N/A: nothing to measure, or reported only.")
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
         self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
         self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
@@ -137,3 +139,8 @@ class Command(BaseCommand):
             if "Signature is Valid." not in report:
                 raise CommandError("pdfsig rejected the certificate")
         self.stdout.write(f"  trust anchor: {identity.ca_file} (SHA-256 {identity.ca_fingerprint()})")
+
+
+def _number(value: float | None) -> str:
+    """A figure for the table; N/A results have none."""
+    return "—" if value is None else f"{value:.3f}"
