@@ -215,7 +215,8 @@ def render_certificate(content: CertificateContent) -> bytes:
             _table([["Attack", "AUC", "TPR at 1% FPR [95% CI]", "Beyond holdout p99", "PrivLeak"]] + content.membership_panel,
                    [48 * mm, 16 * mm, 48 * mm, 30 * mm, 28 * mm]),
             Paragraph("PrivLeak = (AUC(unlearned) − AUC(reference)) / AUC(reference) × 100: near 0 is like the retrained "
-                      "reference, well below 0 under-unlearned, well above 0 over-unlearned.", small),
+                      "reference; well above 0, the subject's texts still look trained (under-unlearned); well below "
+                      "0, they look less trained than to a model that never saw them (over-unlearned, itself a trace).", small),
         ]
     story += [
         _chart(content.audits),

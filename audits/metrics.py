@@ -126,7 +126,9 @@ def share_beyond_percentile(member_scores: Sequence[float], nonmember_scores: Se
 
 def privleak(auc_unlearned: float, auc_reference: float) -> float:
     """PrivLeak (MUSE): (AUC(unlearned) − AUC(reference)) / AUC(reference) × 100. Near 0: like the
-    reference; well below 0: under-unlearned; well above: over-unlearned. Only ever against a real
+    reference. With this module's AUC convention (members score higher) well above 0 is
+    under-unlearned (the subject's texts still look trained) and well below 0 over-unlearned;
+    MUSE's paper states the opposite signs because its AUC runs the other way. Only ever against a real
     retrained reference, never an assumed 0.5."""
     return (auc_unlearned - auc_reference) / auc_reference * 100
 
