@@ -35,6 +35,7 @@ class ModelEvidence:
     forget_records: int
     forget_set_sha256: str
     outcome: str
+    compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,25 @@ class CertificateContent:
     # Drawn from the per-item scores (audits.charts): printed on a page of their own, at the end.
     figures: list[CertificateFigure] = field(default_factory=list)
 
+    @property
+    def compared_with_holdout(self) -> bool:
+        return any(model.compared_with_holdout for model in self.models)
+
 
 TEXT_WIDTH = 170 * mm
 _VERDICT_COLOURS = {"PASS": colors.HexColor("#1b7f3b"), "FAIL": colors.HexColor("#b42318"), "INCONCLUSIVE": colors.HexColor("#b54708")}
 
 
-def _chart(audits: list[AuditLine]) -> Image:
+HOLDOUT_COMPARISON = (
+    "<b>No retrained reference was affordable for {names}.</b> Its forget audits compare each model with itself "
+    "on people it never saw: the gap between its answers about the subject and about never-trained people of "
+    "the same kind (AUC against chance, 0.5, for membership attacks). This is weaker evidence than a model "
+    "retrained without the data: it cannot tell forgetting from a subject who is simply hard to memorise. "
+    "The Reference column shows what the gap is measured from."
+)
+
+
+def _chart(audits: list[AuditLine], baseline_name: str) -> Image:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +114,7 @@ def _chart(audits: list[AuditLine]) -> Image:
     for offset, (name, values, colour) in enumerate((
         ("original", [a.original for a in audits], "#98a2b3"),
         ("unlearned", [a.unlearned for a in audits], "#1570ef"),
-        ("retrained reference", [a.reference for a in audits], "#12b76a"),
+        (baseline_name, [a.reference for a in audits], "#12b76a"),
     )):
         axis.bar([i + (offset - 1) * width for i in range(len(audits))], values, width, label=name, color=colour)
     axis.set_xticks(range(len(audits)), labels, fontsize=5.5, rotation=55, ha="right")
@@ -179,6 +193,8 @@ def render_certificate(content: CertificateContent) -> bytes:
                 "An approximate method changed the model's weights so that it behaves like a model never trained "
                 "on the data, as far as the audits below can measure; it is not proof that no trace remains."
             ), small),
+        *([Paragraph(HOLDOUT_COMPARISON.format(names=", ".join(m.name for m in content.models if m.compared_with_holdout)),
+                     small)] if content.compared_with_holdout else []),
         Paragraph("Timeline", h2),
         _table([["Event", "Date (UTC)"]] + [list(row) for row in content.dates], [60 * mm, 110 * mm]),
     ]
@@ -190,6 +206,8 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Before (SHA-256)", Paragraph(model.original_sha256, mono)],
                 ["After (SHA-256)", Paragraph(model.unlearned_sha256, mono)],
                 ["Retrained reference (SHA-256)", Paragraph(model.reference_sha256, mono)],
+                ["Compared with", "never-trained people (no retrained reference)" if model.compared_with_holdout
+                 else "the retrained reference"],
                 ["Method", f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}"],
                 ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
@@ -219,14 +237,17 @@ def render_certificate(content: CertificateContent) -> bytes:
                       "0, they look less trained than to a model that never saw them (over-unlearned, itself a trace).", small),
         ]
     story += [
-        _chart(content.audits),
+        _chart(content.audits, "never-trained baseline" if content.compared_with_holdout else "retrained reference"),
         Paragraph("How each verdict was reached", h2),
     ]
     story += [Paragraph(f"<b>{line.label}</b>: {line.verdict}: {line.explanation}", small) for line in content.audits]
     story += [
         Paragraph("* Interval: bootstrap 95% interval of unlearned − reference for forget metrics (PASS needs it inside "
                   "±margin, and the original − reference interval outside it, proving the audit has power); "
-                  "of original − unlearned for utility (PASS needs its upper end within the margin).", small),
+                  "of original − unlearned for utility (PASS needs its upper end within the margin)."
+                  + (" Compared with never-trained people: of the model's gap between the subject and never-trained "
+                     "people (PASS needs the unlearned model's inside ±margin and the original's outside it)."
+                     if content.compared_with_holdout else ""), small),
         Paragraph(AUC_CONVENTION, small),
         Paragraph("Limitations and residual risk", h2),
     ]

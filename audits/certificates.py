@@ -14,6 +14,7 @@ from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFig
 from audits.figures import figures_of
 from audits.selectors import labelled_results
 from audits.signing import SigningIdentity, create_local_identity
+from audits.models import Comparison
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
 
@@ -69,10 +70,11 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         models.append(ModelEvidence(
             name=job.asset.name, architecture=job.asset.architecture,
             original_sha256=job.base_version.sha256, unlearned_sha256=job.result_version.sha256,
-            reference_sha256=run.reference_version.sha256 if run.reference_version else "not trained",
+            reference_sha256=run.reference_version.sha256 if run.reference_version else "none (not affordable)",
             method=job.method, method_kind=job.outcome["method_kind"], params=job.outcome["params"],
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
+            compared_with_holdout=run.comparison == Comparison.HOLDOUT,
         ))
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [

@@ -38,6 +38,7 @@ def run_document(run: AuditRun) -> dict:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "policy": run.policy,
+        "comparison": run.comparison,
         "model_sha256": {role: getattr(getattr(run, f"{role}_version"), "sha256", None) for role in ROLES},
         "sample_sizes": run.sample_sizes,
         "results": [

@@ -2,8 +2,10 @@
 
 A result keeps, per role (original, unlearned, reference), either {"forget": [...], "holdout": [...]}
 (a membership attack, scored on the subject's texts and on never-trained texts: ROC curves and
-histograms of both sides) or {"items": [...]} (a mean over items: a histogram of the values). A
-role without scores is left out of its result's figures; a result without any has none.
+histograms of both sides) or {"items": [...]} (a mean over items: a histogram of the values), with
+"holdout_items" beside them when the run compared with never-trained people instead of a
+retrained reference. A role without scores is left out of its result's figures; a result without
+any has none.
 """
 
 from __future__ import annotations
@@ -59,9 +61,13 @@ def membership_scores(result: AuditResult) -> dict[str, tuple[list[float], list[
 
 
 def item_values(result: AuditResult) -> dict[str, list[float]]:
-    """Role name → per-item values, for the roles that have them."""
-    values = {ROLE_NAMES.get(role, role): _measured(scores, "items") for role, scores in scores_by_role(result)}
-    return {role: items for role, items in values.items() if items}
+    """Series name → per-item values: each role's, and its values on never-trained people where kept."""
+    values = {}
+    for role, scores in scores_by_role(result):
+        name = ROLE_NAMES.get(role, role)
+        values[name] = _measured(scores, "items")
+        values[f"{name}, never-trained people"] = _measured(scores, "holdout_items")
+    return {name: items for name, items in values.items() if items}
 
 
 def _measured(scores: dict, side: str) -> list[float]:

@@ -15,6 +15,11 @@ class Verdict(models.TextChoices):
     NOT_APPLICABLE = "N/A", "not applicable"
 
 
+class Comparison(models.TextChoices):
+    RETRAINED_REFERENCE = "retrained_reference", "a model retrained without the data"
+    HOLDOUT = "holdout", "people the model never saw (no retrained model was affordable)"
+
+
 class AuditRun(models.Model):
     """The verification of one unlearning job, against hash-pinned original, unlearned and reference models."""
 
@@ -25,6 +30,8 @@ class AuditRun(models.Model):
     original_version = models.ForeignKey("unlearning.ModelVersion", null=True, on_delete=models.PROTECT, related_name="+")
     unlearned_version = models.ForeignKey("unlearning.ModelVersion", null=True, on_delete=models.PROTECT, related_name="+")
     reference_version = models.ForeignKey("unlearning.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # What the forget metrics were compared with (audits.verdicts): the reference, or never-trained people.
+    comparison = models.CharField(max_length=24, choices=Comparison.choices, default=Comparison.RETRAINED_REFERENCE)
     sample_sizes = models.JSONField(default=dict)
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
     error = models.TextField(blank=True)
@@ -41,6 +48,8 @@ class AuditResult(models.Model):
     # Null where a metric was not measured (N/A: say, no canary of the subject was in training).
     original_value = models.FloatField(null=True)
     unlearned_value = models.FloatField(null=True)
+    # The retrained reference's value; compared with never-trained people, what the gap is measured
+    # from (the unlearned model's value on them, or chance for an attack).
     reference_value = models.FloatField(null=True)
     margin = models.FloatField()
     # 95% bootstrap intervals: of unlearned − reference (a KS distance D for distribution rules; the

@@ -3,8 +3,9 @@ PASS a model that never saw them?
 
 For one seed: train the original on the world; retrain without the forget people twice, with
 different seeds (one is the audits' reference, the other plays an exact unlearning); and take an
-under-unlearned model (GradDiff stopped after one tiny step). Each candidate is audited against
-the reference exactly as a job would be. Pure ML code: no Django.
+under-unlearned model (GradDiff stopped after one tiny step). Each candidate is audited exactly as
+a job would be, once against the reference and once against never-trained people (the
+comparison made when no reference is affordable). Pure ML code: no Django.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from audits.checks import SuiteContext, per_item_by_role, run_suite, score_models
+from audits.checks import SuiteContext, per_item_by_role, score_model
 from audits.sets import audit_sets
-from audits.verdicts import CURRENT_POLICY, Judgement, VerdictPolicy, judge, overall
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, CURRENT_POLICY, Judgement, VerdictPolicy, judge, overall
 from unlearning.demo_world import DemoModel, build_demo_model
 from unlearning.lm import TrainingRecipe, load_checkpoint, train_causal_lm
 from unlearning.manifest import read_manifest
@@ -26,6 +27,7 @@ from unlearning.world import WorldConfig
 @dataclass(frozen=True)
 class PowerCase:
     candidate: str  # original | under_unlearned | retrained
+    comparison: str  # what it was compared with: audits.verdicts.AGAINST_REFERENCE or AGAINST_HOLDOUT
     verdict: str
     judgements: list[Judgement]
 
@@ -56,10 +58,18 @@ def power_cases(world: WorldConfig, recipe: TrainingRecipe, forget_people: int, 
         "under_unlearned": under_unlearned(original, tokenizer, forget, kept),
         "retrained": train_causal_lm(kept, tokenizer, replace(recipe, seed=recipe.seed + 1000)),
     }
-    base = score_models({"original": lambda: (original, tokenizer), "reference": lambda: (reference, tokenizer)}, sets)
+    reference_scores = score_model(reference, tokenizer, sets, SuiteContext(role="reference"))
     cases = []
-    for name, candidate in candidates.items():
-        unlearned = run_suite(candidate, tokenizer, sets, SuiteContext(role="unlearned", reference=base["reference"]))
-        judgements = judge(per_item_by_role({**base, "unlearned": unlearned}), policy)
-        cases.append(PowerCase(name, overall([j.verdict for j in judgements]), judgements))
+    for comparison in (AGAINST_REFERENCE, AGAINST_HOLDOUT):
+        against_holdout = comparison == AGAINST_HOLDOUT
+        base = {} if against_holdout else {"reference": reference_scores}
+
+        def scores(model, role):
+            context = SuiteContext(role=role, reference=base.get("reference"))
+            return score_model(model, tokenizer, sets, context, compare_with_never_trained=against_holdout)
+
+        base["original"] = scores(original, "original")
+        for name, candidate in candidates.items():
+            judgements = judge(per_item_by_role({**base, "unlearned": scores(candidate, "unlearned")}), policy, comparison)
+            cases.append(PowerCase(name, comparison, overall([j.verdict for j in judgements]), judgements))
     return cases

@@ -1,5 +1,6 @@
-"""Worker side of an audit run: obtain the retrained reference, score the three hash-pinned
-models, judge, and hand the results to audits.services. Imported only by worker tasks (torch)."""
+"""Worker side of an audit run: obtain the retrained reference (when it is affordable), score the
+hash-pinned models, judge, and hand the results to audits.services. Imported only by worker tasks
+(torch)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from django.conf import settings
 from audits import services
 from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets
-from audits.verdicts import VerdictPolicy, judge, overall
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
-from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm
+from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import ModelVersion, VersionRole
 from unlearning.selectors import removed_record_ids
@@ -21,18 +22,29 @@ from unlearning.selectors import removed_record_ids
 log = logging.getLogger(__name__)
 
 
-def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> ModelVersion:
+def affordable_recipe(asset, texts: int) -> TrainingRecipe | None:
+    """The original's recipe, if retraining by it fits the audit budget (settings.AUDIT_REFERENCE_MAX_STEPS)."""
+    if not asset.training_recipe:
+        return None  # trained outside the service: nothing to retrain it by
+    recipe = TrainingRecipe(**asset.training_recipe)
+    return recipe if training_steps(texts, recipe) <= settings.AUDIT_REFERENCE_MAX_STEPS else None
+
+
+def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> ModelVersion | None:
     """The model retrained without every record removed so far, by the original's own recipe and
-    tokenizer. Reused when one exists for the same removed set."""
+    tokenizer; reused when one exists for the same removed set. None when retraining is not affordable."""
     excluded_sha = forget_set_sha256(r for r in manifest if r["record_id"] in removed_ids)
     existing = ModelVersion.objects.filter(asset=job.asset, role=VersionRole.REFERENCE,
                                            details__excluded_set_sha256=excluded_sha).first()
     if existing:
         return existing
+    kept = [r["text"] for r in manifest if r["record_id"] not in removed_ids]
+    recipe = affordable_recipe(job.asset, len(kept))
+    if recipe is None:
+        return None
     original = job.asset.versions.get(role=VersionRole.ORIGINAL)
     _, tokenizer = load_checkpoint(Path(original.storage_path))
-    recipe = TrainingRecipe(**job.asset.training_recipe)
-    model = train_causal_lm([r["text"] for r in manifest if r["record_id"] not in removed_ids], tokenizer, recipe)
+    model = train_causal_lm(kept, tokenizer, recipe)
     sha256, path = save_checkpoint(model, tokenizer, settings.MODEL_STORE_DIR)
     return unlearning_services.register_version(
         asset=job.asset, sha256=sha256, path=path, role=VersionRole.REFERENCE, job=job,
@@ -60,16 +72,17 @@ def run_audit(job_id: int) -> None:
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
         sets = audit_sets(manifest, holdout, set(job.forget_record_ids), removed)
-        versions = {
-            "original": job.base_version,
-            "unlearned": job.result_version,
-            "reference": reference_version(job, manifest, removed),
-        }
+        versions = {"original": job.base_version, "unlearned": job.result_version}
+        reference = reference_version(job, manifest, removed)
+        if reference is not None:
+            versions["reference"] = reference
+        comparison = AGAINST_REFERENCE if reference is not None else AGAINST_HOLDOUT
         scores = score_models({role: lambda v=version: load_checkpoint(verify_pinned(v))
-                               for role, version in versions.items()}, sets)
-        judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy))
-        services.complete_audit(run_id=run.pk, versions=versions, judgements=judgements, scores=scores,
-                                verdict=overall([j.verdict for j in judgements]))
+                               for role, version in versions.items()}, sets,
+                              compare_with_never_trained=comparison == AGAINST_HOLDOUT)
+        judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy), comparison)
+        services.complete_audit(run_id=run.pk, versions=versions, comparison=comparison, judgements=judgements,
+                                scores=scores, verdict=overall([j.verdict for j in judgements]))
     except Exception as exc:  # the failure is recorded on the run and its requests, then logged
         log.exception("audit of job %s failed", job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}")

@@ -41,7 +41,8 @@ def result_details(judgement, scores: dict) -> dict:
     measured = {role: by_metric[judgement.metric] for role, by_metric in scores.items() if judgement.metric in by_metric}
     details = {role: score.details for role, score in measured.items() if score.details}
     details.update(judgement.details)
-    if judgement.audit == "membership_inference" and judgement.difference_interval is not None:
+    # Only against a real reference: PrivLeak against an assumed 0.5 is what MUSE warns about.
+    if judgement.audit == "membership_inference" and judgement.difference_interval is not None and "reference" in scores:
         details["privleak"] = privleak(judgement.unlearned, judgement.reference)
     return details
 
@@ -53,10 +54,12 @@ def per_item_scores(rule, scores: dict) -> dict:
 
 
 @transaction.atomic
-def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dict, verdict: str) -> AuditRun:
+def complete_audit(*, run_id: int, versions: dict, comparison: str, judgements: list, scores: dict,
+                   verdict: str) -> AuditRun:
     """Store the results; when every audit of a request is done, queue its certificate.
 
-    `versions[role]` is a ModelVersion; `scores[role][metric]` a MetricScore (per-item values kept).
+    `versions[role]` is a ModelVersion (no "reference" when compared with never-trained people);
+    `scores[role][metric]` a MetricScore (per-item values kept).
     """
     run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING:
@@ -73,13 +76,14 @@ def complete_audit(*, run_id: int, versions: dict, judgements: list, scores: dic
             per_item=per_item_scores(rules[judgement.metric], scores), details=result_details(judgement, scores),
         )
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
-    run.reference_version = versions["reference"]
+    run.reference_version, run.comparison = versions.get("reference"), comparison
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
     run.verdict, run.status, run.finished_at = verdict, AuditStatus.DONE, timezone.now()
     run.save()
     auditlog.append(actor=compliance_services.WORKER, action="audit.completed", obj=run, data={
-        "verdict": verdict, "policy_version": run.policy["version"],
-        "unlearned_sha256": run.unlearned_version.sha256, "reference_sha256": run.reference_version.sha256,
+        "verdict": verdict, "policy_version": run.policy["version"], "comparison": comparison,
+        "unlearned_sha256": run.unlearned_version.sha256,
+        "reference_sha256": run.reference_version.sha256 if run.reference_version else None,
         "metrics": {j.metric: [j.original, j.unlearned, j.reference, j.verdict] for j in judgements},
     })
     from workers import tasks

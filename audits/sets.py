@@ -7,6 +7,7 @@ from audits.checks import AuditSets, Canary, QAItem
 from unlearning.world import qa_prompt
 
 RETAIN_SAMPLE = 200
+HOLDOUT_SAMPLE = 100  # never-trained people's records: the comparison when there is no retrained reference
 MIA_KINDS = ("biography", "qa")  # same kinds on both sides, so the attack sees one distribution
 
 
@@ -31,9 +32,20 @@ def every_nth(items: list, size: int) -> list:
     return items[:: max(1, len(items) // size)][:size]
 
 
+def whole_people_sample(records: list[dict], max_records: int) -> list[dict]:
+    """Every record of an evenly spread set of people, about `max_records` in all: a person's
+    records together keep the mix of fact kinds a forgotten person's audit items have."""
+    people: dict[str, list[dict]] = {}
+    for record in records:
+        people.setdefault(record.get("owner_key") or record["record_id"], []).append(record)
+    per_person = max(1, round(len(records) / max(1, len(people))))
+    return [record for key in every_nth(list(people), max(1, max_records // per_person)) for record in people[key]]
+
+
 def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str]) -> AuditSets:
     forget = [r for r in manifest if r["record_id"] in forget_ids]
     retained = [r for r in manifest if r.get("owner_key") and r["record_id"] not in removed_ids]
+    never_trained = whole_people_sample(holdout, HOLDOUT_SAMPLE)
     return AuditSets(
         forget_texts=[r["text"] for r in forget if r["kind"] in MIA_KINDS],
         holdout_texts=[r["text"] for r in holdout if r["kind"] in MIA_KINDS],
@@ -43,4 +55,6 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],
         retain_texts=every_nth([r["text"] for r in retained if r["kind"] in MIA_KINDS], RETAIN_SAMPLE),
         general_texts=[r["text"] for r in manifest if not r.get("owner_key")],
+        holdout_qa=[qa_item(r) for r in never_trained if r["kind"] == "qa"],
+        holdout_extraction=[extraction_pair(r) for r in never_trained],
     )

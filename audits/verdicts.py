@@ -20,13 +20,24 @@ power when every item of the original reaches it.
 Rule "report": shown with its figures, never judged (N/A). A metric with no items (say, no
 inserted canary in the forget set) is N/A too; N/A never changes the overall verdict.
 
-Intervals: paired bootstrap over items (the three models answer the same items); for AUCs the
-forget and holdout items are resampled separately (stratified) and each resample scores all models.
+Without a retrained reference (comparison "holdout": none was affordable, or the model was trained
+outside the service), each model is compared with itself on people it never saw: the gap between
+its score on the forgotten people's items ("items") and on never-trained people's items of the
+same kind ("holdout_items"), or AUC − 0.5 for membership attacks, whose holdout side is that
+comparison already; the KS distance is taken between the two sides. PASS needs the unlearned
+model's gap within the margin, power needs the original's beyond it. This is weaker evidence
+than a retrained reference: it cannot separate forgetting from a subject who is simply hard to
+memorise, and the certificate says which comparison was made.
+
+Intervals: paired bootstrap over items (the three models answer the same items); the holdout side
+(never-trained texts or items) is resampled separately (stratified), and each resample scores
+every model.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,6 +48,10 @@ from audits.metrics import ks_statistic, roc_auc
 
 PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "PASS", "FAIL", "INCONCLUSIVE", "N/A"
 ROLES = ("original", "unlearned", "reference")
+# What the models are compared with: a model retrained without the data, or never-trained people.
+AGAINST_REFERENCE, AGAINST_HOLDOUT = "retrained_reference", "holdout"
+COMPARED_ROLES = {AGAINST_REFERENCE: ROLES, AGAINST_HOLDOUT: ("original", "unlearned")}
+CHANCE_AUC = 0.5
 
 
 @dataclass(frozen=True)
@@ -133,9 +148,10 @@ class Judgement:
     margin: float
     sample_size: int
     # unlearned − reference (match_reference), D(unlearned, reference) (distribution_match) or the
-    # degradation from the original (keep_original); None when not judged.
+    # degradation from the original (keep_original); against holdout, the unlearned model's gap
+    # between forgotten and never-trained people. None when not judged.
     difference_interval: tuple[float, float] | None
-    power_interval: tuple[float, float] | None  # original − reference, or D(original, reference)
+    power_interval: tuple[float, float] | None  # the same for the original
     verdict: str
     explanation: str
     details: dict = field(default_factory=dict)
@@ -152,10 +168,29 @@ def statistic(scores: dict) -> float:
     return roc_auc(scores["forget"], scores["holdout"])
 
 
+def holdout_side(scores: dict) -> list[float]:
+    """The never-trained side of a metric's scores: holdout texts (an attack) or items (a gap)."""
+    return scores.get("holdout", scores.get("holdout_items", []))
+
+
 def resample(scores: dict, forget_index: np.ndarray, holdout_index: np.ndarray | None) -> dict:
+    sides = {"items": forget_index, "forget": forget_index, "holdout": holdout_index, "holdout_items": holdout_index}
+    return {side: np.asarray(values)[sides[side]] for side, values in scores.items()}
+
+
+def gap(scores: dict) -> float:
+    """How differently a model treats the forgotten people from never-trained ones (holdout comparison)."""
     if "items" in scores:
-        return {"items": np.asarray(scores["items"])[forget_index]}
-    return {"forget": np.asarray(scores["forget"])[forget_index], "holdout": np.asarray(scores["holdout"])[holdout_index]}
+        return float(np.mean(scores["items"]) - np.mean(scores["holdout_items"]))
+    return statistic(scores) - CHANCE_AUC
+
+
+def gap_of(role: str):
+    return lambda sample: gap(sample[role])
+
+
+def ks_gap_of(role: str):
+    return lambda sample: ks_statistic(sample[role]["items"], sample[role]["holdout_items"])
 
 
 def difference(a: str, b: str):
@@ -170,7 +205,7 @@ def bootstrap_intervals(per_item: dict[str, dict], contrasts: dict, policy: Verd
     """Percentile intervals of each contrast (a function of the roles' resampled scores), all on
     shared resamples: items are paired across models, forget and holdout resampled separately."""
     first = per_item["original"]
-    n_forget, n_holdout = item_count(first), len(first.get("holdout", []))
+    n_forget, n_holdout = item_count(first), len(holdout_side(first))
     rng = np.random.default_rng(policy.seed)
     values: dict[str, list[float]] = {name: [] for name in contrasts}
     for _ in range(policy.resamples):
@@ -187,18 +222,26 @@ def _fmt(interval: tuple[float, float]) -> str:
     return f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
+def measured_values(per_item: dict) -> dict[str, float | None]:
+    return {role: statistic(per_item[role]) if per_item.get(role) and item_count(per_item[role]) else None
+            for role in ROLES}
+
+
 def not_judged(rule: MetricRule, per_item: dict, why: str) -> Judgement:
-    values = {role: statistic(per_item[role]) if per_item.get(role) and item_count(per_item[role]) else None
-              for role in ROLES}
+    values = measured_values(per_item)
     size = item_count(per_item["original"]) if per_item.get("original") else 0
     return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"], values["reference"],
                      rule.margin, size, None, None, NOT_APPLICABLE, why)
 
 
-def judge_metric(rule: MetricRule, per_item: dict[str, dict], policy: VerdictPolicy) -> Judgement:
+def judge_metric(rule: MetricRule, per_item: dict[str, dict], policy: VerdictPolicy,
+                 comparison: str = AGAINST_REFERENCE) -> Judgement:
     """`per_item[role]` = the per-item scores of the rule's metric on that model ({} if not measured)."""
-    if not all(per_item.get(role) for role in ROLES):
-        return not_judged(rule, per_item, "not measured on every model (no retrained reference)")
+    # Utility and null-threshold rules compare with the original or a known null: no reference needed.
+    needs_comparison = rule.rule in ("match_reference", "distribution_match", "report")
+    required = COMPARED_ROLES[comparison] if needs_comparison else ("original", "unlearned")
+    if not all(per_item.get(role) for role in required):
+        return not_judged(rule, per_item, "not measured on every model compared")
     sample_size = item_count(per_item["original"])
     if sample_size == 0:
         return not_judged(rule, per_item, "nothing of this kind in the forget set")
@@ -208,11 +251,15 @@ def judge_metric(rule: MetricRule, per_item: dict[str, dict], policy: VerdictPol
         return judge_utility(rule, per_item, policy, sample_size)
     if rule.rule == "below_null_threshold":
         return judge_against_null(rule, per_item, sample_size)
+    if comparison == AGAINST_HOLDOUT:
+        if rule.rule == "match_reference" and "items" in per_item["original"] and not holdout_side(per_item["original"]):
+            return not_judged(rule, per_item, "no never-trained people's items of this kind to compare with")
+        return judge_forgetting_against_holdout(rule, per_item, policy, sample_size)
     return judge_forgetting(rule, per_item, policy, sample_size)
 
 
 def judge_against_null(rule: MetricRule, per_item: dict, sample_size: int) -> Judgement:
-    values = {role: statistic(per_item[role]) for role in ROLES}
+    values = measured_values(per_item)
     original, unlearned = per_item["original"]["items"], per_item["unlearned"]["items"]
     threshold = rule.margin
     if min(original) < threshold:
@@ -228,7 +275,7 @@ def judge_against_null(rule: MetricRule, per_item: dict, sample_size: int) -> Ju
 
 
 def judge_utility(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size: int) -> Judgement:
-    values = {role: statistic(per_item[role]) for role in ROLES}
+    values = measured_values(per_item)
     worse, better = ("original", "unlearned") if rule.higher_is_better else ("unlearned", "original")
     drop = bootstrap_intervals(per_item, {"drop": difference(worse, better)}, policy)["drop"]
     pct = f"{policy.confidence:.0%}"
@@ -253,22 +300,62 @@ def ks_p_value(a: list[float], b: list[float]) -> float:
         return float(ks_2samp(a, b).pvalue)
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """What a forgetting rule measures, for the unlearned model (judged) and the original (power)."""
+
+    of: Callable[[str], Callable[[dict], float]]  # role → function of a bootstrap sample
+    bounds: tuple[float, float]  # PASS inside, FAIL wholly outside
+    describe: Callable[[str], str]  # role → words for the contrast, e.g. "unlearned − reference"
+
+
 def judge_forgetting(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size: int) -> Judgement:
     """match_reference on the difference from the reference, distribution_match on the KS distance to it."""
+    reference = per_item["reference"]
     if rule.rule == "distribution_match":
-        contrast, name, bounds = ks_distance, "D", (0.0, rule.margin)
-        values = {role: ks_statistic(per_item[role]["items"], per_item["reference"]["items"]) for role in ROLES}
-        details = {f"ks_p_value_{role}": ks_p_value(per_item[role]["items"], per_item["reference"]["items"])
+        contrast = Contrast(lambda role: ks_distance(role, "reference"), (0.0, rule.margin), lambda role: f"{role} D reference")
+        values = {role: ks_statistic(per_item[role]["items"], reference["items"]) for role in ROLES}
+        details = {f"ks_p_value_{role}": ks_p_value(per_item[role]["items"], reference["items"])
                    for role in ("original", "unlearned")}
     else:
-        contrast, name, bounds = difference, "−", (-rule.margin, rule.margin)
-        values = {role: statistic(per_item[role]) for role in ROLES}
-        details = {}
-    intervals = bootstrap_intervals(per_item, {"difference": contrast("unlearned", "reference"),
-                                               "power": contrast("original", "reference")}, policy)
+        contrast = Contrast(lambda role: difference(role, "reference"), (-rule.margin, rule.margin),
+                            lambda role: f"{role} − reference")
+        values, details = {role: statistic(per_item[role]) for role in ROLES}, {}
+    return decide(rule, per_item, policy, sample_size, contrast, values, details)
+
+
+def judge_forgetting_against_holdout(rule: MetricRule, per_item: dict, policy: VerdictPolicy,
+                                     sample_size: int) -> Judgement:
+    """Each model's gap between the forgotten people and never-trained ones. The value shown in
+    the reference's place is what the gap is measured from: the unlearned model's score on
+    never-trained people, chance (0.5) for an attack, none for a KS distance."""
+    roles = COMPARED_ROLES[AGAINST_HOLDOUT]
+    details = {"comparison": AGAINST_HOLDOUT}
+    if rule.rule == "distribution_match":
+        contrast = Contrast(ks_gap_of, (0.0, rule.margin), lambda role: f"{role}: D(forgotten, never-trained)")
+        values = {role: ks_statistic(per_item[role]["items"], per_item[role]["holdout_items"]) for role in roles}
+        baseline = None
+        details |= {f"ks_p_value_{role}": ks_p_value(per_item[role]["items"], per_item[role]["holdout_items"])
+                    for role in roles}
+    else:
+        contrast = Contrast(gap_of, (-rule.margin, rule.margin), lambda role: f"{role}: forgotten − never-trained")
+        values = {role: statistic(per_item[role]) for role in roles}
+        never_trained = {role: float(np.mean(per_item[role]["holdout_items"])) for role in roles
+                         if "holdout_items" in per_item[role]}
+        baseline = never_trained.get("unlearned", CHANCE_AUC)
+        details |= {f"{role}_on_never_trained": value for role, value in never_trained.items()}
+    return decide(rule, per_item, policy, sample_size, contrast, {**values, "reference": baseline}, details)
+
+
+def decide(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size: int, contrast: Contrast,
+           values: dict, details: dict) -> Judgement:
+    """PASS when the unlearned model's contrast interval lies inside the bounds and the original's
+    lies outside them (power); FAIL when the unlearned one lies wholly outside."""
+    intervals = bootstrap_intervals(per_item, {"difference": contrast.of("unlearned"),
+                                               "power": contrast.of("original")}, policy)
     diff, power = intervals["difference"], intervals["power"]
-    low, high = bounds
-    versus = f"unlearned {name} reference {_fmt(diff)}"
+    low, high = contrast.bounds
+    versus, against = f"{contrast.describe('unlearned')} {_fmt(diff)}", f"{contrast.describe('original')} {_fmt(power)}"
 
     def result(verdict: str, why: str) -> Judgement:
         return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"],
@@ -277,17 +364,20 @@ def judge_forgetting(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sa
     if sample_size < rule.min_samples:
         return result(INCONCLUSIVE, f"{sample_size} items; the policy needs at least {rule.min_samples}")
     if not (power[0] > high or power[1] < low):
-        return result(INCONCLUSIVE, f"no power: original {name} reference {_fmt(power)} does not clear the margin {rule.margin}")
+        return result(INCONCLUSIVE, f"no power: {against} does not clear the margin {rule.margin}")
     if low <= diff[0] and diff[1] <= high:
-        return result(PASS, f"{versus} lies within the margin {rule.margin}; original {name} reference {_fmt(power)}")
+        return result(PASS, f"{versus} lies within the margin {rule.margin}; {against}")
     if diff[0] > high or diff[1] < low:
         return result(FAIL, f"{versus} lies beyond the margin {rule.margin}")
     return result(INCONCLUSIVE, f"{versus} straddles the margin {rule.margin} ({sample_size} forget items)")
 
 
-def judge(per_item: dict[str, dict[str, dict]], policy: VerdictPolicy = CURRENT_POLICY) -> list[Judgement]:
-    """`per_item[role][metric]` = that metric's per-item scores, for roles original, unlearned, reference."""
-    return [judge_metric(rule, {role: per_item.get(role, {}).get(rule.scores_metric, {}) for role in ROLES}, policy)
+def judge(per_item: dict[str, dict[str, dict]], policy: VerdictPolicy = CURRENT_POLICY,
+          comparison: str = AGAINST_REFERENCE) -> list[Judgement]:
+    """`per_item[role][metric]` = that metric's per-item scores, for roles original, unlearned and
+    (compared with a retrained reference) reference."""
+    return [judge_metric(rule, {role: per_item.get(role, {}).get(rule.scores_metric, {}) for role in ROLES}, policy,
+                         comparison)
             for rule in policy.rules]
 
 

@@ -126,6 +126,10 @@ MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))
 DEMO_WORLD_PEOPLE = envint("DEMO_WORLD_PEOPLE", 200)
 DEMO_WORLD_SEED = envint("DEMO_WORLD_SEED", 0)
 DEMO_TRAINING_EPOCHS = envint("DEMO_TRAINING_EPOCHS", 40)
+# The largest retraining (optimizer steps by the model's own recipe) an audit may spend on its
+# retrained reference; above it, or for a model trained outside the service (no recipe), the
+# audits compare with never-trained people instead and the certificate says so. 0: never retrain.
+AUDIT_REFERENCE_MAX_STEPS = envint("AUDIT_REFERENCE_MAX_STEPS", 200_000)
 
 # --- Certificates: without configured files, a local CA and signing certificate are made on first use.
 SIGNING_DIR = Path(env("SIGNING_DIR", str(VAR_DIR / "signing")))

@@ -21,6 +21,18 @@ def tiny_model(tmp_path_factory):
     )
 
 
+def register_tiny_model(tiny_model):
+    """Put the tiny model under governance, as an ML operator would."""
+    from unlearning.services import register_model
+
+    return register_model(
+        name="tiny-world", architecture="GPT-2 (tiny)", training_recipe=vars(tiny_model.recipe),
+        checkpoint_sha256=tiny_model.checkpoint_sha256, checkpoint_path=tiny_model.checkpoint_path,
+        training_manifest=tiny_model.training_manifest, holdout_manifest=tiny_model.holdout_manifest,
+        records=tiny_model.lineage,
+    )
+
+
 CODE_PATTERN = r"\b(\d{6})\b"
 
 

@@ -1,11 +1,14 @@
 """Acceptance of the audit suite: it must have power. On the demo world, for several seeds, it
 FAILs the original and a deliberately under-unlearned model (one GradDiff step) and PASSes a model
-retrained without the subjects (with another seed than the audits' own reference)."""
+retrained without the subjects (with another seed than the audits' own reference). Compared with
+never-trained people instead of a reference, it still FAILs both, and never FAILs the retrained
+model: with 7 forget people against 6 never-trained ones, some of its intervals straddle the
+margins (INCONCLUSIVE), which is what weaker evidence on few people should say."""
 
 import pytest
 
 from audits.power import power_cases
-from audits.verdicts import FAIL, PASS
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, FAIL, PASS
 from unlearning.lm import TrainingRecipe
 from unlearning.world import WorldConfig
 
@@ -17,9 +20,10 @@ FORGET_PEOPLE = 7  # 42 forget texts against 48 holdout texts on the 30-person w
 @pytest.mark.power
 @pytest.mark.parametrize("seed", [4, 5, 6])
 def test_the_suite_fails_models_that_know_the_subjects_and_passes_a_retrained_one(seed, tmp_path):
-    cases = {case.candidate: case for case in power_cases(
-        WorldConfig(people=TINY_WORLD_PEOPLE, seed=seed), TrainingRecipe(epochs=TINY_WORLD_EPOCHS, seed=seed),
-        FORGET_PEOPLE, tmp_path)}
+    every_case = power_cases(WorldConfig(people=TINY_WORLD_PEOPLE, seed=seed),
+                             TrainingRecipe(epochs=TINY_WORLD_EPOCHS, seed=seed), FORGET_PEOPLE, tmp_path)
+    cases = {case.candidate: case for case in every_case if case.comparison == AGAINST_REFERENCE}
+    without_reference = {case.candidate: case for case in every_case if case.comparison == AGAINST_HOLDOUT}
 
     def verdicts(candidate):
         return {j.metric: j.verdict for j in cases[candidate].judgements}
@@ -29,3 +33,8 @@ def test_the_suite_fails_models_that_know_the_subjects_and_passes_a_retrained_on
     # Every forgetting audit that is judged has power here: each one fails the original on its own.
     forgetting = {j.metric for j in cases["retrained"].judgements if j.verdict == PASS and j.power_interval is not None}
     assert forgetting and all(verdicts("original")[metric] == FAIL for metric in forgetting)
+
+    assert without_reference["original"].verdict == FAIL and without_reference["under_unlearned"].verdict == FAIL
+    retrained = {j.metric: j.verdict for j in without_reference["retrained"].judgements}
+    assert FAIL not in retrained.values(), retrained
+    assert retrained["forget_qa_accuracy"] == PASS

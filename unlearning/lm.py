@@ -110,6 +110,11 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, generator: 
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def training_steps(texts: int, recipe: TrainingRecipe) -> int:
+    """Optimizer steps `train_causal_lm` takes on `texts` texts (length buckets never merge batches)."""
+    return math.ceil(texts / recipe.batch_size) * recipe.epochs
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer,
@@ -119,8 +124,8 @@ def train_causal_lm(
     """Train from scratch with AdamW, linear warm-up and linear decay; deterministic for a seed."""
     model = new_model(tokenizer, recipe)
     sequences = encode(tokenizer, texts, recipe.n_positions)
-    steps_per_epoch = math.ceil(len(sequences) / recipe.batch_size)
-    total_steps = steps_per_epoch * recipe.epochs
+    total_steps = training_steps(len(sequences), recipe)
+    steps_per_epoch = total_steps // recipe.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
     warmup = min(recipe.warmup_steps, total_steps // 10 + 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(

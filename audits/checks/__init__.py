@@ -6,8 +6,8 @@ verdicts, charts and CSV exports all read the same numbers. Pure ML code: no Dja
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,15 @@ class AuditSets:
     canaries: list[Canary] = field(default_factory=list)  # the subject's inserted canaries
     retain_texts: list[str] = field(default_factory=list)  # other people's texts (utility)
     general_texts: list[str] = field(default_factory=list)  # text about no one (utility)
+    # Never-trained people's questions and extraction pairs: what forget metrics are compared with
+    # when there is no retrained reference.
+    holdout_qa: list[QAItem] = field(default_factory=list)
+    holdout_extraction: list[tuple[str, str]] = field(default_factory=list)
+
+    def on_never_trained_people(self) -> AuditSets:
+        """The same audits' material with never-trained people in the forgotten people's place."""
+        return replace(self, forget_texts=[], holdout_texts=[], forget_qa=self.holdout_qa,
+                       extraction=self.holdout_extraction, canaries=[])
 
 
 @dataclass(frozen=True)
@@ -93,22 +102,58 @@ def mean_score(metric: str, items: list[float], **details) -> MetricScore:
     return MetricScore(metric, value, len(items), {"items": items}, dict(details))
 
 
-def run_suite(model, tokenizer, sets: AuditSets, context: SuiteContext) -> dict[str, MetricScore]:
-    """Every registered audit with its default parameters; metric name → score."""
+# The audits whose forget metrics have a never-trained counterpart: membership attacks carry their
+# holdout side already, canary exposure has a known null, utility compares with the original.
+COMPARABLE_WITH_NEVER_TRAINED = ("knowledge_qa", "extraction", "in_context_relearning", "relearning_attack",
+                                 "quantisation")
+
+
+def run_suite(model, tokenizer, sets: AuditSets, context: SuiteContext,
+              only: Collection[str] | None = None) -> dict[str, MetricScore]:
+    """Every registered audit (or those named in `only`) with its default parameters; metric name → score."""
     scores: dict[str, MetricScore] = {}
     for audit in AUDITS.values():
+        if only is not None and audit.name not in only:
+            continue
         for score in audit.run(model, tokenizer, sets, audit.params_type(), context):
             scores[score.metric] = score
     return scores
 
 
-def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets) -> dict[str, dict[str, MetricScore]]:
+def with_never_trained(own: dict[str, MetricScore], never_trained: dict[str, MetricScore]) -> dict[str, MetricScore]:
+    """Each item metric's scores with the same metric on never-trained people beside them, as
+    {"items": [...], "holdout_items": [...]}: what the holdout comparison judges."""
+    paired = dict(own)
+    for metric, score in own.items():
+        counterpart = never_trained.get(metric)
+        if counterpart is None or "items" not in score.per_item or not counterpart.per_item.get("items"):
+            continue
+        paired[metric] = replace(score, per_item={**score.per_item, "holdout_items": counterpart.per_item["items"]},
+                                 details={**score.details, "never_trained_value": counterpart.value,
+                                          "never_trained_sample_size": counterpart.sample_size})
+    return paired
+
+
+def score_model(model, tokenizer, sets: AuditSets, context: SuiteContext,
+                compare_with_never_trained: bool = False) -> dict[str, MetricScore]:
+    """The suite on one model; without a reference to compare with, the model is also scored on
+    never-trained people (`with_never_trained`)."""
+    scores = run_suite(model, tokenizer, sets, context)
+    if not compare_with_never_trained:
+        return scores
+    baseline = run_suite(model, tokenizer, sets.on_never_trained_people(), context, only=COMPARABLE_WITH_NEVER_TRAINED)
+    return with_never_trained(scores, baseline)
+
+
+def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets,
+                 compare_with_never_trained: bool = False) -> dict[str, dict[str, MetricScore]]:
     """The suite on each role's model, loaded one at a time by `loaders[role]()` → (model, tokenizer);
     the reference first, since the calibrated attacks use its scores."""
     scores: dict[str, dict[str, MetricScore]] = {}
     for role in sorted(loaders, key=lambda role: role != "reference"):
         model, tokenizer = loaders[role]()
-        scores[role] = run_suite(model, tokenizer, sets, SuiteContext(role=role, reference=scores.get("reference")))
+        context = SuiteContext(role=role, reference=scores.get("reference"))
+        scores[role] = score_model(model, tokenizer, sets, context, compare_with_never_trained)
     return scores
 
 

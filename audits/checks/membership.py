@@ -78,6 +78,8 @@ def reference_calibrated(loss: MetricScore, context: SuiteContext) -> dict[str, 
 @register("membership_inference", MembershipParams)
 def run(model, tokenizer, sets: AuditSets, params: MembershipParams, context: SuiteContext) -> list[MetricScore]:
     texts = {"forget": sets.forget_texts, "holdout": sets.holdout_texts}
+    if not all(texts.values()):
+        return []  # an AUC needs members and non-members
     stats = {side: token_statistics(model, tokenizer, side_texts) for side, side_texts in texts.items()}
     lower = {side: token_statistics(model, tokenizer, [t.lower() for t in side_texts]) for side, side_texts in texts.items()}
     scores = []

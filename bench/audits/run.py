@@ -25,6 +25,7 @@ import torch  # noqa: E402
 from audits.checks import AUDITS, SuiteContext  # noqa: E402
 from audits.checks.membership import MembershipParams  # noqa: E402
 from audits.power import power_cases  # noqa: E402
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE  # noqa: E402
 from audits.sets import audit_sets  # noqa: E402
 from unlearning.demo_world import build_demo_model  # noqa: E402
 from unlearning.lm import TrainingRecipe, batched_logits, load_checkpoint  # noqa: E402
@@ -83,14 +84,20 @@ def suite_timing(model, tokenizer, sets) -> list[str]:
 
 
 def power_table(seeds: list[int], store: Path) -> list[str]:
-    rows = ["| seed | original | under-unlearned | retrained | not PASS on retrained | seconds |", "|---:|---|---|---|---|---:|"]
+    rows = ["| seed | compared with | original | under-unlearned | retrained | not PASS on retrained | seconds |",
+            "|---:|---|---|---|---|---|---:|"]
     for seed in seeds:
         started = time.perf_counter()
-        cases = {c.candidate: c for c in power_cases(WorldConfig(people=30, seed=seed), TrainingRecipe(epochs=40, seed=seed), 7, store)}
-        misses = ", ".join(f"{j.metric} {j.verdict}" for j in cases["retrained"].judgements if j.verdict not in ("PASS", "N/A")) or "—"
-        rows.append(f"| {seed} | {cases['original'].verdict} | {cases['under_unlearned'].verdict} | "
-                    f"{cases['retrained'].verdict} | {misses} | {time.perf_counter() - started:.0f} |")
-        print(rows[-1], file=sys.stderr)
+        cases = power_cases(WorldConfig(people=30, seed=seed), TrainingRecipe(epochs=40, seed=seed), 7, store)
+        elapsed = time.perf_counter() - started
+        for comparison in (AGAINST_REFERENCE, AGAINST_HOLDOUT):
+            by_candidate = {c.candidate: c for c in cases if c.comparison == comparison}
+            misses = ", ".join(f"{j.metric} {j.verdict}" for j in by_candidate["retrained"].judgements
+                               if j.verdict not in ("PASS", "N/A")) or "—"
+            rows.append(f"| {seed} | {comparison} | {by_candidate['original'].verdict} | "
+                        f"{by_candidate['under_unlearned'].verdict} | {by_candidate['retrained'].verdict} | {misses} | "
+                        f"{elapsed:.0f} |")
+            print(rows[-1], file=sys.stderr)
     return rows
 
 

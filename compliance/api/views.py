@@ -63,6 +63,8 @@ class AuditRunOutput(serializers.Serializer):
     status = serializers.CharField()
     verdict = serializers.CharField()
     policy_version = serializers.CharField(source="policy.version")
+    comparison = serializers.CharField(help_text="what the forget metrics were compared with: retrained_reference or "
+                                                 "holdout (never-trained people, when no retrained model was affordable)")
     finished_at = serializers.DateTimeField()
     original_sha256 = serializers.CharField(source="original_version.sha256", default=None)
     unlearned_sha256 = serializers.CharField(source="unlearned_version.sha256", default=None)

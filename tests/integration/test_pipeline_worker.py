@@ -17,6 +17,7 @@ from django.test import Client
 from audits.verdicts import CURRENT_POLICY
 from compliance.auditlog import verify_chain
 from compliance.models import AuditEvent, RemovalRequest, RequestStatus
+from tests.conftest import register_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -59,17 +60,6 @@ def worker(tmp_path, settings, audit_log_reset_allowed):
         app.conf.update(task_always_eager=True, broker_url="memory://")
 
 
-def register(tiny_model):
-    from unlearning.services import register_model
-
-    return register_model(
-        name="tiny-world", architecture="GPT-2 (tiny)", training_recipe=vars(tiny_model.recipe),
-        checkpoint_sha256=tiny_model.checkpoint_sha256, checkpoint_path=tiny_model.checkpoint_path,
-        training_manifest=tiny_model.training_manifest, holdout_manifest=tiny_model.holdout_manifest,
-        records=tiny_model.lineage,
-    )
-
-
 def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
     deadline = time.monotonic() + PIPELINE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -85,7 +75,7 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
     from audits.signing import pdfsig_report, validate_pdf
     from unlearning.lm import checkpoint_sha256
 
-    asset = register(tiny_model)
+    asset = register_tiny_model(tiny_model)
     subject = tiny_model.world.trained_people[0]
 
     owner = Client()

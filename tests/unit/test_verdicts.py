@@ -2,12 +2,15 @@ import numpy as np
 import pytest
 
 from scipy.stats import ks_2samp
+from sklearn.metrics import roc_auc_score
 
 from audits.verdicts import (
+    AGAINST_HOLDOUT,
     FAIL,
     INCONCLUSIVE,
     NOT_APPLICABLE,
     PASS,
+    ROLES,
     MetricRule,
     VerdictPolicy,
     bootstrap_intervals,
@@ -134,3 +137,60 @@ def test_nothing_to_measure_and_report_rules_are_not_applicable():
 ])
 def test_overall_verdict(verdicts, expected):
     assert overall(verdicts) == expected
+
+
+# --- Compared with never-trained people (no retrained reference)
+
+KS = MetricRule("forget_quality_ks", "knowledge_qa", "distribution_match", 0.35, 10, "KS", source="forget_truth_ratio")
+
+
+def with_never_trained(forgotten, never_trained):
+    return {"items": [float(v) for v in forgotten], "holdout_items": [float(v) for v in never_trained]}
+
+
+def test_against_holdout_the_gap_to_never_trained_people_is_judged_and_shown():
+    never_trained = [1, 0, 0, 0] * 15  # 25% of never-trained people's questions answered by luck
+    per_item = {"original": with_never_trained([1] * 40, never_trained),
+                "unlearned": with_never_trained([1, 0, 0, 0] * 10, never_trained)}
+    judgement = judge_metric(QA, per_item, POLICY, comparison=AGAINST_HOLDOUT)
+    assert judgement.verdict == PASS, judgement.explanation
+    assert judgement.unlearned == 0.25 and judgement.reference == 0.25  # the baseline: its value on never-trained people
+    low, high = judgement.difference_interval
+    assert low < 0.0 < high and -0.2 <= low and high <= 0.2
+    assert judgement.power_interval[0] > 0.2  # the original answers the subject's questions, not others'
+    assert judgement.details["comparison"] == AGAINST_HOLDOUT and judgement.details["original_on_never_trained"] == 0.25
+
+
+def test_against_holdout_a_model_that_still_answers_fails():
+    per_item = {role: with_never_trained([1] * 40, [0] * 60) for role in ("original", "unlearned")}
+    assert judge_metric(QA, per_item, POLICY, comparison=AGAINST_HOLDOUT).verdict == FAIL
+
+
+def test_against_holdout_an_attack_auc_is_compared_with_chance():
+    rng = np.random.default_rng(3)
+    holdout = list(rng.normal(0, 1, 400))
+    per_item = {"original": {"forget": list(rng.normal(3, 1, 200)), "holdout": holdout},
+                "unlearned": {"forget": list(rng.normal(0, 1, 200)), "holdout": holdout}}
+    judgement = judge_metric(AUC, per_item, POLICY, comparison=AGAINST_HOLDOUT)
+    auc = roc_auc_score([1] * 200 + [0] * 400, per_item["unlearned"]["forget"] + holdout)
+    assert judgement.verdict == PASS and judgement.reference == 0.5 and judgement.unlearned == pytest.approx(auc)
+    assert judgement.difference_interval[0] < auc - 0.5 < judgement.difference_interval[1]
+
+
+def test_against_holdout_forget_quality_is_the_ks_distance_between_the_two_sides():
+    rng = np.random.default_rng(4)
+    never_trained = list(rng.lognormal(0, 1, 300))
+    per_item = {"original": with_never_trained(rng.lognormal(-3, 0.5, 200), never_trained),
+                "unlearned": with_never_trained(rng.lognormal(0, 1, 200), never_trained)}
+    judgement = judge_metric(KS, {role: per_item.get(role, {}) for role in ROLES}, POLICY, comparison=AGAINST_HOLDOUT)
+    expected = ks_2samp(per_item["unlearned"]["items"], never_trained)
+    assert judgement.unlearned == pytest.approx(expected.statistic) and judgement.reference is None
+    assert judgement.details["ks_p_value_unlearned"] == pytest.approx(expected.pvalue)
+    assert judgement.verdict == PASS, judgement.explanation
+
+
+def test_against_holdout_no_reference_is_needed_but_never_trained_items_are():
+    per_item = {role: items([1] * 40) for role in ("original", "unlearned")}
+    judgement = judge_metric(QA, per_item, POLICY, comparison=AGAINST_HOLDOUT)
+    assert judgement.verdict == NOT_APPLICABLE and "never-trained" in judgement.explanation
+    assert judge_metric(QA, per_item, POLICY).verdict == NOT_APPLICABLE  # against a reference that was not measured

@@ -100,18 +100,23 @@ class Command(BaseCommand):
         audit = detail["audits"][0]
         self.stdout.write(f"\nPipeline finished in {seconds:.0f} s. Model {job['model']}, method {job['method']}, "
                           f"{job['forget_records']} forget records.")
-        self.stdout.write(f"  before  {job['base_sha256']}\n  after   {job['result_sha256']}\n  oracle  {audit['reference_sha256']}")
-        self.stdout.write(f"\n{'metric':<30}{'original':>9}{'unlearned':>10}{'retrained':>10}{'95% interval*':>19}"
+        holdout = audit["comparison"] == "holdout"
+        oracle = "none: compared with never-trained people (AUDIT_REFERENCE_MAX_STEPS)" if holdout else audit["reference_sha256"]
+        self.stdout.write(f"  before  {job['base_sha256']}\n  after   {job['result_sha256']}\n  oracle  {oracle}")
+        self.stdout.write(f"\n{'metric':<30}{'original':>9}{'unlearned':>10}{'baseline' if holdout else 'retrained':>10}{'95% interval*':>19}"
                           f"{'margin':>8}{'n':>5}  verdict")
         for r in audit["results"]:
             low, high = r["difference_interval"]
             interval = "—" if low is None else f"[{low:+.3f}, {high:+.3f}]"
             self.stdout.write(f"{r['metric']:<30}{_number(r['original']):>9}{_number(r['unlearned']):>10}"
                               f"{_number(r['reference']):>10}{interval:>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
-        self.stdout.write("* of unlearned − retrained; for forget_quality_ks of D(unlearned, retrained); for utility "
-                          "metrics of the degradation from the original. N/A: nothing to measure, or reported only.")
+        self.stdout.write(("* of the unlearned model's gap between the subject and never-trained people; for forget_quality_ks "
+                           "of D between the two; " if holdout else
+                           "* of unlearned − retrained; for forget_quality_ks of D(unlearned, retrained); ")
+                          + "for utility metrics of the degradation from the original. N/A: nothing to measure, or reported only.")
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
-        self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
+        if privleaks:
+            self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
         self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
         self.stdout.write(f"Request {detail['reference']}: {detail['status']}; certificate {detail['certificate']['serial']}")
 
