@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test serve worker verify-log clean
+.PHONY: install demo demo-exact test serve worker verify-log clean
 
 # Some machines' pip configuration names package folders that do not exist; pip warns about each.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -29,6 +29,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo
+
+# The same request against a SISA-trained model: exact deletion by shard retraining ("removal").
+demo-exact: $(STAMP)
+	$(BIN)/python manage.py demo --regime sisa
 
 test: $(STAMP)
 	bash scripts/ensure-services.sh

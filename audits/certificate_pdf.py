@@ -36,6 +36,7 @@ class ModelEvidence:
     forget_set_sha256: str
     outcome: str
     compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
+    executed_plan: str = ""  # exact deletions: the deletion plan that was carried out, in one sentence
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Method", f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}"],
                 ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
+                *([["Deletion plan executed", Paragraph(model.executed_plan, small)]] if model.executed_plan else []),
             ], [45 * mm, 125 * mm], header=False),
         ]
     rows = [["Audit", "Original", "Unlearned", "Reference", "95% interval*", "Margin", "n", "Verdict"]]

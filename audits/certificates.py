@@ -75,6 +75,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
             compared_with_holdout=run.comparison == Comparison.HOLDOUT,
+            executed_plan=job.outcome.get("plan_summary", ""),
         ))
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [

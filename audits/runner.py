@@ -16,8 +16,10 @@ from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, j
 from unlearning import services as unlearning_services
 from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import ModelVersion, VersionRole
+from unlearning.models import ModelVersion, TrainingRegime, VersionRole
+from unlearning.runner import retrain_without
 from unlearning.selectors import removed_record_ids
+from unlearning.sisa import load_lineage, plan_deletion
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
                                            details__excluded_set_sha256=excluded_sha).first()
     if existing:
         return existing
+    if job.asset.regime == TrainingRegime.SISA:
+        return sisa_reference(job, excluded_sha, len(removed_ids))
     kept = [r["text"] for r in manifest if r["record_id"] not in removed_ids]
     recipe = affordable_recipe(job.asset, len(kept))
     if recipe is None:
@@ -49,6 +53,21 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
     return unlearning_services.register_version(
         asset=job.asset, sha256=sha256, path=path, role=VersionRole.REFERENCE, job=job,
         details={"excluded_set_sha256": excluded_sha, "excluded_records": len(removed_ids)},
+    )
+
+
+def sisa_reference(job, excluded_sha: str, excluded_records: int) -> ModelVersion | None:
+    """SISA's oracle from the same machinery: the affected shards retrained from their initial
+    models, not from a checkpoint. None when that retraining is over the audit budget."""
+    base = job.base_version
+    plan = plan_deletion(load_lineage(Path(base.lineage_path), base.lineage_sha256), job.forget_record_ids)
+    if plan.full_retraining_steps > settings.AUDIT_REFERENCE_MAX_STEPS:  # every shard from scratch bounds it
+        return None
+    _, lineage, sha256, path = retrain_without(base, job.forget_record_ids, from_scratch=True)
+    return unlearning_services.register_version(
+        asset=job.asset, sha256=sha256, path=path, role=VersionRole.REFERENCE, job=job, sisa_lineage=lineage,
+        details={"excluded_set_sha256": excluded_sha, "excluded_records": excluded_records,
+                 "retrained": "affected SISA shards from their initial models"},
     )
 
 

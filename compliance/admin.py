@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from compliance.models import AuditEvent, RemovalRequest
+from compliance.selectors import pending_deletion_plans
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -21,6 +22,13 @@ class RemovalRequestAdmin(ReadOnlyAdmin):
     list_display = ("reference", "status", "jurisdiction", "received_at", "due_at", "failed_step")
     list_filter = ("status", "jurisdiction")
     search_fields = ("reference", "email", "full_name")
+    readonly_fields = ("deletion_plans",)
+
+    @admin.display(description="Deletion plans (before scheduling)")
+    def deletion_plans(self, request) -> str:
+        from unlearning.admin import plan_summaries
+
+        return plan_summaries(pending_deletion_plans(request))
 
 
 @admin.register(AuditEvent)

@@ -5,8 +5,11 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from compliance.errors import NotFound
-from compliance.models import AuditEvent, RemovalRequest
+from compliance.models import AuditEvent, RemovalRequest, RequestStatus
 from unlearning.models import UnlearningJob
+from unlearning.selectors import deletion_plans
+
+BEFORE_SCHEDULING = (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED, RequestStatus.APPROVED)
 
 
 def request_list(*, status: str = "") -> QuerySet[RemovalRequest]:
@@ -44,3 +47,11 @@ def days_left(request: RemovalRequest) -> int:
 
 def certificate_of(request: RemovalRequest):
     return getattr(request, "certificate", None)
+
+
+def pending_deletion_plans(request: RemovalRequest) -> list[dict]:
+    """The deletion plan per model, while the request waits for scheduling; afterwards each job
+    carries the plan it executed. Before identity is verified, no subject key is known: no plans."""
+    if request.status not in BEFORE_SCHEDULING or not request.subject_key:
+        return []
+    return deletion_plans(request.subject_key)

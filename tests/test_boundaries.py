@@ -4,9 +4,11 @@ import subprocess
 import sys
 
 WEB_MODULES = ["config.urls", "compliance.portal.views", "compliance.api.views", "audits.views", "workers.tasks",
-               "compliance.services", "unlearning.services", "audits.services"]
+               "compliance.services", "unlearning.services", "audits.services", "compliance.admin", "unlearning.admin",
+               "unlearning.selectors"]
 ENGINE_MODULES = ["unlearning.world", "unlearning.lm", "unlearning.manifest", "unlearning.methods",
-                  "unlearning.demo_world", "audits.metrics", "audits.scoring", "audits.checks", "audits.verdicts",
+                  "unlearning.demo_world", "unlearning.ensemble", "unlearning.sisa", "unlearning.sisa_lm",
+                  "unlearning.s3t", "unlearning.tabular", "unlearning.recipe", "audits.metrics", "audits.scoring", "audits.checks", "audits.verdicts",
                   "audits.signing", "audits.certificate_pdf", "audits.charts", "audits.sets", "audits.power"]
 
 

@@ -28,27 +28,16 @@ from transformers import (
 
 from transformers.utils import logging as transformers_logging
 
+from unlearning.ensemble import EnsembleCausalLM
+from unlearning.recipe import TrainingRecipe, training_steps  # noqa: F401  (re-exported: the recipe's home for ML code)
+from unlearning.s3t import MANIFEST_NAME as S3T_MANIFEST
+from unlearning.sisa import is_served_ensemble, served_member_dirs
+
 END_OF_TEXT = "<|endoftext|>"
 # Workers log; they do not draw progress bars into log files, nor repeat advice that does not
 # apply (pad, bos and eos are one token here, and generation already passes an attention mask).
 transformers_logging.disable_progress_bar()
 transformers_logging.set_verbosity_error()
-
-
-@dataclass(frozen=True)
-class TrainingRecipe:
-    """Everything that decides a trained model; the retrained reference reuses it unchanged."""
-
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 128
-    vocab_size: int = 3000
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    warmup_steps: int = 100
-    seed: int = 0
 
 
 def train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -110,9 +99,12 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, generator: 
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def training_steps(texts: int, recipe: TrainingRecipe) -> int:
-    """Optimizer steps `train_causal_lm` takes on `texts` texts (length buckets never merge batches)."""
-    return math.ceil(texts / recipe.batch_size) * recipe.epochs
+@dataclass(frozen=True)
+class TrainingLog:
+    """What a training run did, counted from the batches it built: evidence for lineage, not its input list."""
+
+    steps: int
+    trained_indices: frozenset[int]  # positions in `texts` of every text in a batch the optimizer stepped on
 
 
 def train_causal_lm(
@@ -123,16 +115,31 @@ def train_causal_lm(
 ) -> GPT2LMHeadModel:
     """Train from scratch with AdamW, linear warm-up and linear decay; deterministic for a seed."""
     model = new_model(tokenizer, recipe)
+    train_from(model, texts, tokenizer, recipe, on_epoch=on_epoch)
+    return model
+
+
+def train_from(
+    model,
+    texts: Sequence[str],
+    tokenizer,
+    recipe: TrainingRecipe,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainingLog:
+    """Train `model` in place for `recipe.epochs` (a fresh AdamW and schedule; batch order seeded by
+    `recipe.seed`): from scratch, or onward from a checkpoint as SISA's slices are."""
     sequences = encode(tokenizer, texts, recipe.n_positions)
     total_steps = training_steps(len(sequences), recipe)
     steps_per_epoch = total_steps // recipe.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
     warmup = min(recipe.warmup_steps, total_steps // 10 + 1)
+    decay = max(1, total_steps - warmup)  # a run of a single step has no decay phase to divide by
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / (total_steps - warmup)),
+        lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / decay),
     )
     order = torch.Generator().manual_seed(recipe.seed)
+    steps, trained = 0, set()
     model.train()
     for epoch in range(recipe.epochs):
         epoch_loss = 0.0
@@ -145,10 +152,12 @@ def train_causal_lm(
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             epoch_loss += loss.item()
+            steps += 1
+            trained.update(indices)
         if on_epoch:
             on_epoch(epoch + 1, epoch_loss / steps_per_epoch)
     model.eval()
-    return model
+    return TrainingLog(steps=steps, trained_indices=frozenset(trained))
 
 
 def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_rate: float, seed: int = 0):
@@ -194,14 +203,28 @@ def _drop_load_time_keys(tokenizer_config: Path) -> None:
         tokenizer_config.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def save_tokenizer(tokenizer, directory: Path) -> None:
+    tokenizer.save_pretrained(directory)
+    _drop_load_time_keys(Path(directory) / "tokenizer_config.json")
+
+
 def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
     """Write a checkpoint into a content-addressed store: `store/<sha256>/`, never overwritten."""
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging)
+        save_tokenizer(tokenizer, staging)
+
+    return store_directory(write, store)
+
+
+def store_directory(write: Callable[[Path], None], store: Path) -> tuple[str, Path]:
+    """Let `write` fill a staging folder, then move it to `store/<sha256 of its files>/`: a reader never
+    sees a half-written checkpoint, and an address once written is never overwritten."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=store))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    _drop_load_time_keys(staging / "tokenizer_config.json")
+    write(staging)
     sha256 = checkpoint_sha256(staging)
     final = store / sha256
     if final.exists():  # the same bytes were stored before: keep the original
@@ -212,8 +235,17 @@ def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
 
 
 def load_checkpoint(path: Path):
-    """Any causal LM checkpoint folder: ours, or a user's own `save_pretrained` output."""
-    model = AutoModelForCausalLM.from_pretrained(path)
+    """Any causal LM checkpoint folder: ours, a SISA ensemble of shard models (unlearning.sisa), an
+    S3T base with its active adapters (unlearning.s3t), or a user's own `save_pretrained` output."""
+    path = Path(path)
+    if (path / S3T_MANIFEST).is_file():
+        from unlearning.s3t import load_s3t_model  # it loads its base through this function, so not at the top
+
+        return load_s3t_model(path)
+    if is_served_ensemble(path):
+        model = EnsembleCausalLM([AutoModelForCausalLM.from_pretrained(d) for d in served_member_dirs(path)])
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

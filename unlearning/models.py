@@ -7,11 +7,19 @@ class ModelKind(models.TextChoices):
     REGRESSOR = "regressor"
 
 
+class TrainingRegime(models.TextChoices):
+    """How the service trained the model, which decides how a record can leave it (DESIGN §8)."""
+
+    PLAIN = "plain", "plain (one model: approximate unlearning, or full retraining)"
+    SISA = "sisa", "SISA (isolated shards trained slice by slice: exact deletion by shard retraining)"
+
+
 class ModelAsset(models.Model):
     """A governed ML model: what removal requests act on. Its checkpoints are ModelVersions."""
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=ModelKind.choices, default=ModelKind.CAUSAL_LM)
+    regime = models.CharField(max_length=16, choices=TrainingRegime.choices, default=TrainingRegime.PLAIN)
     architecture = models.CharField(max_length=100)
     current_version = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # How the original was trained (unlearning.lm.TrainingRecipe): the retrained reference reuses it.
@@ -43,6 +51,10 @@ class ModelVersion(models.Model):
     produced_by = models.ForeignKey("UnlearningJob", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     details = models.JSONField(default=dict)
+    # SISA: the lineage this version was trained by (unlearning.sisa.SisaLineage as JSON in the
+    # model store, content-addressed): every record's shard and slice and what each checkpoint saw.
+    lineage_path = models.CharField(max_length=500, blank=True)
+    lineage_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["asset", "sha256", "role"], name="one_version_per_hash_and_role")]
@@ -59,6 +71,9 @@ class TrainingRecord(models.Model):
     owner_key = models.CharField(max_length=254, blank=True, db_index=True)
     kind = models.CharField(max_length=32)
     content_sha256 = models.CharField(max_length=64)
+    # Where a SISA model placed the record (fixed by a seeded hash: deletions never move records).
+    shard = models.PositiveSmallIntegerField(null=True, blank=True)
+    slice = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["asset", "record_id"], name="unique_record_per_asset")]

@@ -12,9 +12,12 @@ from pathlib import Path
 from django.conf import settings
 
 from unlearning import services
-from unlearning.lm import load_checkpoint, mean_text_loss, save_checkpoint
+from unlearning.lm import TrainingRecipe, load_checkpoint, mean_text_loss, save_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
+from unlearning.models import TrainingRegime
+from unlearning.sisa import execute_deletion, export_served_model, load_lineage, plan_deletion
+from unlearning.sisa_lm import CausalLMLearner
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,9 @@ def run_job(job_id: int) -> None:
         log.info("unlearning job %s is not claimable (taken, finished or out of attempts)", job_id)
         return
     try:
+        if job.asset.regime == TrainingRegime.SISA:
+            delete_from_shards(job)
+            return
         forget_ids = set(job.forget_record_ids)
         manifest = read_manifest(Path(job.asset.training_manifest))
         data = UnlearningData(
@@ -48,3 +54,34 @@ def run_job(job_id: int) -> None:
     except Exception as exc:  # the failure is recorded on the job and its requests, then logged
         log.exception("unlearning job %s failed", job_id)
         services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}")
+
+
+def sisa_learner(version, lineage):
+    """The learner that trained a SISA version, rebuilt from the asset's recipe and the version's tokenizer."""
+    _, tokenizer = load_checkpoint(Path(version.storage_path))
+    return CausalLMLearner(tokenizer, TrainingRecipe(**version.asset.training_recipe), lineage.config.slices)
+
+
+def retrain_without(version, record_ids, *, from_scratch: bool = False):
+    """Exact deletion from a SISA version: the plan, and the lineage and served model after it.
+    `from_scratch` retrains the affected shards from their initial models (the audits' reference)."""
+    lineage = load_lineage(Path(version.lineage_path), version.lineage_sha256)
+    plan = plan_deletion(lineage, record_ids)
+    learner = sisa_learner(version, lineage)
+    manifest = read_manifest(Path(version.asset.training_manifest))
+    retrained = execute_deletion(lineage, plan, manifest, learner, settings.MODEL_STORE_DIR, from_scratch=from_scratch)
+    sha256, path = export_served_model(retrained, settings.MODEL_STORE_DIR, learner.tokenizer)
+    return plan, retrained, sha256, path
+
+
+def delete_from_shards(job) -> None:
+    """SISA: retrain only the shards holding the job's records, from the checkpoint before the
+    earliest affected slice (several requests batched in the job are one deletion)."""
+    services.record_progress(job.pk, 0.0, "retraining the affected shards")
+    plan, lineage, sha256, path = retrain_without(job.base_version, job.forget_record_ids)
+    executed_steps = sum(c.steps for shard in lineage.shards for c in shard if c.generation == lineage.generation)
+    services.complete_job(job_id=job.pk, sha256=sha256, path=path, sisa_lineage=lineage, outcome={
+        "method_kind": "exact", "params": {"shards": lineage.config.shards, "slices": lineage.config.slices},
+        "steps": executed_steps, "stopped_because": "deletion plan executed", "plan": plan.as_dict(),
+        "plan_summary": plan.summary(),
+    })

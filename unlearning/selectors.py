@@ -1,8 +1,17 @@
 """Reads of the unlearning domain (lineage)."""
 
+from functools import lru_cache
+from pathlib import Path
+
 from django.db.models import Count
 
-from unlearning.models import JobStatus, ModelAsset, TrainingRecord
+from unlearning.models import JobStatus, ModelAsset, TrainingRecord, TrainingRegime
+from unlearning.recipe import TrainingRecipe, training_steps
+from unlearning.sisa import SisaLineage, load_lineage, plan_deletion
+
+# What a model's jobs run: an approximate method on a plain model's weights; on SISA, an exact
+# deletion, which is no method applied to weights but a retraining of the shards (unlearning.runner).
+METHOD_BY_REGIME = {TrainingRegime.PLAIN: "graddiff", TrainingRegime.SISA: "sisa_shard_retraining"}
 
 
 def assets_holding(owner_key: str) -> list[tuple[ModelAsset, int]]:
@@ -32,3 +41,37 @@ def removed_record_ids(asset: ModelAsset, up_to_job=None) -> set[str]:
     if up_to_job is not None:
         removed.update(up_to_job.forget_record_ids)
     return removed
+
+
+@lru_cache(maxsize=8)
+def stored_lineage(path: str, sha256: str) -> SisaLineage:
+    """A version's lineage: immutable for its hash, so read and verified once per process."""
+    return load_lineage(Path(path), sha256)
+
+
+def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
+    """What removing these owners' records from the model's current version will do and cost,
+    worked out before any training (shown to legal before approval and to operators in the admin)."""
+    record_ids = forget_record_ids(asset, owner_keys)
+    version = asset.current_version
+    if asset.regime == TrainingRegime.SISA:
+        lineage = stored_lineage(version.lineage_path, version.lineage_sha256)
+        placed = [record_id for record_id in record_ids if record_id in lineage.placements]
+        if not placed:
+            return {"model": asset.name, "regime": asset.regime, "kind": "exact", "records": 0,
+                    "summary": "Every record of this owner has already been deleted from this model."}
+        plan = plan_deletion(lineage, placed)
+        return {"model": asset.name, "regime": asset.regime, "kind": "exact", "method": METHOD_BY_REGIME[asset.regime],
+                "records": len(placed), "summary": plan.summary(), "plan": plan.as_dict()}
+    recipe = TrainingRecipe(**asset.training_recipe) if asset.training_recipe else None
+    kept = asset.records.count() - len(removed_record_ids(asset) | set(record_ids))
+    retraining = f"; exact removal would retrain the whole model (~{training_steps(kept, recipe)} optimizer steps)" if recipe else ""
+    method = METHOD_BY_REGIME[asset.regime]
+    return {"model": asset.name, "regime": asset.regime, "kind": "approximate", "method": method,
+            "records": len(record_ids),
+            "summary": f"Approximate unlearning ({method}) of {len(record_ids)} records: a suppression of what "
+                       f"the model learned, verified by the audits, not a removal{retraining}."}
+
+
+def deletion_plans(owner_key: str) -> list[dict]:
+    return [deletion_plan(asset, [owner_key]) for asset, _ in assets_holding(owner_key)]

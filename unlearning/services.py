@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
@@ -13,35 +14,58 @@ from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.models import RequestStatus
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
-from unlearning.selectors import forget_record_ids
+from unlearning.models import (
+    JobStatus,
+    ModelAsset,
+    ModelVersion,
+    TrainingRecord,
+    TrainingRegime,
+    UnlearningJob,
+    VersionRole,
+)
+from unlearning.selectors import METHOD_BY_REGIME, forget_record_ids
+from unlearning.sisa import SisaLineage, save_lineage
 
-DEFAULT_METHOD = "graddiff"
+
+def lineage_fields(lineage: SisaLineage | None) -> dict:
+    """A version's pointer to its stored lineage (nothing for a plain model)."""
+    if lineage is None:
+        return {}
+    sha256, path = save_lineage(lineage, settings.MODEL_STORE_DIR)
+    return {"lineage_sha256": sha256, "lineage_path": str(path)}
 
 
 @transaction.atomic
 def register_model(
     *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
     training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
+    sisa_lineage: SisaLineage | None = None,
 ) -> ModelAsset:
-    """Put a trained model under governance, with the lineage of every record it was trained on."""
+    """Put a trained model under governance, with the lineage of every record it was trained on
+    (and, for SISA, the shard and slice each record was placed in)."""
     asset = ModelAsset.objects.create(
         name=name, architecture=architecture, training_recipe=training_recipe,
         training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""),
+        regime=TrainingRegime.SISA if sisa_lineage else TrainingRegime.PLAIN,
     )
     version = ModelVersion.objects.create(
         asset=asset, sha256=checkpoint_sha256, storage_path=str(checkpoint_path), role=VersionRole.ORIGINAL,
+        **lineage_fields(sisa_lineage),
     )
     asset.current_version = version
     asset.save(update_fields=["current_version"])
+    placements = sisa_lineage.placements if sisa_lineage else {}
     TrainingRecord.objects.bulk_create(
         TrainingRecord(asset=asset, record_id=r["record_id"], owner_key=r.get("owner_key") or "",
-                       kind=r["kind"], content_sha256=r["content_sha256"])
+                       kind=r["kind"], content_sha256=r["content_sha256"],
+                       shard=getattr(placements.get(r["record_id"]), "shard", None),
+                       slice=getattr(placements.get(r["record_id"]), "slice", None))
         for r in records
     )
     auditlog.append(actor=actor, action="model.registered", obj=asset, data={
-        "name": name, "sha256": checkpoint_sha256, "records": len(records),
+        "name": name, "sha256": checkpoint_sha256, "records": len(records), "regime": asset.regime,
         "owners": len({r.get("owner_key") for r in records if r.get("owner_key")}),
+        **({"sisa": asdict(sisa_lineage.config), "lineage_sha256": version.lineage_sha256} if sisa_lineage else {}),
     })
     return asset
 
@@ -55,7 +79,7 @@ def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
     job = asset.jobs.select_for_update().filter(status=JobStatus.QUEUED).first()
     created = job is None
     if created:
-        job = UnlearningJob.objects.create(asset=asset, method=DEFAULT_METHOD)
+        job = UnlearningJob.objects.create(asset=asset, method=METHOD_BY_REGIME[asset.regime])
         from workers import tasks
 
         transaction.on_commit(lambda: tasks.run_unlearning_job.delay(job.pk))
@@ -101,10 +125,12 @@ def record_progress(job_id: int, fraction: float, message: str) -> None:
 
 
 @transaction.atomic
-def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, parent=None, job=None, details=None) -> ModelVersion:
+def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, parent=None, job=None, details=None,
+                     sisa_lineage: SisaLineage | None = None) -> ModelVersion:
     version, created = ModelVersion.objects.get_or_create(
         asset=asset, sha256=sha256, role=role,
-        defaults={"storage_path": str(path), "parent": parent, "produced_by": job, "details": details or {}},
+        defaults={"storage_path": str(path), "parent": parent, "produced_by": job, "details": details or {},
+                  **lineage_fields(sisa_lineage)},
     )
     if created:
         auditlog.append(actor=compliance_services.WORKER, action="model.version_stored", obj=version,
@@ -113,12 +139,14 @@ def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, p
 
 
 @transaction.atomic
-def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict) -> UnlearningJob:
+def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
+                 sisa_lineage: SisaLineage | None = None) -> UnlearningJob:
     job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return job
     version = register_version(asset=job.asset, sha256=sha256, path=path, role=VersionRole.UNLEARNED,
-                               parent=job.base_version, job=job, details={"method": job.method})
+                               parent=job.base_version, job=job, details={"method": job.method},
+                               sisa_lineage=sisa_lineage)
     job.asset.current_version = version  # the next job builds on this one
     job.asset.save(update_fields=["current_version"])
     job.status, job.result_version, job.outcome = JobStatus.SUCCEEDED, version, outcome

@@ -23,10 +23,12 @@ class QuantisationParams:
 @torch.no_grad()
 def quantised_copy(model, bits: int):
     quantised = copy.deepcopy(model)
-    tied = quantised.get_input_embeddings().weight
+    # Every input embedding (one per member of an ensemble), which the output layer may share.
+    tied = {id(module.get_input_embeddings().weight) for module in quantised.modules()
+            if hasattr(module, "get_input_embeddings")}
     levels = 2 ** (bits - 1) - 1
     for module in quantised.modules():
-        if not isinstance(module, (torch.nn.Linear, Conv1D)) or module.weight is tied:
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or id(module.weight) in tied:
             continue
         # Linear stores (out, in), GPT-2's Conv1D (in, out): one scale per output channel either way.
         reduce_dim = 1 if isinstance(module, torch.nn.Linear) else 0

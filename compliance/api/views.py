@@ -28,6 +28,8 @@ class JobOutput(serializers.Serializer):
     forget_set_sha256 = serializers.CharField()
     base_sha256 = serializers.CharField(source="base_version.sha256", default=None)
     result_sha256 = serializers.CharField(source="result_version.sha256", default=None)
+    executed_plan = serializers.JSONField(source="outcome.plan", default=None,
+                                          help_text="exact deletions: the deletion plan that was executed")
     error = serializers.CharField()
 
     def get_forget_records(self, job) -> int:
@@ -95,10 +97,27 @@ class RequestOutput(serializers.Serializer):
         return selectors.days_left(request)
 
 
+class DeletionPlanOutput(serializers.Serializer):
+    model = serializers.CharField()
+    regime = serializers.CharField(help_text="plain | sisa")
+    kind = serializers.CharField(help_text="exact (removal) or approximate (suppression)")
+    method = serializers.CharField(required=False)
+    records = serializers.IntegerField(help_text="training records of the subject this model still holds")
+    summary = serializers.CharField()
+    plan = serializers.JSONField(required=False, help_text="exact: affected shards, checkpoints to resume from, "
+                                                           "records per slice, estimated optimizer steps and seconds")
+
+
 class RequestDetailOutput(RequestOutput):
+    deletion_plans = serializers.SerializerMethodField(
+        help_text="until the request is scheduled: what removing the subject from each model will do and cost")
     jobs = JobOutput(many=True, source="jobs.all")
     audits = serializers.SerializerMethodField()
     certificate = serializers.SerializerMethodField()
+
+    @extend_schema_field(DeletionPlanOutput(many=True))
+    def get_deletion_plans(self, request) -> list:
+        return DeletionPlanOutput(selectors.pending_deletion_plans(request), many=True).data
 
     @extend_schema_field(AuditRunOutput(many=True))
     def get_audits(self, request) -> list:

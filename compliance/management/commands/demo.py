@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from compliance.management.commands.create_legal_user import ensure_legal_user
 from compliance.models import RemovalRequest, RequestStatus
-from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAME
+from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAME, SISA_DEMO_MODEL_NAME
 
 
 def pick_subject():
@@ -38,13 +38,18 @@ def pick_subject():
 class Command(BaseCommand):
     help = "Run one removal request from the portal to a signed, verified certificate."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--regime", choices=("plain", "sisa"), default="plain",
+                            help="plain: GradDiff on one model (suppression); sisa: exact deletion from SISA shards")
+
+    def handle(self, *args, regime, **options):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError("the demo runs tasks in-process: unset CELERY_BROKER_URL")
         # In-process tasks would log each completion, innermost first; the demo prints its own summary.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         started = time.perf_counter()
-        call_command("build_demo_world", stdout=self.stdout)
+        name = DEMO_MODEL_NAME if regime == "plain" else SISA_DEMO_MODEL_NAME
+        call_command("build_demo_world", regime=regime, name=name, stdout=self.stdout)
         subject = pick_subject()
         self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> (a fictitious person the model was trained on)")
 
@@ -96,10 +101,18 @@ class Command(BaseCommand):
         )
 
     def _print_results(self, detail: dict, seconds: float) -> None:
-        job = detail["jobs"][0]
-        audit = detail["audits"][0]
-        self.stdout.write(f"\nPipeline finished in {seconds:.0f} s. Model {job['model']}, method {job['method']}, "
-                          f"{job['forget_records']} forget records.")
+        self.stdout.write(f"\nPipeline finished in {seconds:.0f} s.")
+        audits = {audit["job"]: audit for audit in detail["audits"]}
+        for job in detail["jobs"]:  # one per model trained on the subject
+            self._print_job(job, audits[job["id"]])
+        self.stdout.write(f"Request {detail['reference']}: {detail['status']}; certificate {detail['certificate']['serial']}")
+
+    def _print_job(self, job: dict, audit: dict) -> None:
+        self.stdout.write(f"\nModel {job['model']}, method {job['method']}, {job['forget_records']} forget records.")
+        if job["executed_plan"]:
+            plan = job["executed_plan"]
+            self.stdout.write(f"  exact deletion: retrained shards {[s['shard'] for s in plan['shards']]} "
+                              f"({plan['estimated_steps']} optimizer steps; all shards from scratch: {plan['full_retraining_steps']})")
         holdout = audit["comparison"] == "holdout"
         oracle = "none: compared with never-trained people (AUDIT_REFERENCE_MAX_STEPS)" if holdout else audit["reference_sha256"]
         self.stdout.write(f"  before  {job['base_sha256']}\n  after   {job['result_sha256']}\n  oracle  {oracle}")
@@ -118,7 +131,6 @@ class Command(BaseCommand):
         if privleaks:
             self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
         self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
-        self.stdout.write(f"Request {detail['reference']}: {detail['status']}; certificate {detail['certificate']['serial']}")
 
     def _check_signature(self, path) -> None:
         from audits.certificates import signing_identity

@@ -1,9 +1,10 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from unlearning.models import ModelAsset
 
 DEMO_MODEL_NAME = "demo-world-lm"
+SISA_DEMO_MODEL_NAME = "demo-world-sisa"
 
 
 class Command(BaseCommand):
@@ -14,30 +15,40 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=settings.DEMO_WORLD_SEED)
         parser.add_argument("--epochs", type=int, default=settings.DEMO_TRAINING_EPOCHS)
         parser.add_argument("--name", default=DEMO_MODEL_NAME)
+        parser.add_argument("--regime", choices=("plain", "sisa"), default="plain",
+                            help="plain: one model (approximate unlearning); sisa: shards for exact deletion")
+        parser.add_argument("--shards", type=int, default=4)
+        parser.add_argument("--slices", type=int, default=4)
 
-    def handle(self, *args, people, seed, epochs, name, **options):
+    def handle(self, *args, people, seed, epochs, name, regime, shards, slices, **options):
         if ModelAsset.objects.filter(name=name).exists():
             self.stdout.write(f"Model {name} is already registered; nothing to build.")
             return
         from unlearning import services
         from unlearning.demo_world import build_demo_model, recipe_dict
         from unlearning.lm import TrainingRecipe
+        from unlearning.sisa import SisaConfig
         from unlearning.world import WorldConfig
 
         config = WorldConfig(people=people, seed=seed)
         recipe = TrainingRecipe(epochs=epochs, seed=seed)
-        self.stdout.write(f"Training {name} on a world of {people} fictitious people ({epochs} epochs, CPU)...")
+        try:
+            sisa = SisaConfig(shards=shards, slices=slices, seed=seed) if regime == "sisa" else None
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        shape = f", {shards} shards × {slices} slices" if sisa else ""
+        self.stdout.write(f"Training {name} on a world of {people} fictitious people ({epochs} epochs{shape}, CPU)...")
 
         def report(epoch: int, loss: float) -> None:
             if epoch % 10 == 0 or epoch == epochs:
                 self.stdout.write(f"  epoch {epoch:3d}/{epochs}  loss {loss:.3f}")
 
-        built = build_demo_model(config, recipe, settings.MODEL_STORE_DIR, on_epoch=report)
+        built = build_demo_model(config, recipe, settings.MODEL_STORE_DIR, on_epoch=report, sisa=sisa)
         asset = services.register_model(
             name=name, architecture=f"GPT-2 ({recipe.n_layer} layers, d={recipe.n_embd}) trained from scratch",
             training_recipe=recipe_dict(recipe), checkpoint_sha256=built.checkpoint_sha256,
             checkpoint_path=built.checkpoint_path, training_manifest=built.training_manifest,
-            holdout_manifest=built.holdout_manifest, records=built.lineage,
+            holdout_manifest=built.holdout_manifest, records=built.lineage, sisa_lineage=built.sisa_lineage,
         )
         self.stdout.write(self.style.SUCCESS(
             f"Registered {asset.name} @ {built.checkpoint_sha256[:16]}… in {built.training_seconds:.0f} s: "

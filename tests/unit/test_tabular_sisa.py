@@ -1,0 +1,87 @@
+"""SISA for tabular models on scikit-learn's bundled data sets: a digits classifier and a diabetes
+regressor keep the utility of a plain model through a deletion of ten people's rows."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, train_sisa
+from unlearning.tabular import (CLASSIFICATION, MLPRecipe, TabularEnsemble, TabularLearner, held_out_accuracy,
+                                held_out_r2, held_out_rmse, load_mlp, load_tabular, load_tabular_ensemble,
+                                majority_vote)
+
+from tests.unit.test_sisa import one_thread  # noqa: F401  (autouse: small networks, shared cores)
+
+PLAIN = SisaConfig(shards=1, slices=1)
+SISA = SisaConfig(shards=4, slices=4)
+DELETED_PEOPLE = 10
+
+
+def _served(lineage, store: Path) -> TabularEnsemble:
+    return load_tabular_ensemble(export_served_model(lineage, store)[1])
+
+
+def _trained_and_deleted(dataset, recipe, config, store):
+    """The served model before and after deleting ten people's rows, with the lineages and plan."""
+    learner = TabularLearner.for_dataset(dataset, recipe, config.slices)
+    lineage = train_sisa(dataset.train, learner, config, store)
+    deleted = {r["record_id"] for r in dataset.train[:: len(dataset.train) // DELETED_PEOPLE][:DELETED_PEOPLE]}
+    plan = plan_deletion(lineage, deleted)
+    after = execute_deletion(lineage, plan, dataset.train, learner, store)
+    for shard_plan in plan.shards:
+        for slice_plan in shard_plan.slices:
+            assert after.shards[shard_plan.shard][slice_plan.slice].steps == slice_plan.estimated_steps
+    assert all(not deleted & set(c.trained_record_ids) for checkpoints in after.shards for c in checkpoints)
+    return _served(lineage, store), _served(after, store), plan
+
+
+def test_datasets_are_split_deterministically_and_standardised_on_training_rows():
+    digits = load_tabular("digits")
+    assert digits == load_tabular("digits")
+    assert (digits.task, digits.features, digits.outputs) == (CLASSIFICATION, 64, 10)
+    assert not {r["record_id"] for r in digits.train} & {r["record_id"] for r in digits.test}
+    row = digits.train[0]
+    assert row["owner_key"] == row["record_id"].replace("digits-", "digits-subject-") and row["kind"] == "row"
+    features = np.array([r["features"] for r in digits.train])
+    varying = features.std(0) > 0
+    assert np.allclose(features.mean(0), 0, atol=1e-9) and np.allclose(features.std(0)[varying], 1)
+    diabetes = load_tabular("diabetes")
+    assert abs(np.mean([r["target"] for r in diabetes.train])) < 1e-9 and diabetes.target_scale > 1
+
+
+def test_majority_vote_breaks_ties_toward_the_lowest_class():
+    votes = torch.tensor([[2, 1, 0], [2, 3, 1], [1, 3, 2], [0, 1, 2]])  # members × rows
+    assert majority_vote(votes, 4).tolist() == [2, 1, 2]
+
+
+def test_a_digits_classifier_keeps_its_accuracy_through_a_deletion(tmp_path):
+    digits = load_tabular("digits")
+    plain, plain_after, plain_plan = _trained_and_deleted(digits, MLPRecipe(), PLAIN, tmp_path)
+    sisa, sisa_after, sisa_plan = _trained_and_deleted(digits, MLPRecipe(), SISA, tmp_path)
+    assert plain_plan.estimated_steps == plain_plan.full_retraining_steps  # plain: deleting is retraining
+    assert sisa_plan.estimated_steps < sisa_plan.full_retraining_steps
+    accuracies = [held_out_accuracy(model, digits) for model in (plain, plain_after, sisa, sisa_after)]
+    assert min(accuracies) > 0.9, accuracies
+    assert abs(accuracies[3] - accuracies[1]) < 0.04, accuracies
+
+
+def test_a_diabetes_regressor_keeps_its_fit_through_a_deletion(tmp_path):
+    diabetes = load_tabular("diabetes")
+    recipe = MLPRecipe(epochs=20)
+    _, plain_after, _ = _trained_and_deleted(diabetes, recipe, PLAIN, tmp_path)
+    _, sisa_after, _ = _trained_and_deleted(diabetes, recipe, SISA, tmp_path)
+    r2 = [held_out_r2(model, diabetes) for model in (plain_after, sisa_after)]
+    rmse = [held_out_rmse(model, diabetes) for model in (plain_after, sisa_after)]
+    assert min(r2) > 0.25 and abs(r2[0] - r2[1]) < 0.08, r2  # a linear fit scores 0.33 on this split
+    assert abs(rmse[0] - rmse[1]) < 4, rmse
+
+
+def test_a_served_tabular_ensemble_predicts_what_its_shards_vote(tmp_path):
+    cancer = load_tabular("breast_cancer")
+    lineage = train_sisa(cancer.train, TabularLearner.for_dataset(cancer, MLPRecipe(epochs=10), 2), SisaConfig(3, 2), tmp_path)
+    members = [load_mlp(tmp_path / c.path) for c in lineage.final_checkpoints()]
+    features = [r["features"] for r in cancer.test]
+    with torch.no_grad():
+        votes = torch.stack([member(torch.tensor(features, dtype=torch.float32)).argmax(-1) for member in members])
+    assert torch.equal(_served(lineage, tmp_path).predict(features), majority_vote(votes, 2))

@@ -1,0 +1,202 @@
+"""Tabular models under SISA: scikit-learn's bundled data sets as training records, a small MLP
+learner for classification and regression, and the ensemble that aggregates its shards.
+
+Every row is one data subject's record, shaped like a manifest line:
+`{"record_id": "digits-00017", "owner_key": "digits-subject-00017", "kind": "row", "features": [...],
+"target": ...}`. The data sets ship inside scikit-learn (nothing is downloaded); the train/test
+split is deterministic for a seed (stratified for classes), and features, and regression
+targets, are standardised with statistics of the training rows only. Those statistics are part
+of the data preparation, not of any shard model, so a deletion does not recompute them.
+
+Aggregation: a classifier ensemble takes the majority vote of its members (a tie goes to the
+lowest class); a regressor ensemble averages them. Pure ML code: no Django.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn import datasets
+from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+
+from unlearning.sisa import SliceSchedule, SliceTraining, read_served_manifest, served_member_dirs
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+LOADERS = {
+    "digits": (datasets.load_digits, CLASSIFICATION),
+    "breast_cancer": (datasets.load_breast_cancer, CLASSIFICATION),
+    "diabetes": (datasets.load_diabetes, REGRESSION),
+}
+
+
+@dataclass(frozen=True)
+class TabularDataset:
+    name: str
+    task: str  # classification | regression
+    features: int
+    outputs: int  # classes, or 1 for regression
+    train: list[dict]
+    test: list[dict]
+    target_scale: float = 1.0  # a standardised regression target's standard deviation, to report RMSE in its unit
+
+
+def load_tabular(name: str, test_fraction: float = 0.2, seed: int = 0) -> TabularDataset:
+    loader, task = LOADERS[name]
+    bunch = loader()
+    features, targets = bunch.data.astype(np.float64), bunch.target
+    train_rows, test_rows = train_test_split(np.arange(len(targets)), test_size=test_fraction, random_state=seed,
+                                             stratify=targets if task == CLASSIFICATION else None)
+    features = _standardised(features, train_rows)
+    target_scale = 1.0
+    if task == REGRESSION:
+        target_scale = float(targets[train_rows].std())
+        targets = _standardised(targets.astype(np.float64), train_rows)
+
+    def records(rows) -> list[dict]:
+        return [_record(name, int(row), features[row], targets[row], task) for row in sorted(rows)]
+
+    outputs = int(targets.max()) + 1 if task == CLASSIFICATION else 1
+    return TabularDataset(name, task, features.shape[1], outputs, records(train_rows), records(test_rows), target_scale)
+
+
+def _standardised(values: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    mean, std = values[train_rows].mean(0), values[train_rows].std(0)
+    return (values - mean) / np.where(std > 0, std, 1.0)  # constant columns (digits' blank border pixels) stay at 0
+
+
+def _record(name: str, row: int, features: np.ndarray, target, task: str) -> dict:
+    return {"record_id": f"{name}-{row:05d}", "owner_key": f"{name}-subject-{row:05d}", "kind": "row",
+            "features": features.tolist(), "target": int(target) if task == CLASSIFICATION else float(target)}
+
+
+@dataclass(frozen=True)
+class MLPRecipe:
+    hidden: int = 64
+    epochs: int = 40  # of plain training; SISA spreads the same compute over its slices
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+
+
+def new_mlp(features: int, hidden: int, outputs: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Linear(features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, outputs))
+
+
+def load_mlp(directory: Path) -> torch.nn.Sequential:
+    shape = json.loads((Path(directory) / "config.json").read_text())
+    model = new_mlp(shape["features"], shape["hidden"], shape["outputs"])
+    model.load_state_dict(load_file(Path(directory) / "model.safetensors"))
+    return model.eval()
+
+
+class TabularLearner:
+    """An MLP trained with AdamW in shuffled mini-batches: cross-entropy for classes, MSE for regression."""
+
+    def __init__(self, task: str, features: int, outputs: int, recipe: MLPRecipe, slices: int):
+        self.task, self.features, self.outputs, self.recipe = task, features, outputs, recipe
+        self.schedule = SliceSchedule.matching_plain_training(recipe.epochs, recipe.batch_size, slices)
+
+    @classmethod
+    def for_dataset(cls, dataset: TabularDataset, recipe: MLPRecipe, slices: int) -> TabularLearner:
+        return cls(dataset.task, dataset.features, dataset.outputs, recipe, slices)
+
+    @property
+    def name(self) -> str:
+        return f"mlp-{self.task}"
+
+    def hyperparameters(self) -> dict:
+        return {**asdict(self.recipe), "task": self.task, "features": self.features, "outputs": self.outputs}
+
+    def initial_state(self, seed: int) -> torch.nn.Sequential:
+        torch.manual_seed(seed)
+        return new_mlp(self.features, self.recipe.hidden, self.outputs)
+
+    def train_slice(self, model: torch.nn.Module, records: Sequence[dict], seed: int) -> SliceTraining:
+        inputs = torch.tensor([r["features"] for r in records], dtype=torch.float32).reshape(len(records), self.features)
+        targets = self._targets(records)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.recipe.learning_rate,
+                                      weight_decay=self.recipe.weight_decay)
+        order = torch.Generator().manual_seed(seed)
+        steps, trained = 0, set()
+        model.train()
+        for _ in range(self.schedule.epochs):
+            for batch in torch.randperm(len(records), generator=order).split(self.recipe.batch_size):
+                self._loss(model(inputs[batch]), targets[batch]).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                steps += 1
+                trained.update(batch.tolist())
+        model.eval()
+        return SliceTraining(frozenset(records[i]["record_id"] for i in trained), steps)
+
+    def _targets(self, records: Sequence[dict]) -> torch.Tensor:
+        dtype = torch.long if self.task == CLASSIFICATION else torch.float32
+        return torch.tensor([r["target"] for r in records], dtype=dtype)
+
+    def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.task == CLASSIFICATION:
+            return torch.nn.functional.cross_entropy(outputs, targets)
+        return torch.nn.functional.mse_loss(outputs.squeeze(-1), targets)
+
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        save_file(model.state_dict(), Path(directory) / "model.safetensors")
+        shape = {"features": self.features, "hidden": self.recipe.hidden, "outputs": self.outputs}
+        (Path(directory) / "config.json").write_text(json.dumps(shape, sort_keys=True) + "\n")
+
+    def load(self, directory: Path) -> torch.nn.Sequential:
+        return load_mlp(directory)
+
+
+def majority_vote(votes: torch.Tensor, classes: int) -> torch.Tensor:
+    """The class most members vote for, per row of `votes` (members × rows). A tie goes to the lowest
+    class: argmax returns the first of equal maxima, which keeps the ensemble deterministic."""
+    return torch.nn.functional.one_hot(votes, classes).sum(0).argmax(-1)
+
+
+class TabularEnsemble:
+    def __init__(self, members: Sequence[torch.nn.Module], task: str, outputs: int):
+        self.members, self.task, self.outputs = list(members), task, outputs
+
+    @torch.no_grad()
+    def predict(self, features: Sequence[Sequence[float]]) -> torch.Tensor:
+        inputs = torch.tensor(features, dtype=torch.float32)
+        outputs = torch.stack([member(inputs) for member in self.members])
+        if self.task == CLASSIFICATION:
+            return majority_vote(outputs.argmax(-1), self.outputs)
+        return outputs.squeeze(-1).mean(0)
+
+
+def load_tabular_ensemble(path: Path) -> TabularEnsemble:
+    """The served ensemble that `unlearning.sisa.export_served_model` wrote."""
+    hyperparameters = read_served_manifest(path)["learner"]["hyperparameters"]
+    return TabularEnsemble([load_mlp(directory) for directory in served_member_dirs(path)],
+                           hyperparameters["task"], hyperparameters["outputs"])
+
+
+def _predictions(model: TabularEnsemble, records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    return model.predict([r["features"] for r in records]).numpy(), np.array([r["target"] for r in records])
+
+
+def held_out_accuracy(model: TabularEnsemble, dataset: TabularDataset) -> float:
+    predicted, truth = _predictions(model, dataset.test)
+    return float((predicted == truth).mean())
+
+
+def held_out_r2(model: TabularEnsemble, dataset: TabularDataset) -> float:
+    predicted, truth = _predictions(model, dataset.test)
+    return float(r2_score(truth, predicted))
+
+
+def held_out_rmse(model: TabularEnsemble, dataset: TabularDataset) -> float:
+    """In the target's own unit."""
+    predicted, truth = _predictions(model, dataset.test)
+    return float(math.sqrt(((predicted - truth) ** 2).mean())) * dataset.target_scale
