@@ -16,10 +16,11 @@ from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, j
 from unlearning import services as unlearning_services
 from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import ModelVersion, TrainingRegime, VersionRole
-from unlearning.runner import retrain_without
-from unlearning.selectors import removed_record_ids
-from unlearning.sisa import load_lineage, plan_deletion
+from unlearning.models import ModelVersion, VersionRole
+from unlearning.runner import EXACT_DELETIONS
+from unlearning.s3t import S3TLineage
+from unlearning.selectors import removed_record_ids, version_lineage
+from unlearning.sisa import plan_deletion
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
                                            details__excluded_set_sha256=excluded_sha).first()
     if existing:
         return existing
-    if job.asset.regime == TrainingRegime.SISA:
-        return sisa_reference(job, excluded_sha, len(removed_ids))
+    if job.asset.regime in EXACT_DELETIONS:
+        return exact_reference(job, excluded_sha, len(removed_ids))
     kept = [r["text"] for r in manifest if r["record_id"] not in removed_ids]
     recipe = affordable_recipe(job.asset, len(kept))
     if recipe is None:
@@ -56,19 +57,27 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
     )
 
 
-def sisa_reference(job, excluded_sha: str, excluded_records: int) -> ModelVersion | None:
-    """SISA's oracle from the same machinery: the affected shards retrained from their initial
-    models, not from a checkpoint. None when that retraining is over the audit budget."""
+def exact_reference(job, excluded_sha: str, excluded_records: int) -> ModelVersion | None:
+    """SISA's or S3T's oracle from the same machinery: the affected shards retrained from their
+    initial models (SISA) or from the base (S3T), never from a checkpoint or by switching adapters
+    off. None when retraining every shard (the bound the lineage gives) is over the audit budget."""
     base = job.base_version
-    plan = plan_deletion(load_lineage(Path(base.lineage_path), base.lineage_sha256), job.forget_record_ids)
-    if plan.full_retraining_steps > settings.AUDIT_REFERENCE_MAX_STEPS:  # every shard from scratch bounds it
+    if exact_plan_bound(base, job.forget_record_ids) > settings.AUDIT_REFERENCE_MAX_STEPS:
         return None
-    _, lineage, sha256, path = retrain_without(base, job.forget_record_ids, from_scratch=True)
+    done = EXACT_DELETIONS[job.asset.regime](base, job.forget_record_ids, as_reference=True)
     return unlearning_services.register_version(
-        asset=job.asset, sha256=sha256, path=path, role=VersionRole.REFERENCE, job=job, sisa_lineage=lineage,
+        asset=job.asset, sha256=done.sha256, path=done.path, role=VersionRole.REFERENCE, job=job, lineage=done.lineage,
         details={"excluded_set_sha256": excluded_sha, "excluded_records": excluded_records,
-                 "retrained": "affected SISA shards from their initial models"},
+                 "retrained": f"the affected {job.asset.regime} shards, from scratch ({done.steps} steps)"},
     )
+
+
+def exact_plan_bound(version, record_ids) -> int:
+    """Optimizer steps that retraining every shard without the records would take, at most."""
+    lineage = version_lineage(version)
+    if isinstance(lineage, S3TLineage):
+        return sum(a.steps for shard in lineage.shards for o in shard.orders for a in o.adapters)
+    return plan_deletion(lineage, record_ids).full_retraining_steps
 
 
 def verify_pinned(version: ModelVersion) -> Path:

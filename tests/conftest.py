@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import pytest
 
 # A world small enough to train in seconds on 2 cores, large enough that the model learns it.
@@ -19,6 +21,21 @@ def tiny_model(tmp_path_factory):
         TrainingRecipe(epochs=TINY_WORLD_EPOCHS, seed=TINY_WORLD_SEED),
         store,
     )
+
+
+@contextmanager
+def one_torch_thread():
+    """Tiny models gain nothing from a second intra-op thread, and on shared cores a thread waiting
+    for a preempted peer made training twenty to fifty times slower (measured while writing the
+    SISA and S3T tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def register_tiny_model(tiny_model):

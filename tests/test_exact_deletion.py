@@ -7,11 +7,11 @@ Runs in this process (tasks eager) on a tiny world."""
 import subprocess
 
 import pytest
-import torch
 
 from audits.models import AuditRun, Comparison
 from compliance import services
 from compliance.models import RequestStatus
+from tests.conftest import one_torch_thread
 from unlearning.models import JobStatus, ModelVersion, TrainingRecord, TrainingRegime, UnlearningJob, VersionRole
 from unlearning.sisa import load_lineage
 
@@ -27,13 +27,9 @@ def sisa_model(tmp_path_factory):
     from unlearning.sisa import SisaConfig
     from unlearning.world import WorldConfig
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only wait for each other on shared cores
-    try:
-        yield build_demo_model(WorldConfig(people=24, seed=3), TrainingRecipe(epochs=40, seed=3),
-                               tmp_path_factory.mktemp("sisa-store"), sisa=SisaConfig(SHARDS, SLICES, seed=3))
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread():
+        return build_demo_model(WorldConfig(people=24, seed=3), TrainingRecipe(epochs=40, seed=3),
+                                tmp_path_factory.mktemp("sisa-store"), sisa=SisaConfig(SHARDS, SLICES, seed=3))
 
 
 @pytest.fixture
@@ -45,7 +41,7 @@ def governed(sisa_model, settings):
         name="tiny-sisa", architecture="GPT-2 (tiny) SISA ensemble", training_recipe=vars(sisa_model.recipe),
         checkpoint_sha256=sisa_model.checkpoint_sha256, checkpoint_path=sisa_model.checkpoint_path,
         training_manifest=sisa_model.training_manifest, holdout_manifest=sisa_model.holdout_manifest,
-        records=sisa_model.lineage, sisa_lineage=sisa_model.sisa_lineage,
+        records=sisa_model.lineage, lineage=sisa_model.sisa_lineage,
     )
 
 
@@ -134,3 +130,65 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
                                    check=True).stdout.split())
     assert "Nature of the result: removal." in text
     assert "Deletion plan executed" in text and "retrain" in text
+
+
+# --- S3T: deletion by switching adapters off
+
+@pytest.fixture(scope="module")
+def s3t_model(tmp_path_factory):
+    """A tiny world as S3T: a frozen base on text about no one, two shards of three slices, three orders."""
+    from unlearning.demo_world import build_demo_model
+    from unlearning.lm import TrainingRecipe
+    from unlearning.s3t import S3TConfig
+    from unlearning.world import WorldConfig
+
+    with one_torch_thread():
+        return build_demo_model(
+            WorldConfig(people=20, seed=3), TrainingRecipe(n_layer=2, n_embd=64, epochs=10, seed=3),
+            tmp_path_factory.mktemp("s3t-store"),
+            s3t_config=S3TConfig(shards=2, slices=3, orders_per_shard=3, epochs_per_slice=3, batch_size=16, seed=3))
+
+
+def test_an_s3t_deletion_switches_adapters_off_without_training_and_is_audited_against_a_retrained_stack(
+        s3t_model, submit, legal_user, legal_api, settings, tmp_path, django_capture_on_commit_callbacks):
+    from unlearning.s3t import S3TLineage
+    from unlearning.services import register_model
+
+    settings.VAR_DIR, settings.SIGNING_DIR = tmp_path, tmp_path / "signing"
+    settings.MODEL_STORE_DIR = s3t_model.checkpoint_path.parent
+    asset = register_model(
+        name="tiny-s3t", architecture="GPT-2 (tiny) base + LoRA adapters", training_recipe=vars(s3t_model.recipe),
+        checkpoint_sha256=s3t_model.checkpoint_sha256, checkpoint_path=s3t_model.checkpoint_path,
+        training_manifest=s3t_model.training_manifest, holdout_manifest=s3t_model.holdout_manifest,
+        records=s3t_model.lineage, lineage=s3t_model.s3t_lineage)
+    assert asset.regime == TrainingRegime.S3T
+    request = verified(submit, s3t_model.world.trained_people[0])
+    (planned,) = legal_api.get(f"/api/v1/requests/{request.pk}/").json()["deletion_plans"]
+    assert planned["kind"] == "exact" and "no retraining" in planned["summary"]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_request(request_id=request.pk, user=legal_user)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}"
+
+    job = UnlearningJob.objects.get()
+    assert job.method == "s3t_adapter_switch_off" and job.outcome["steps"] == 0  # no training at all
+    assert job.outcome["plan"] == planned["plan"]
+    deleted = set(planned["plan"]["deleted_record_ids"])
+    after = load_lineage(job.result_version.lineage_path, job.result_version.lineage_sha256, S3TLineage)
+    for shard in after.shards:  # what every served adapter's training loop fed it
+        assert not deleted & {i for adapter in shard.served_adapters for i in adapter.trained_record_ids}
+    (shard_plan,) = planned["plan"]["shards"]
+    switched_off = {a["sha256"] for a in shard_plan["switched_off"]}
+    assert switched_off and not switched_off & {a.sha256 for a in after.shards[shard_plan["shard"]].served_adapters}
+
+    reference = ModelVersion.objects.get(role=VersionRole.REFERENCE)
+    retrained = load_lineage(reference.lineage_path, reference.lineage_sha256, S3TLineage)
+    stack = retrained.shards[shard_plan["shard"]]
+    assert stack.active_adapters == len(stack.orders[stack.served_order].adapters)  # a full stack, retrained
+    assert not deleted & {i for order in stack.orders for a in order.adapters for i in a.trained_record_ids}
+    assert reference.sha256 != job.result_version.sha256
+    assert AuditRun.objects.get(job=job).reference_version == reference
+
+    text = " ".join(subprocess.run(["pdftotext", request.certificate.pdf_path, "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert "Nature of the result: removal." in text and "switched off, no retraining" in text

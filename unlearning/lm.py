@@ -164,7 +164,7 @@ def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_ra
     """A copy of the model fine-tuned for a fixed budget of full-batch AdamW steps (the relearning
     attack's budget, identical for every model it is applied to); the model itself is untouched."""
     torch.manual_seed(seed)
-    tuned = copy.deepcopy(model)
+    tuned = copy.deepcopy(model).requires_grad_(True)  # every weight, even those a served model keeps frozen
     batch = collate(encode(tokenizer, texts, tuned.config.n_positions), tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(tuned.parameters(), lr=learning_rate, weight_decay=0.0)
     tuned.train()

@@ -12,6 +12,7 @@ class TrainingRegime(models.TextChoices):
 
     PLAIN = "plain", "plain (one model: approximate unlearning, or full retraining)"
     SISA = "sisa", "SISA (isolated shards trained slice by slice: exact deletion by shard retraining)"
+    S3T = "s3t", "S3T (frozen base, LoRA adapters per slice: exact deletion by switching adapters off)"
 
 
 class ModelAsset(models.Model):
@@ -51,8 +52,9 @@ class ModelVersion(models.Model):
     produced_by = models.ForeignKey("UnlearningJob", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     details = models.JSONField(default=dict)
-    # SISA: the lineage this version was trained by (unlearning.sisa.SisaLineage as JSON in the
-    # model store, content-addressed): every record's shard and slice and what each checkpoint saw.
+    # SISA and S3T: the lineage this version was trained by (unlearning.sisa.SisaLineage or
+    # unlearning.s3t.S3TLineage as JSON in the model store, content-addressed): every record's shard
+    # and slice, and what each checkpoint or adapter saw.
     lineage_path = models.CharField(max_length=500, blank=True)
     lineage_sha256 = models.CharField(max_length=64, blank=True)
 
@@ -71,7 +73,7 @@ class TrainingRecord(models.Model):
     owner_key = models.CharField(max_length=254, blank=True, db_index=True)
     kind = models.CharField(max_length=32)
     content_sha256 = models.CharField(max_length=64)
-    # Where a SISA model placed the record (fixed by a seeded hash: deletions never move records).
+    # Where a SISA or S3T model placed the record (a seeded hash: deletions never move records).
     shard = models.PositiveSmallIntegerField(null=True, blank=True)
     slice = models.PositiveSmallIntegerField(null=True, blank=True)
 

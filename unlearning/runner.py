@@ -6,17 +6,17 @@ Imported only by worker tasks (it pulls in torch); state changes go through unle
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
 
-from unlearning import services
+from unlearning import s3t, services, sisa
 from unlearning.lm import TrainingRecipe, load_checkpoint, mean_text_loss, save_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.models import TrainingRegime
-from unlearning.sisa import execute_deletion, export_served_model, load_lineage, plan_deletion
+from unlearning.selectors import version_lineage
 from unlearning.sisa_lm import CausalLMLearner
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ def run_job(job_id: int) -> None:
         log.info("unlearning job %s is not claimable (taken, finished or out of attempts)", job_id)
         return
     try:
-        if job.asset.regime == TrainingRegime.SISA:
-            delete_from_shards(job)
+        if job.asset.regime in EXACT_DELETIONS:
+            delete_exactly(job)
             return
         forget_ids = set(job.forget_record_ids)
         manifest = read_manifest(Path(job.asset.training_manifest))
@@ -56,32 +56,55 @@ def run_job(job_id: int) -> None:
         services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}")
 
 
-def sisa_learner(version, lineage):
-    """The learner that trained a SISA version, rebuilt from the asset's recipe and the version's tokenizer."""
+@dataclass(frozen=True)
+class ExactDeletion:
+    plan: object  # unlearning.sisa.DeletionPlan or unlearning.s3t.S3TDeletionPlan
+    lineage: object  # the lineage after it
+    sha256: str
+    path: Path
+    steps: int  # optimizer steps it took (0: S3T only switched adapters off)
+
+
+def sisa_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDeletion:
+    """Retrain the shards holding the records from the checkpoint before the earliest affected
+    slice; as the audits' reference, retrain them from their initial models instead."""
+    lineage = version_lineage(version)
+    plan = sisa.plan_deletion(lineage, record_ids)
     _, tokenizer = load_checkpoint(Path(version.storage_path))
-    return CausalLMLearner(tokenizer, TrainingRecipe(**version.asset.training_recipe), lineage.config.slices)
-
-
-def retrain_without(version, record_ids, *, from_scratch: bool = False):
-    """Exact deletion from a SISA version: the plan, and the lineage and served model after it.
-    `from_scratch` retrains the affected shards from their initial models (the audits' reference)."""
-    lineage = load_lineage(Path(version.lineage_path), version.lineage_sha256)
-    plan = plan_deletion(lineage, record_ids)
-    learner = sisa_learner(version, lineage)
+    learner = CausalLMLearner(tokenizer, TrainingRecipe(**version.asset.training_recipe), lineage.config.slices)
     manifest = read_manifest(Path(version.asset.training_manifest))
-    retrained = execute_deletion(lineage, plan, manifest, learner, settings.MODEL_STORE_DIR, from_scratch=from_scratch)
-    sha256, path = export_served_model(retrained, settings.MODEL_STORE_DIR, learner.tokenizer)
-    return plan, retrained, sha256, path
+    after = sisa.execute_deletion(lineage, plan, manifest, learner, settings.MODEL_STORE_DIR, from_scratch=as_reference)
+    sha256, path = sisa.export_served_model(after, settings.MODEL_STORE_DIR, tokenizer)
+    steps = sum(c.steps for shard in after.shards for c in shard if c.generation == after.generation)
+    return ExactDeletion(plan, after, sha256, path, steps)
 
 
-def delete_from_shards(job) -> None:
-    """SISA: retrain only the shards holding the job's records, from the checkpoint before the
-    earliest affected slice (several requests batched in the job are one deletion)."""
-    services.record_progress(job.pk, 0.0, "retraining the affected shards")
-    plan, lineage, sha256, path = retrain_without(job.base_version, job.forget_record_ids)
-    executed_steps = sum(c.steps for shard in lineage.shards for c in shard if c.generation == lineage.generation)
-    services.complete_job(job_id=job.pk, sha256=sha256, path=path, sisa_lineage=lineage, outcome={
-        "method_kind": "exact", "params": {"shards": lineage.config.shards, "slices": lineage.config.slices},
-        "steps": executed_steps, "stopped_because": "deletion plan executed", "plan": plan.as_dict(),
-        "plan_summary": plan.summary(),
+def s3t_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDeletion:
+    """Switch off the adapters trained on the records' slices and after them (retraining a shard
+    only when its orders are exhausted); as the audits' reference, retrain the affected shards'
+    adapter stacks from the base."""
+    lineage = version_lineage(version)
+    plan = s3t.plan_deletion(lineage, record_ids)
+    manifest = read_manifest(Path(version.asset.training_manifest))
+    if as_reference:
+        after = s3t.retrain_without(lineage, record_ids, manifest, settings.MODEL_STORE_DIR)
+        affected = {shard_plan.shard for shard_plan in plan.shards}
+        steps = sum(a.steps for shard in after.shards if shard.shard in affected for o in shard.orders for a in o.adapters)
+    else:
+        after = s3t.execute_deletion(lineage, plan, manifest, settings.MODEL_STORE_DIR)
+        steps = after.deletions[-1].training_steps
+    sha256, path = s3t.export_served_model(after, settings.MODEL_STORE_DIR)
+    return ExactDeletion(plan, after, sha256, path, steps)
+
+
+EXACT_DELETIONS = {TrainingRegime.SISA: sisa_deletion, TrainingRegime.S3T: s3t_deletion}
+
+
+def delete_exactly(job) -> None:
+    """One exact deletion for every request batched in the job, as its plan says."""
+    services.record_progress(job.pk, 0.0, "exact deletion")
+    done = EXACT_DELETIONS[job.asset.regime](job.base_version, job.forget_record_ids)
+    services.complete_job(job_id=job.pk, sha256=done.sha256, path=done.path, lineage=done.lineage, outcome={
+        "method_kind": "exact", "params": asdict(done.lineage.config), "steps": done.steps,
+        "stopped_because": "deletion plan executed", "plan": done.plan.as_dict(), "plan_summary": done.plan.summary(),
     })

@@ -40,7 +40,9 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -341,10 +343,11 @@ def _train_adapter(model, tokenizer, records: Sequence[dict], config: S3TConfig,
     from unlearning.lm import collate, encode, length_bucketed_batches
 
     torch.manual_seed(seed)  # LoRA's A matrices are drawn at random
-    adapter = get_peft_model(model, LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=GPT2_LORA_TARGETS,
-        fan_in_fan_out=True,
-    ))
+    with _peft_quietly():
+        adapter = get_peft_model(model, LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=GPT2_LORA_TARGETS,
+            fan_in_fan_out=True,
+        ))
     sequences = encode(tokenizer, [record["text"] for record in records], model.config.n_positions)
     optimizer = torch.optim.AdamW([p for p in adapter.parameters() if p.requires_grad],
                                   lr=config.learning_rate, weight_decay=0.0)
@@ -520,5 +523,27 @@ def _with_adapters(base, adapter_folders: Sequence[Path]):
 
     model = copy.deepcopy(base)
     for folder in adapter_folders:
-        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+        with _peft_quietly():
+            model = PeftModel.from_pretrained(model, folder).merge_and_unload()
     return model.eval()
+
+
+@contextmanager
+def _peft_quietly():
+    """peft asks transformers a question by its deprecated name (the answer is unchanged): keep
+    that FutureWarning out of every worker's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def retrain_without(lineage: S3TLineage, deleted_ids: Iterable[str], records: Iterable[dict], store: Path) -> S3TLineage:
+    """The affected shards' adapter stacks retrained from the base without these records, whether or
+    not switching adapters off would do: the retrained reference that the audits compare a
+    switched-off model with, made by the same machinery."""
+    plan = plan_deletion(lineage, deleted_ids)
+    deleted = set(plan.deleted_record_ids)
+    placements = {record_id: place for record_id, place in lineage.placements.items() if record_id not in deleted}
+    affected = tuple(shard_plan.shard for shard_plan in plan.shards)
+    shards = _retrain_shards(lineage, list(lineage.shards), affected, placements, records, store)
+    return replace(lineage, placements=placements, shards=tuple(shards))

@@ -5,13 +5,17 @@ from pathlib import Path
 
 from django.db.models import Count
 
-from unlearning.models import JobStatus, ModelAsset, TrainingRecord, TrainingRegime
+from unlearning import s3t, sisa
+from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, TrainingRegime
 from unlearning.recipe import TrainingRecipe, training_steps
-from unlearning.sisa import SisaLineage, load_lineage, plan_deletion
 
-# What a model's jobs run: an approximate method on a plain model's weights; on SISA, an exact
-# deletion, which is no method applied to weights but a retraining of the shards (unlearning.runner).
-METHOD_BY_REGIME = {TrainingRegime.PLAIN: "graddiff", TrainingRegime.SISA: "sisa_shard_retraining"}
+# What a model's jobs run: an approximate method on a plain model's weights; on SISA and S3T, an
+# exact deletion, which is no method applied to weights (unlearning.runner): SISA retrains shards,
+# S3T switches adapters off (and retrains a shard only when its orders are exhausted).
+METHOD_BY_REGIME = {TrainingRegime.PLAIN: "graddiff", TrainingRegime.SISA: "sisa_shard_retraining",
+                    TrainingRegime.S3T: "s3t_adapter_switch_off"}
+LINEAGE_TYPES = {TrainingRegime.SISA: sisa.SisaLineage, TrainingRegime.S3T: s3t.S3TLineage}
+PLANNERS = {TrainingRegime.SISA: sisa.plan_deletion, TrainingRegime.S3T: s3t.plan_deletion}
 
 
 def assets_holding(owner_key: str) -> list[tuple[ModelAsset, int]]:
@@ -44,9 +48,18 @@ def removed_record_ids(asset: ModelAsset, up_to_job=None) -> set[str]:
 
 
 @lru_cache(maxsize=8)
-def stored_lineage(path: str, sha256: str) -> SisaLineage:
-    """A version's lineage: immutable for its hash, so read and verified once per process."""
-    return load_lineage(Path(path), sha256)
+def _stored_lineage(path: str, sha256: str, regime: str):
+    return sisa.load_lineage(Path(path), sha256, LINEAGE_TYPES[regime])
+
+
+def version_lineage(version: ModelVersion):
+    """A SISA or S3T version's lineage: immutable for its hash, so read and verified once per process."""
+    return _stored_lineage(version.lineage_path, version.lineage_sha256, version.asset.regime)
+
+
+def exact_plan(version: ModelVersion, record_ids: list[str]):
+    """The deletion plan of these records from this version (unlearning.sisa / unlearning.s3t)."""
+    return PLANNERS[version.asset.regime](version_lineage(version), record_ids)
 
 
 def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
@@ -54,13 +67,12 @@ def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
     worked out before any training (shown to legal before approval and to operators in the admin)."""
     record_ids = forget_record_ids(asset, owner_keys)
     version = asset.current_version
-    if asset.regime == TrainingRegime.SISA:
-        lineage = stored_lineage(version.lineage_path, version.lineage_sha256)
-        placed = [record_id for record_id in record_ids if record_id in lineage.placements]
+    if asset.regime in LINEAGE_TYPES:
+        placed = [record_id for record_id in record_ids if record_id in version_lineage(version).placements]
         if not placed:
             return {"model": asset.name, "regime": asset.regime, "kind": "exact", "records": 0,
                     "summary": "Every record of this owner has already been deleted from this model."}
-        plan = plan_deletion(lineage, placed)
+        plan = exact_plan(version, placed)
         return {"model": asset.name, "regime": asset.regime, "kind": "exact", "method": METHOD_BY_REGIME[asset.regime],
                 "records": len(placed), "summary": plan.summary(), "plan": plan.as_dict()}
     recipe = TrainingRecipe(**asset.training_recipe) if asset.training_recipe else None

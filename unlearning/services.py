@@ -23,11 +23,15 @@ from unlearning.models import (
     UnlearningJob,
     VersionRole,
 )
-from unlearning.selectors import METHOD_BY_REGIME, forget_record_ids
-from unlearning.sisa import SisaLineage, save_lineage
+from unlearning.selectors import LINEAGE_TYPES, METHOD_BY_REGIME, forget_record_ids
+from unlearning.sisa import save_lineage
 
 
-def lineage_fields(lineage: SisaLineage | None) -> dict:
+def regime_of(lineage) -> str:
+    return next((regime for regime, kind in LINEAGE_TYPES.items() if isinstance(lineage, kind)), TrainingRegime.PLAIN)
+
+
+def lineage_fields(lineage) -> dict:
     """A version's pointer to its stored lineage (nothing for a plain model)."""
     if lineage is None:
         return {}
@@ -39,22 +43,22 @@ def lineage_fields(lineage: SisaLineage | None) -> dict:
 def register_model(
     *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
     training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
-    sisa_lineage: SisaLineage | None = None,
+    lineage=None,
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
-    (and, for SISA, the shard and slice each record was placed in)."""
+    (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
     asset = ModelAsset.objects.create(
         name=name, architecture=architecture, training_recipe=training_recipe,
         training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""),
-        regime=TrainingRegime.SISA if sisa_lineage else TrainingRegime.PLAIN,
+        regime=regime_of(lineage),
     )
     version = ModelVersion.objects.create(
         asset=asset, sha256=checkpoint_sha256, storage_path=str(checkpoint_path), role=VersionRole.ORIGINAL,
-        **lineage_fields(sisa_lineage),
+        **lineage_fields(lineage),
     )
     asset.current_version = version
     asset.save(update_fields=["current_version"])
-    placements = sisa_lineage.placements if sisa_lineage else {}
+    placements = lineage.placements if lineage else {}
     TrainingRecord.objects.bulk_create(
         TrainingRecord(asset=asset, record_id=r["record_id"], owner_key=r.get("owner_key") or "",
                        kind=r["kind"], content_sha256=r["content_sha256"],
@@ -65,7 +69,7 @@ def register_model(
     auditlog.append(actor=actor, action="model.registered", obj=asset, data={
         "name": name, "sha256": checkpoint_sha256, "records": len(records), "regime": asset.regime,
         "owners": len({r.get("owner_key") for r in records if r.get("owner_key")}),
-        **({"sisa": asdict(sisa_lineage.config), "lineage_sha256": version.lineage_sha256} if sisa_lineage else {}),
+        **({"config": asdict(lineage.config), "lineage_sha256": version.lineage_sha256} if lineage else {}),
     })
     return asset
 
@@ -126,11 +130,11 @@ def record_progress(job_id: int, fraction: float, message: str) -> None:
 
 @transaction.atomic
 def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, parent=None, job=None, details=None,
-                     sisa_lineage: SisaLineage | None = None) -> ModelVersion:
+                     lineage=None) -> ModelVersion:
     version, created = ModelVersion.objects.get_or_create(
         asset=asset, sha256=sha256, role=role,
         defaults={"storage_path": str(path), "parent": parent, "produced_by": job, "details": details or {},
-                  **lineage_fields(sisa_lineage)},
+                  **lineage_fields(lineage)},
     )
     if created:
         auditlog.append(actor=compliance_services.WORKER, action="model.version_stored", obj=version,
@@ -140,13 +144,13 @@ def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, p
 
 @transaction.atomic
 def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
-                 sisa_lineage: SisaLineage | None = None) -> UnlearningJob:
+                 lineage=None) -> UnlearningJob:
     job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return job
     version = register_version(asset=job.asset, sha256=sha256, path=path, role=VersionRole.UNLEARNED,
                                parent=job.base_version, job=job, details={"method": job.method},
-                               sisa_lineage=sisa_lineage)
+                               lineage=lineage)
     job.asset.current_version = version  # the next job builds on this one
     job.asset.save(update_fields=["current_version"])
     job.status, job.result_version, job.outcome = JobStatus.SUCCEEDED, version, outcome

@@ -464,8 +464,9 @@ def served_member_dirs(path: Path) -> list[Path]:
     return [Path(path) / shard["path"] for shard in read_served_manifest(path)["shards"]]
 
 
-def save_lineage(lineage: SisaLineage, store: Path) -> tuple[str, Path]:
-    """Store the lineage as `lineage/<sha256>.json` (content-addressed, never overwritten)."""
+def save_lineage(lineage, store: Path) -> tuple[str, Path]:
+    """Store a lineage (SISA's, or any with `as_dict`, like S3T's) as `lineage/<sha256>.json`
+    (content-addressed, never overwritten)."""
     data = canonical_json(lineage.as_dict())
     sha256 = hashlib.sha256(data).hexdigest()
     path = Path(store) / "lineage" / f"{sha256}.json"
@@ -477,10 +478,10 @@ def save_lineage(lineage: SisaLineage, store: Path) -> tuple[str, Path]:
     return sha256, path
 
 
-def load_lineage(path: Path, sha256: str) -> SisaLineage:
-    """The lineage stored at `path`, refused unless its bytes still hash to `sha256`."""
+def load_lineage(path: Path, sha256: str, lineage_type: type = SisaLineage):
+    """The lineage stored at `path` (a `lineage_type`), refused unless its bytes still hash to `sha256`."""
     data = Path(path).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise RuntimeError(f"lineage {path} hashes to {actual}, not the pinned {sha256}")
-    return SisaLineage.from_dict(json.loads(data))
+    return lineage_type.from_dict(json.loads(data))

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from compliance.management.commands.create_legal_user import ensure_legal_user
 from compliance.models import RemovalRequest, RequestStatus
-from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAME, SISA_DEMO_MODEL_NAME
+from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAMES
 
 
 def pick_subject():
@@ -39,8 +39,9 @@ class Command(BaseCommand):
     help = "Run one removal request from the portal to a signed, verified certificate."
 
     def add_arguments(self, parser):
-        parser.add_argument("--regime", choices=("plain", "sisa"), default="plain",
-                            help="plain: GradDiff on one model (suppression); sisa: exact deletion from SISA shards")
+        parser.add_argument("--regime", choices=tuple(DEMO_MODEL_NAMES), default="plain",
+                            help="plain: GradDiff on one model (suppression); sisa: exact deletion by SISA shard "
+                                 "retraining; s3t: exact deletion by switching S3T adapters off")
 
     def handle(self, *args, regime, **options):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
@@ -48,8 +49,7 @@ class Command(BaseCommand):
         # In-process tasks would log each completion, innermost first; the demo prints its own summary.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         started = time.perf_counter()
-        name = DEMO_MODEL_NAME if regime == "plain" else SISA_DEMO_MODEL_NAME
-        call_command("build_demo_world", regime=regime, name=name, stdout=self.stdout)
+        call_command("build_demo_world", regime=regime, name=DEMO_MODEL_NAMES[regime], stdout=self.stdout)
         subject = pick_subject()
         self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> (a fictitious person the model was trained on)")
 
