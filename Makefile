@@ -32,6 +32,7 @@ demo: $(STAMP)
 
 # The same request against a SISA-trained model: exact deletion by shard retraining ("removal").
 demo-exact: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo --regime sisa
 
 test: $(STAMP)

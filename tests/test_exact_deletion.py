@@ -41,7 +41,7 @@ def governed(sisa_model, settings):
         name="tiny-sisa", architecture="GPT-2 (tiny) SISA ensemble", training_recipe=vars(sisa_model.recipe),
         checkpoint_sha256=sisa_model.checkpoint_sha256, checkpoint_path=sisa_model.checkpoint_path,
         training_manifest=sisa_model.training_manifest, holdout_manifest=sisa_model.holdout_manifest,
-        records=sisa_model.lineage, lineage=sisa_model.sisa_lineage,
+        records=sisa_model.lineage, lineage=sisa_model.placement_lineage,
     )
 
 
@@ -56,11 +56,11 @@ def trained_ids(lineage, shard) -> set[str]:
 
 def test_registration_stores_each_records_shard_and_slice(governed, sisa_model):
     assert governed.regime == TrainingRegime.SISA
-    placements = sisa_model.sisa_lineage.placements
+    placements = sisa_model.placement_lineage.placements
     stored = {r.record_id: (r.shard, r.slice) for r in TrainingRecord.objects.filter(asset=governed)}
     assert stored == {record_id: (p.shard, p.slice) for record_id, p in placements.items()}
     version = governed.current_version
-    assert load_lineage(version.lineage_path, version.lineage_sha256) == sisa_model.sisa_lineage
+    assert load_lineage(version.lineage_path, version.lineage_sha256) == sisa_model.placement_lineage
 
 
 def test_legal_sees_the_exact_deletion_plan_before_approving(governed, sisa_model, submit, legal_api):
@@ -68,7 +68,7 @@ def test_legal_sees_the_exact_deletion_plan_before_approving(governed, sisa_mode
     request = verified(submit, person)
     plans = legal_api.get(f"/api/v1/requests/{request.pk}/").json()["deletion_plans"]
     assert [(p["model"], p["kind"], p["regime"]) for p in plans] == [("tiny-sisa", "exact", "sisa")]
-    plan, lineage = plans[0]["plan"], sisa_model.sisa_lineage
+    plan, lineage = plans[0]["plan"], sisa_model.placement_lineage
     ids = {r.record_id for r in sisa_model.world.person_records(person, include_canary=person.canary_inserted)}
     place = {lineage.placements[record_id] for record_id in ids}
     assert len(place) == 1  # a person's records share one shard and one slice
@@ -99,7 +99,7 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
     assert deleted == set(planned[0]["deleted_record_ids"]) | set(planned[1]["deleted_record_ids"])
     assert job.outcome["method_kind"] == "exact" and job.outcome["steps"] == executed["estimated_steps"]
 
-    before = sisa_model.sisa_lineage
+    before = sisa_model.placement_lineage
     after_version = job.result_version
     after = load_lineage(after_version.lineage_path, after_version.lineage_sha256)
     assert not deleted & set(after.placements)
@@ -160,7 +160,7 @@ def test_an_s3t_deletion_switches_adapters_off_without_training_and_is_audited_a
         name="tiny-s3t", architecture="GPT-2 (tiny) base + LoRA adapters", training_recipe=vars(s3t_model.recipe),
         checkpoint_sha256=s3t_model.checkpoint_sha256, checkpoint_path=s3t_model.checkpoint_path,
         training_manifest=s3t_model.training_manifest, holdout_manifest=s3t_model.holdout_manifest,
-        records=s3t_model.lineage, lineage=s3t_model.s3t_lineage)
+        records=s3t_model.lineage, lineage=s3t_model.placement_lineage)
     assert asset.regime == TrainingRegime.S3T
     request = verified(submit, s3t_model.world.trained_people[0])
     (planned,) = legal_api.get(f"/api/v1/requests/{request.pk}/").json()["deletion_plans"]

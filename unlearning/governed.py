@@ -1,0 +1,53 @@
+"""Governed training: the service trains the models it governs, so that every training record's
+place in the model is known (DESIGN §8) — one plain model, SISA shards, or an S3T base with
+adapter stacks. Pure ML code (no Django): the management commands register what it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearning import s3t
+from unlearning.lm import TrainingRecipe, save_checkpoint, train_causal_lm
+from unlearning.manifest import record_sha256, write_manifest
+from unlearning.sisa import SisaConfig, SisaLineage, export_served_model, train_sisa
+from unlearning.sisa_lm import CausalLMLearner
+
+
+@dataclass(frozen=True)
+class GovernedModel:
+    sha256: str
+    path: Path  # the served model, content-addressed
+    training_manifest: Path
+    holdout_manifest: Path | None
+    records: list[dict]  # per training record: record_id, owner_key, kind, content_sha256
+    seconds: float
+    lineage: SisaLineage | s3t.S3TLineage | None  # where each record went (SISA, S3T); None for a plain model
+
+
+def train_governed(training: Sequence[dict], holdout: Sequence[dict], tokenizer, recipe: TrainingRecipe, store: Path, *,
+                   sisa: SisaConfig | None = None, s3t_config: s3t.S3TConfig | None = None,
+                   on_epoch: Callable[[int, float], None] | None = None) -> GovernedModel:
+    """Store the manifests, train by the regime (`sisa`, `s3t_config`, or neither: plain) and store
+    the served model. `on_epoch` reports a plain model's epochs."""
+    if sisa is not None and s3t_config is not None:
+        raise ValueError("a model is trained as SISA or as S3T, not both")
+    _, training_manifest = write_manifest(training, store)
+    holdout_manifest = write_manifest(holdout, store)[1] if holdout else None
+    started = time.perf_counter()
+    lineage = None
+    if sisa is not None:
+        lineage = train_sisa(training, CausalLMLearner(tokenizer, recipe, sisa.slices), sisa, store)
+        sha256, path = export_served_model(lineage, store, tokenizer)
+    elif s3t_config is not None:
+        lineage = s3t.train_s3t(training, s3t.train_base_model(training, tokenizer, recipe, store), s3t_config, store)
+        sha256, path = s3t.export_served_model(lineage, store)
+    else:
+        model = train_causal_lm([r["text"] for r in training], tokenizer, recipe, on_epoch=on_epoch)
+        sha256, path = save_checkpoint(model, tokenizer, store)
+    records = [{"record_id": r["record_id"], "owner_key": r.get("owner_key"), "kind": r["kind"],
+                "content_sha256": record_sha256(r)} for r in training]
+    return GovernedModel(sha256, path, training_manifest, holdout_manifest, records, time.perf_counter() - started, lineage)
