@@ -35,9 +35,13 @@ demo-exact: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo --regime sisa
 
+# The worker integration test runs in a process of its own: once a test has run tasks eagerly
+# in-process, this process's Celery app no longer reaches a real worker's control channel (seen
+# 2026-11-24: pings unanswered; cause in Celery not found), so it must come first and alone.
 test: $(STAMP)
 	bash scripts/ensure-services.sh
-	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m integration
+	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m "not integration"
 
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
