@@ -76,7 +76,7 @@ def exact_plan_bound(version, record_ids) -> int:
     """Optimizer steps that retraining every shard without the records would take, at most."""
     lineage = version_lineage(version)
     if isinstance(lineage, S3TLineage):
-        return sum(a.steps for shard in lineage.shards for o in shard.orders for a in o.adapters)
+        return sum(shard.training_steps for shard in lineage.shards)
     return plan_deletion(lineage, record_ids).full_retraining_steps
 
 

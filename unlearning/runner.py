@@ -89,7 +89,7 @@ def s3t_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDel
     if as_reference:
         after = s3t.retrain_without(lineage, record_ids, manifest, settings.MODEL_STORE_DIR)
         affected = {shard_plan.shard for shard_plan in plan.shards}
-        steps = sum(a.steps for shard in after.shards if shard.shard in affected for o in shard.orders for a in o.adapters)
+        steps = sum(shard.training_steps for shard in after.shards if shard.shard in affected)
     else:
         after = s3t.execute_deletion(lineage, plan, manifest, settings.MODEL_STORE_DIR)
         steps = after.deletions[-1].training_steps

@@ -133,6 +133,15 @@ class ShardState:
     def served_adapters(self) -> tuple[AdapterTraining, ...]:
         return self.orders[self.served_order].adapters[: self.active_adapters]
 
+    @property
+    def trained_adapters(self) -> tuple[AdapterTraining, ...]:
+        """Every adapter of every order, served or not: what training this shard cost."""
+        return tuple(adapter for order in self.orders for adapter in order.adapters)
+
+    @property
+    def training_steps(self) -> int:
+        return sum(adapter.steps for adapter in self.trained_adapters)
+
     @classmethod
     def from_dict(cls, data: dict) -> ShardState:
         return cls(data["shard"], tuple(OrderTraining.from_dict(o) for o in data["orders"]), data["served_order"],
@@ -420,9 +429,9 @@ def _retraining_estimate(lineage: S3TLineage, state: ShardState, deleted: tuple[
             remaining[place.slice] += 1
     steps = sum(lineage.config.schedule.steps_for(sum(remaining[s] for s in order.slices[: position + 1]))
                 for order in state.orders for position in range(len(order.slices)))
-    trained = [adapter for order in state.orders for adapter in order.adapters]
-    measured_steps = sum(adapter.steps for adapter in trained)
-    seconds_per_step = sum(adapter.seconds for adapter in trained) / measured_steps if measured_steps else 0.0
+    measured_steps = state.training_steps
+    seconds_per_step = (sum(adapter.seconds for adapter in state.trained_adapters) / measured_steps
+                        if measured_steps else 0.0)
     return steps, steps * seconds_per_step
 
 
@@ -443,7 +452,7 @@ def execute_deletion(lineage: S3TLineage, plan: S3TDeletionPlan, records: Iterab
     retrained = tuple(shard_plan.shard for shard_plan in plan.shards if shard_plan.retrain)
     if retrained:
         shards = _retrain_shards(lineage, shards, retrained, placements, records, store)
-    steps = sum(adapter.steps for shard in retrained for order in shards[shard].orders for adapter in order.adapters)
+    steps = sum(shards[shard].training_steps for shard in retrained)
     event = DeletionRecord(plan.deleted_record_ids, tuple(p.shard for p in plan.shards), retrained, steps,
                            time.perf_counter() - started)
     return replace(lineage, placements=placements, shards=tuple(shards), deletions=lineage.deletions + (event,))

@@ -205,7 +205,7 @@ def language_bench(setup: LanguageSetup, deletions: list[int]) -> tuple[list[str
     s3t_lineage, seconds = timed(lambda: s3t.train_s3t(setup.records, base, S3T_CONFIG, setup.store))
     served, _ = s3t.load_s3t_model(s3t.export_served_model(s3t_lineage, setup.store)[1])
     before["S3T"] = qa_points(served, setup.tokenizer, setup.questions)
-    steps = sum(a.steps for shard in s3t_lineage.shards for order in shard.orders for a in order.adapters)
+    steps = sum(shard.training_steps for shard in s3t_lineage.shards)
     training_rows.append(f"| S3T {S3T_CONFIG.shards} shards × {S3T_CONFIG.slices} slices × "
                          f"{S3T_CONFIG.orders_per_shard} orders, LoRA r={S3T_CONFIG.lora_rank}, {S3T_CONFIG.epochs_per_slice} epochs per slice | {base_seconds + seconds:.1f} "
                          f"(base {base_seconds:.1f} on {len(base.record_ids)} general texts + adapters {seconds:.1f}) | "
