@@ -130,32 +130,41 @@ def train_from(
     `recipe.seed`): from scratch, or onward from a checkpoint as SISA's slices are."""
     sequences = encode(tokenizer, texts, recipe.n_positions)
     total_steps = training_steps(len(sequences), recipe)
-    steps_per_epoch = total_steps // recipe.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
     warmup = min(recipe.warmup_steps, total_steps // 10 + 1)
     decay = max(1, total_steps - warmup)  # a run of a single step has no decay phase to divide by
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / decay),
+    return optimise(
+        model, sequences, tokenizer.pad_token_id, epochs=recipe.epochs, batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate, seed=recipe.seed, on_epoch=on_epoch,
+        rate_factor=lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / decay),
     )
-    order = torch.Generator().manual_seed(recipe.seed)
+
+
+def optimise(model, sequences: Sequence[Sequence[int]], pad_id: int, *, epochs: int, batch_size: int,
+             learning_rate: float, rate_factor: Callable[[int], float], seed: int,
+             on_epoch: Callable[[int, float], None] | None = None) -> TrainingLog:
+    """The training loop every trainer here shares (full models, SISA slices, S3T adapters): AdamW on
+    the model's trainable weights, the rate scaled by `rate_factor(step)`, gradients clipped at 1,
+    batches of similar length in an order drawn from `seed`. `on_epoch(epoch, mean batch loss)`."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate_factor)
+    order = torch.Generator().manual_seed(seed)
     steps, trained = 0, set()
     model.train()
-    for epoch in range(recipe.epochs):
-        epoch_loss = 0.0
-        for indices in length_bucketed_batches([len(s) for s in sequences], recipe.batch_size, order):
-            batch = collate([sequences[i] for i in indices], tokenizer.pad_token_id)
-            loss = model(**batch).loss
+    for epoch in range(epochs):
+        epoch_loss, batches = 0.0, 0
+        for indices in length_bucketed_batches([len(s) for s in sequences], batch_size, order):
+            loss = model(**collate([sequences[i] for i in indices], pad_id)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             epoch_loss += loss.item()
-            steps += 1
+            batches += 1
             trained.update(indices)
+        steps += batches
         if on_epoch:
-            on_epoch(epoch + 1, epoch_loss / steps_per_epoch)
+            on_epoch(epoch + 1, epoch_loss / max(1, batches))
     model.eval()
     return TrainingLog(steps=steps, trained_indices=frozenset(trained))
 

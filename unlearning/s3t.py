@@ -349,7 +349,7 @@ def _train_adapter(model, tokenizer, records: Sequence[dict], config: S3TConfig,
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from unlearning.lm import collate, encode, length_bucketed_batches
+    from unlearning.lm import encode, optimise
 
     torch.manual_seed(seed)  # LoRA's A matrices are drawn at random
     with _peft_quietly():
@@ -358,26 +358,13 @@ def _train_adapter(model, tokenizer, records: Sequence[dict], config: S3TConfig,
             fan_in_fan_out=True,
         ))
     sequences = encode(tokenizer, [record["text"] for record in records], model.config.n_positions)
-    optimizer = torch.optim.AdamW([p for p in adapter.parameters() if p.requires_grad],
-                                  lr=config.learning_rate, weight_decay=0.0)
     total_steps = max(1, config.schedule.steps_for(len(sequences)))  # an empty slice still builds a schedule
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
-    batch_order = torch.Generator().manual_seed(seed)
-    fed_ids: set[str] = set()
-    steps = 0
     started = time.perf_counter()
-    adapter.train()
-    for _ in range(config.epochs_per_slice):
-        for indices in length_bucketed_batches([len(s) for s in sequences], config.batch_size, batch_order):
-            adapter(**collate([sequences[i] for i in indices], tokenizer.pad_token_id)).loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            fed_ids.update(records[i]["record_id"] for i in indices)
-            steps += 1
-    adapter.eval()
-    return adapter, fed_ids, steps, time.perf_counter() - started
+    log = optimise(adapter, sequences, tokenizer.pad_token_id, epochs=config.epochs_per_slice,
+                   batch_size=config.batch_size, learning_rate=config.learning_rate, seed=seed,
+                   rate_factor=lambda step: 1 - step / total_steps)
+    fed_ids = {records[i]["record_id"] for i in log.trained_indices}
+    return adapter, fed_ids, log.steps, time.perf_counter() - started
 
 
 def plan_deletion(lineage: S3TLineage, deleted_ids: Iterable[str]) -> S3TDeletionPlan:
