@@ -69,7 +69,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         prefix = f"{job.asset.name}: " if len(runs) > 1 else ""
         models.append(ModelEvidence(
             name=job.asset.name, architecture=job.asset.architecture,
-            original_sha256=job.base_version.sha256, unlearned_sha256=job.result_version.sha256,
+            original_sha256=run.original_version.sha256, unlearned_sha256=run.unlearned_version.sha256,
             reference_sha256=run.reference_version.sha256 if run.reference_version else "none (not affordable)",
             method=job.method, method_kind=job.outcome["method_kind"], params=job.outcome["params"],
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,

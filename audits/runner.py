@@ -19,7 +19,7 @@ from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import ModelVersion, VersionRole
 from unlearning.runner import EXACT_DELETIONS
 from unlearning.s3t import S3TLineage
-from unlearning.selectors import removed_record_ids, version_lineage
+from unlearning.selectors import removed_record_ids, still_placed, version_before_removal, version_lineage
 from unlearning.sisa import plan_deletion
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,13 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
 def exact_reference(job, excluded_sha: str, excluded_records: int) -> ModelVersion | None:
     """SISA's or S3T's oracle from the same machinery: the affected shards retrained from their
     initial models (SISA) or from the base (S3T), never from a checkpoint or by switching adapters
-    off. None when retraining every shard (the bound the lineage gives) is over the audit budget."""
+    off. None when retraining every shard (the bound the lineage gives) is over the audit budget, or
+    when an earlier job deleted every record (the shards that held them are not in this lineage)."""
     base = job.base_version
-    if exact_plan_bound(base, job.forget_record_ids) > settings.AUDIT_REFERENCE_MAX_STEPS:
+    placed = still_placed(base, job.forget_record_ids)
+    if not placed or exact_plan_bound(base, placed) > settings.AUDIT_REFERENCE_MAX_STEPS:
         return None
-    done = EXACT_DELETIONS[job.asset.regime](base, job.forget_record_ids, as_reference=True)
+    done = EXACT_DELETIONS[job.asset.regime](base, placed, as_reference=True)
     return unlearning_services.register_version(
         asset=job.asset, sha256=done.sha256, path=done.path, role=VersionRole.REFERENCE, job=job, lineage=done.lineage,
         details={"excluded_set_sha256": excluded_sha, "excluded_records": excluded_records,
@@ -100,7 +102,7 @@ def run_audit(job_id: int) -> None:
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
         sets = audit_sets(manifest, holdout, set(job.forget_record_ids), removed)
-        versions = {"original": job.base_version, "unlearned": job.result_version}
+        versions = {"original": version_before_removal(job), "unlearned": job.result_version}
         reference = reference_version(job, manifest, removed)
         if reference is not None:
             versions["reference"] = reference

@@ -132,6 +132,34 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
     assert "Deletion plan executed" in text and "retrain" in text
 
 
+def test_a_second_request_for_an_already_deleted_person_completes_without_training(
+        governed, sisa_model, submit, legal_user, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.VAR_DIR, settings.SIGNING_DIR = tmp_path, tmp_path / "signing"
+    person = sisa_model.world.trained_people[0]
+    requests = []
+    for _ in range(2):
+        request = verified(submit, person)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.approve_request(request_id=request.pk, user=legal_user)
+        request.refresh_from_db()
+        assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}"
+        requests.append(request)
+
+    first, second = UnlearningJob.objects.order_by("pk")
+    assert second.forget_record_ids == first.forget_record_ids
+    assert second.base_version == second.result_version == first.result_version  # unchanged: no new version
+    assert second.outcome["steps"] == 0 and second.outcome["stopped_because"] == "already deleted"
+    assert ModelVersion.objects.filter(role=VersionRole.UNLEARNED).count() == 1
+    run = AuditRun.objects.get(job=second)
+    # Forgetting is measured from the model that still knew the person, and against the same reference.
+    assert run.original_version == first.base_version
+    assert run.reference_version == AuditRun.objects.get(job=first).reference_version
+
+    text = " ".join(subprocess.run(["pdftotext", requests[1].certificate.pdf_path, "-"], capture_output=True,
+                                   text=True, check=True).stdout.split())
+    assert f"deleted from this model by job {first.pk}; the model is unchanged" in text
+
+
 # --- S3T: deletion by switching adapters off
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from unlearning.lm import TrainingRecipe, load_checkpoint, mean_text_loss, save_
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.models import TrainingRegime
-from unlearning.selectors import version_lineage
+from unlearning.selectors import jobs_that_removed, still_placed, version_lineage
 from unlearning.sisa_lm import CausalLMLearner
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,27 @@ EXACT_DELETIONS = {TrainingRegime.SISA: sisa_deletion, TrainingRegime.S3T: s3t_d
 
 
 def delete_exactly(job) -> None:
-    """One exact deletion for every request batched in the job, as its plan says."""
+    """One exact deletion for every request batched in the job, as its plan says. Records an
+    earlier job already deleted are not in the base version's lineage any more: they need nothing."""
     services.record_progress(job.pk, 0.0, "exact deletion")
-    done = EXACT_DELETIONS[job.asset.regime](job.base_version, job.forget_record_ids)
+    placed = still_placed(job.base_version, job.forget_record_ids)
+    if not placed:
+        complete_unchanged(job)
+        return
+    done = EXACT_DELETIONS[job.asset.regime](job.base_version, placed)
     services.complete_job(job_id=job.pk, sha256=done.sha256, path=done.path, lineage=done.lineage, outcome={
         "method_kind": "exact", "params": asdict(done.lineage.config), "steps": done.steps,
         "stopped_because": "deletion plan executed", "plan": done.plan.as_dict(), "plan_summary": done.plan.summary(),
+    })
+
+
+def complete_unchanged(job) -> None:
+    """Every record was deleted before: the job succeeds with the base version as its result."""
+    base, earlier = job.base_version, jobs_that_removed(job.asset, job.forget_record_ids)
+    summary = (f"Nothing left to delete: the {len(job.forget_record_ids)} records were deleted from this model by "
+               f"job {', '.join(map(str, earlier))}; the model is unchanged (no training).")
+    lineage = version_lineage(base)
+    services.complete_job(job_id=job.pk, sha256=base.sha256, path=Path(base.storage_path), lineage=lineage, outcome={
+        "method_kind": "exact", "params": asdict(lineage.config), "steps": 0,
+        "stopped_because": "already deleted", "plan": None, "plan_summary": summary,
     })

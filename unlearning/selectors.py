@@ -47,6 +47,21 @@ def removed_record_ids(asset: ModelAsset, up_to_job=None) -> set[str]:
     return removed
 
 
+def jobs_that_removed(asset: ModelAsset, record_ids: list[str]) -> list[int]:
+    """The succeeded jobs of this model that removed any of these records, oldest first."""
+    wanted = set(record_ids)
+    return [pk for pk, ids in asset.jobs.filter(status=JobStatus.SUCCEEDED).order_by("pk")
+            .values_list("pk", "forget_record_ids") if wanted & set(ids)]
+
+
+def version_before_removal(job) -> ModelVersion:
+    """The last version that still held the job's records: its base, unless an earlier job removed
+    some of them first (a second request for the same person), then that job's base. The audits
+    call it the original: the model whose knowledge of the person the forgetting is measured from."""
+    earlier = [pk for pk in jobs_that_removed(job.asset, job.forget_record_ids) if pk != job.pk]
+    return job.asset.jobs.get(pk=earlier[0]).base_version if earlier else job.base_version
+
+
 @lru_cache(maxsize=8)
 def _stored_lineage(path: str, sha256: str, regime: str):
     return sisa.load_lineage(Path(path), sha256, LINEAGE_TYPES[regime])
@@ -55,6 +70,12 @@ def _stored_lineage(path: str, sha256: str, regime: str):
 def version_lineage(version: ModelVersion):
     """A SISA or S3T version's lineage: immutable for its hash, so read and verified once per process."""
     return _stored_lineage(version.lineage_path, version.lineage_sha256, version.asset.regime)
+
+
+def still_placed(version: ModelVersion, record_ids: list[str]) -> list[str]:
+    """The records this SISA or S3T version still holds (an earlier deletion took out the rest)."""
+    placements = version_lineage(version).placements
+    return [record_id for record_id in record_ids if record_id in placements]
 
 
 def exact_plan(version: ModelVersion, record_ids: list[str]):
@@ -68,7 +89,7 @@ def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
     record_ids = forget_record_ids(asset, owner_keys)
     version = asset.current_version
     if asset.regime in LINEAGE_TYPES:
-        placed = [record_id for record_id in record_ids if record_id in version_lineage(version).placements]
+        placed = still_placed(version, record_ids)
         if not placed:
             return {"model": asset.name, "regime": asset.regime, "kind": "exact", "records": 0,
                     "summary": "Every record of this owner has already been deleted from this model."}
