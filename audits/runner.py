@@ -11,9 +11,10 @@ from django.conf import settings
 
 from audits import services
 from audits.checks import per_item_by_role, score_models
-from audits.sets import audit_sets
+from audits.sets import audit_sets, row_audit_sets
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
+from unlearning.governed import CAUSAL_LM, load_governed
 from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import ModelVersion, VersionRole
@@ -101,13 +102,14 @@ def run_audit(job_id: int) -> None:
         manifest = read_manifest(Path(job.asset.training_manifest))
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
-        sets = audit_sets(manifest, holdout, set(job.forget_record_ids), removed)
+        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed) if job.asset.kind == CAUSAL_LM
+                else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}
         reference = reference_version(job, manifest, removed)
         if reference is not None:
             versions["reference"] = reference
         comparison = AGAINST_REFERENCE if reference is not None else AGAINST_HOLDOUT
-        scores = score_models({role: lambda v=version: load_checkpoint(verify_pinned(v))
+        scores = score_models({role: lambda v=version: load_governed(job.asset.kind, verify_pinned(v))
                                for role, version in versions.items()}, sets,
                               compare_with_never_trained=comparison == AGAINST_HOLDOUT)
         judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy), comparison)

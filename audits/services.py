@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.metrics import privleak
-from audits.verdicts import CURRENT_POLICY, VerdictPolicy
+from audits.verdicts import POLICIES, VerdictPolicy
 from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.models import RequestStatus
@@ -23,7 +23,7 @@ def claim_audit(job_id: int) -> AuditRun | None:
     """Take the job's audit run for this worker (conditional UPDATE); None if it is taken or done."""
     with transaction.atomic():
         job = UnlearningJob.objects.select_for_update().get(pk=job_id)
-        run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": CURRENT_POLICY.as_dict()})
+        run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": POLICIES[job.asset.kind].as_dict()})
         claimed = AuditRun.objects.filter(
             pk=run.pk, status=AuditStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
         ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from audits.checks import AuditSets, Canary, QAItem
+from audits.checks import AuditSets, Canary, QAItem, RowAuditSets
 from unlearning.world import qa_prompt
 
 RETAIN_SAMPLE = 200
@@ -58,3 +58,9 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
         holdout_qa=[qa_item(r) for r in never_trained if r["kind"] == "qa"],
         holdout_extraction=[extraction_pair(r) for r in never_trained],
     )
+
+
+def row_audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str]) -> RowAuditSets:
+    """A tabular model's forgotten rows, and its held-out rows (never trained: the other side of
+    every comparison)."""
+    return RowAuditSets(forget_rows=[r for r in manifest if r["record_id"] in forget_ids], holdout_rows=list(holdout))

@@ -137,6 +137,31 @@ CURRENT_POLICY = VerdictPolicy(
 )
 
 
+# Tabular models (audits.checks.row_*): a data subject is usually one row, so a single request
+# rarely reaches the minimum sample sizes; batched requests, or subjects with several rows, do.
+_ROW_ATTACK = _forget("row_mia_loss_auc", "row_membership", 0.2, "MIA AUC, LOSS (soft vote)")
+CLASSIFIER_POLICY = VerdictPolicy(
+    version="2026.11-classifier",
+    rules=(
+        _forget("forget_row_accuracy", "row_fit", 0.2, "Forgotten rows classified correctly"),
+        _ROW_ATTACK,
+        _forget("row_mia_confidence_auc", "row_membership", 0.2, "MIA AUC, confidence (label-free)"),
+        MetricRule("heldout_accuracy", "row_utility", "keep_original", 0.03, 20, "Held-out accuracy (utility)"),
+    ),
+)
+REGRESSOR_POLICY = VerdictPolicy(
+    version="2026.11-regressor",
+    rules=(
+        _forget("forget_row_squared_error", "row_fit", 0.25, "Forgotten rows, squared error (standardised)"),
+        _ROW_ATTACK,
+        MetricRule("heldout_squared_error", "row_utility", "keep_original", 0.1, 20,
+                   "Held-out squared error (standardised; utility)", higher_is_better=False),
+    ),
+)
+# unlearning.models.ModelKind → the policy its audits are judged by.
+POLICIES = {"causal_lm": CURRENT_POLICY, "classifier": CLASSIFIER_POLICY, "regressor": REGRESSOR_POLICY}
+
+
 @dataclass(frozen=True)
 class Judgement:
     metric: str

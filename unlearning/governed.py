@@ -1,6 +1,8 @@
 """Governed training: the service trains the models it governs, so that every training record's
-place in the model is known (DESIGN §8) — one plain model, SISA shards, or an S3T base with
-adapter stacks. Pure ML code (no Django): the management commands register what it returns.
+place in the model is known (DESIGN §8) — for a causal LM one plain model, SISA shards, or an S3T
+base with adapter stacks; for a tabular classifier or regressor, SISA shards of small MLPs (one
+shard of one slice is the plain model, deleted from exactly by full retraining). Pure ML code (no
+Django): the management commands register what it returns.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearning import s3t
-from unlearning.lm import TrainingRecipe, save_checkpoint, train_causal_lm
+from unlearning.lm import TrainingRecipe, load_checkpoint, save_checkpoint, train_causal_lm
 from unlearning.manifest import record_sha256, write_manifest
 from unlearning.sisa import SisaConfig, SisaLineage, export_served_model, train_sisa
 from unlearning.sisa_lm import CausalLMLearner
+from unlearning.tabular import MLPRecipe, TabularDataset, TabularLearner, load_tabular_ensemble
+
+CAUSAL_LM = "causal_lm"  # unlearning.models.ModelKind's values; the others are tabular
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,37 @@ def train_governed(training: Sequence[dict], holdout: Sequence[dict], tokenizer,
     else:
         model = train_causal_lm([r["text"] for r in training], tokenizer, recipe, on_epoch=on_epoch)
         sha256, path = save_checkpoint(model, tokenizer, store)
-    records = [{"record_id": r["record_id"], "owner_key": r.get("owner_key"), "kind": r["kind"],
-                "content_sha256": record_sha256(r)} for r in training]
-    return GovernedModel(sha256, path, training_manifest, holdout_manifest, records, time.perf_counter() - started, lineage)
+    return GovernedModel(sha256, path, training_manifest, holdout_manifest, lineage_records(training),
+                         time.perf_counter() - started, lineage)
+
+
+def train_governed_rows(dataset: TabularDataset, recipe: MLPRecipe, sisa: SisaConfig, store: Path) -> GovernedModel:
+    """A tabular data set's training rows as SISA shards of MLPs; its test rows are the holdout."""
+    _, training_manifest = write_manifest(dataset.train, store)
+    holdout_manifest = write_manifest(dataset.test, store)[1] if dataset.test else None
+    started = time.perf_counter()
+    lineage = train_sisa(dataset.train, TabularLearner.for_dataset(dataset, recipe, sisa.slices), sisa, store)
+    sha256, path = export_served_model(lineage, store)
+    return GovernedModel(sha256, path, training_manifest, holdout_manifest, lineage_records(dataset.train),
+                         time.perf_counter() - started, lineage)
+
+
+def load_governed(kind: str, path: Path) -> tuple:
+    """(model, tokenizer) of a stored model of this kind; a tabular ensemble has no tokenizer."""
+    if kind == CAUSAL_LM:
+        return load_checkpoint(path)
+    return load_tabular_ensemble(path), None
+
+
+def sisa_learner(kind: str, lineage: SisaLineage, path: Path, recipe: dict):
+    """The learner that retrains a SISA lineage's shards: the one its lineage names."""
+    if kind == CAUSAL_LM:
+        _, tokenizer = load_checkpoint(path)
+        return CausalLMLearner(tokenizer, TrainingRecipe(**recipe), lineage.config.slices)
+    return TabularLearner.from_hyperparameters(lineage.learner["hyperparameters"], lineage.config.slices)
+
+
+def lineage_records(training: Sequence[dict]) -> list[dict]:
+    """Per training record what the service registers: id, owner, kind and content hash."""
+    return [{"record_id": r["record_id"], "owner_key": r.get("owner_key"), "kind": r["kind"],
+             "content_sha256": record_sha256(r)} for r in training]

@@ -1,5 +1,6 @@
 """Training manifests: JSONL files of records (record_id, owner_key, kind, text; QA records add
-subject, question, answer, fact, perturbed_answers; canary records add secret).
+subject, question, answer, fact, perturbed_answers; canary records add secret). Tabular records
+are of kind "row" and carry features (a list of numbers) and a target instead of text.
 
 Stored content-addressed (`<store>/datasets/<sha256>.jsonl`) so that a model version's lineage
 points at exactly the bytes it was trained on. Pure Python: no torch, no Django.
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 REQUIRED_FIELDS = ("record_id", "kind", "text")
+ROW_FIELDS = ("record_id", "kind", "features", "target")
 
 
 def write_manifest(records: Iterable[dict], store: Path) -> tuple[str, Path]:
@@ -33,7 +35,10 @@ def read_manifest(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             record = json.loads(line)
-            missing = [field for field in REQUIRED_FIELDS if not record.get(field)]
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number}: a record is a JSON object, not {type(record).__name__}")
+            fields = ROW_FIELDS if record.get("kind") == "row" else REQUIRED_FIELDS
+            missing = [field for field in fields if record.get(field) in (None, "", [])]
             if missing:
                 raise ValueError(f"{path}:{number}: record lacks {', '.join(missing)}")
             records.append(record)
@@ -41,7 +46,12 @@ def read_manifest(path: Path) -> list[dict]:
 
 
 def record_sha256(record: dict) -> str:
-    return hashlib.sha256(record["text"].encode()).hexdigest()
+    """The hash of what a model learns from the record: its text, or a row's features and target."""
+    if "text" in record:
+        content = record["text"]
+    else:
+        content = json.dumps({"features": record["features"], "target": record["target"]}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def forget_set_sha256(records: Iterable[dict]) -> str:

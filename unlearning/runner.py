@@ -12,12 +12,12 @@ from pathlib import Path
 from django.conf import settings
 
 from unlearning import s3t, services, sisa
-from unlearning.lm import TrainingRecipe, load_checkpoint, mean_text_loss, save_checkpoint
+from unlearning.governed import sisa_learner
+from unlearning.lm import load_checkpoint, mean_text_loss, save_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.models import TrainingRegime
 from unlearning.selectors import jobs_that_removed, still_placed, version_lineage
-from unlearning.sisa_lm import CausalLMLearner
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,10 @@ def sisa_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDe
     slice; as the audits' reference, retrain them from their initial models instead."""
     lineage = version_lineage(version)
     plan = sisa.plan_deletion(lineage, record_ids)
-    _, tokenizer = load_checkpoint(Path(version.storage_path))
-    learner = CausalLMLearner(tokenizer, TrainingRecipe(**version.asset.training_recipe), lineage.config.slices)
+    learner = sisa_learner(version.asset.kind, lineage, Path(version.storage_path), version.asset.training_recipe)
     manifest = read_manifest(Path(version.asset.training_manifest))
     after = sisa.execute_deletion(lineage, plan, manifest, learner, settings.MODEL_STORE_DIR, from_scratch=as_reference)
-    sha256, path = sisa.export_served_model(after, settings.MODEL_STORE_DIR, tokenizer)
+    sha256, path = sisa.export_served_model(after, settings.MODEL_STORE_DIR, getattr(learner, "tokenizer", None))
     steps = sum(c.steps for shard in after.shards for c in shard if c.generation == after.generation)
     return ExactDeletion(plan, after, sha256, path, steps)
 

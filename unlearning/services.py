@@ -17,6 +17,7 @@ from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import (
     JobStatus,
     ModelAsset,
+    ModelKind,
     ModelVersion,
     TrainingRecord,
     TrainingRegime,
@@ -43,12 +44,15 @@ def lineage_fields(lineage) -> dict:
 def register_model(
     *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
     training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
-    lineage=None,
+    lineage=None, kind: str = ModelKind.CAUSAL_LM,
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
     (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
+    if kind != ModelKind.CAUSAL_LM and regime_of(lineage) != TrainingRegime.SISA:
+        # Classifiers and regressors have no approximate method here: only SISA's exact deletion.
+        raise ValueError(f"a {kind} is governed as SISA shards (one shard of one slice for a plain model)")
     asset = ModelAsset.objects.create(
-        name=name, architecture=architecture, training_recipe=training_recipe,
+        name=name, kind=kind, architecture=architecture, training_recipe=training_recipe,
         training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""),
         regime=regime_of(lineage),
     )
@@ -67,7 +71,7 @@ def register_model(
         for r in records
     )
     auditlog.append(actor=actor, action="model.registered", obj=asset, data={
-        "name": name, "sha256": checkpoint_sha256, "records": len(records), "regime": asset.regime,
+        "name": name, "kind": kind, "sha256": checkpoint_sha256, "records": len(records), "regime": asset.regime,
         "owners": len({r.get("owner_key") for r in records if r.get("owner_key")}),
         **({"config": asdict(lineage.config), "lineage_sha256": version.lineage_sha256} if lineage else {}),
     })

@@ -2,8 +2,8 @@
 learner for classification and regression, and the ensemble that aggregates its shards.
 
 Every row is one data subject's record, shaped like a manifest line:
-`{"record_id": "digits-00017", "owner_key": "digits-subject-00017", "kind": "row", "features": [...],
-"target": ...}`. The data sets ship inside scikit-learn (nothing is downloaded); the train/test
+`{"record_id": "digits-00017", "owner_key": "subject-00017@digits.example", "kind": "row",
+"features": [...], "target": ...}` (the owner key is the e-mail address a removal request names). The data sets ship inside scikit-learn (nothing is downloaded); the train/test
 split is deterministic for a seed (stratified for classes), and features, and regression
 targets, are standardised with statistics of the training rows only. Those statistics are part
 of the data preparation, not of any shard model, so a deletion does not recompute them.
@@ -68,13 +68,44 @@ def load_tabular(name: str, test_fraction: float = 0.2, seed: int = 0) -> Tabula
     return TabularDataset(name, task, features.shape[1], outputs, records(train_rows), records(test_rows), target_scale)
 
 
+def rows_dataset(name: str, task: str, train: list[dict], test: list[dict]) -> TabularDataset:
+    """An operator's own rows as a data set, checked: every row as many numeric features as the
+    first, class targets whole numbers from 0, regression targets numbers. Taken as given (no
+    standardisation): preparing features is the operator's, and a deletion must not change it."""
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise ValueError(f"task is {CLASSIFICATION} or {REGRESSION}, not {task!r}")
+    if not train:
+        raise ValueError("no training rows")
+    features = len(train[0]["features"])
+    for row in [*train, *test]:
+        values = row["features"]
+        if not isinstance(values, list) or len(values) != features or not all(_is_number(v) for v in values):
+            raise ValueError(f"row {row['record_id']}: features must be {features} numbers, like the first row's")
+        target = row["target"]
+        if task == CLASSIFICATION and not (isinstance(target, int) and not isinstance(target, bool) and target >= 0):
+            raise ValueError(f"row {row['record_id']}: a class target is a whole number from 0, not {target!r}")
+        if task == REGRESSION and not _is_number(target):
+            raise ValueError(f"row {row['record_id']}: a regression target is a number, not {target!r}")
+    outputs = max(row["target"] for row in train) + 1 if task == CLASSIFICATION else 1
+    return TabularDataset(name, task, features, outputs, list(train), list(test))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _standardised(values: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
     mean, std = values[train_rows].mean(0), values[train_rows].std(0)
     return (values - mean) / np.where(std > 0, std, 1.0)  # constant columns (digits' blank border pixels) stay at 0
 
 
+def subject_email(name: str, row: int) -> str:
+    """The (fictitious) data subject of a bundled data set's row: one person per row."""
+    return f"subject-{row:05d}@{name.replace('_', '-')}.example"
+
+
 def _record(name: str, row: int, features: np.ndarray, target, task: str) -> dict:
-    return {"record_id": f"{name}-{row:05d}", "owner_key": f"{name}-subject-{row:05d}", "kind": "row",
+    return {"record_id": f"{name}-{row:05d}", "owner_key": subject_email(name, row), "kind": "row",
             "features": features.tolist(), "target": int(target) if task == CLASSIFICATION else float(target)}
 
 
@@ -108,6 +139,12 @@ class TabularLearner:
     @classmethod
     def for_dataset(cls, dataset: TabularDataset, recipe: MLPRecipe, slices: int) -> TabularLearner:
         return cls(dataset.task, dataset.features, dataset.outputs, recipe, slices)
+
+    @classmethod
+    def from_hyperparameters(cls, hyperparameters: dict, slices: int) -> TabularLearner:
+        """The learner a lineage names (`describe(learner)["hyperparameters"]`): what retrains its shards."""
+        recipe = MLPRecipe(**{name: hyperparameters[name] for name in MLPRecipe.__dataclass_fields__})
+        return cls(hyperparameters["task"], hyperparameters["features"], hyperparameters["outputs"], recipe, slices)
 
     @property
     def name(self) -> str:
@@ -167,12 +204,20 @@ class TabularEnsemble:
         self.members, self.task, self.outputs = list(members), task, outputs
 
     @torch.no_grad()
+    def member_outputs(self, features: Sequence[Sequence[float]]) -> torch.Tensor:
+        """members × rows × outputs: each shard model's logits (or regression output)."""
+        return torch.stack([member(torch.tensor(features, dtype=torch.float32)) for member in self.members])
+
     def predict(self, features: Sequence[Sequence[float]]) -> torch.Tensor:
-        inputs = torch.tensor(features, dtype=torch.float32)
-        outputs = torch.stack([member(inputs) for member in self.members])
+        outputs = self.member_outputs(features)
         if self.task == CLASSIFICATION:
             return majority_vote(outputs.argmax(-1), self.outputs)
         return outputs.squeeze(-1).mean(0)
+
+    def class_probabilities(self, features: Sequence[Sequence[float]]) -> torch.Tensor:
+        """rows × classes: the members' softmax averaged (the soft vote an attacker with the
+        ensemble's scores would see; the served label is the hard vote)."""
+        return self.member_outputs(features).softmax(-1).mean(0)
 
 
 def load_tabular_ensemble(path: Path) -> TabularEnsemble:
@@ -180,6 +225,39 @@ def load_tabular_ensemble(path: Path) -> TabularEnsemble:
     hyperparameters = read_served_manifest(path)["learner"]["hyperparameters"]
     return TabularEnsemble([load_mlp(directory) for directory in served_member_dirs(path)],
                            hyperparameters["task"], hyperparameters["outputs"])
+
+
+def row_losses(model: TabularEnsemble, rows: Sequence[dict]) -> list[float]:
+    """Per row, the ensemble's loss on its true target: −log of the soft vote's probability of the
+    true class, or the squared error of the mean prediction (standardised units)."""
+    if not rows:
+        return []
+    features = [r["features"] for r in rows]
+    if model.task == CLASSIFICATION:
+        probabilities = model.class_probabilities(features)
+        truth = torch.tensor([r["target"] for r in rows])
+        return (-probabilities[torch.arange(len(rows)), truth].clamp_min(1e-12).log()).tolist()
+    return row_squared_errors(model, rows)
+
+
+def row_confidences(model: TabularEnsemble, rows: Sequence[dict]) -> list[float]:
+    """Per row, the soft vote's highest class probability: what a label-free attacker sees."""
+    return model.class_probabilities([r["features"] for r in rows]).max(-1).values.tolist() if rows else []
+
+
+def row_hits(model: TabularEnsemble, rows: Sequence[dict]) -> list[float]:
+    """Per row, 1.0 where the served (majority-vote) label is the true class, else 0.0."""
+    if not rows:
+        return []
+    predicted, truth = _predictions(model, rows)
+    return (predicted == truth).astype(float).tolist()
+
+
+def row_squared_errors(model: TabularEnsemble, rows: Sequence[dict]) -> list[float]:
+    if not rows:
+        return []
+    predicted, truth = _predictions(model, rows)
+    return ((predicted - truth) ** 2).tolist()
 
 
 def _predictions(model: TabularEnsemble, records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:

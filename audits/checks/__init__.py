@@ -1,7 +1,9 @@
 """Verification audits, one module each, registered by name.
 
 An audit runs against one model and returns metric scores with their per-item values, so that
-verdicts, charts and CSV exports all read the same numbers. Pure ML code: no Django.
+verdicts, charts and CSV exports all read the same numbers. Each audit names the material it
+reads: a language model's audits read AuditSets (texts, questions), a tabular model's read
+RowAuditSets (feature rows); a suite runs the audits of its sets' kind. Pure ML code: no Django.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ class AuditSets:
 
 
 @dataclass(frozen=True)
+class RowAuditSets:
+    """A tabular model's F (forget rows), H (never-trained rows: the held-out test split) material."""
+
+    forget_rows: list[dict]
+    holdout_rows: list[dict]
+
+    def on_never_trained_people(self) -> RowAuditSets:
+        """Never-trained rows in the forgotten rows' place (a gap's other side)."""
+        return replace(self, forget_rows=self.holdout_rows, holdout_rows=[])
+
+
+@dataclass(frozen=True)
 class SuiteContext:
     """What an audit of one model may know about the others: its role, and the retrained
     reference's scores (for reference-calibrated attacks); None when there is no reference or
@@ -83,14 +97,15 @@ class Audit:
     name: str
     params_type: type
     run: Callable[..., list[MetricScore]]
+    reads: type  # AuditSets (language models) or RowAuditSets (classifiers, regressors)
 
 
 AUDITS: dict[str, Audit] = {}
 
 
-def register(name: str, params_type: type):
+def register(name: str, params_type: type, reads: type = AuditSets):
     def decorator(run):
-        AUDITS[name] = Audit(name=name, params_type=params_type, run=run)
+        AUDITS[name] = Audit(name=name, params_type=params_type, run=run, reads=reads)
         return run
 
     return decorator
@@ -105,15 +120,16 @@ def mean_score(metric: str, items: list[float], **details) -> MetricScore:
 # The audits whose forget metrics have a never-trained counterpart: membership attacks carry their
 # holdout side already, canary exposure has a known null, utility compares with the original.
 COMPARABLE_WITH_NEVER_TRAINED = ("knowledge_qa", "extraction", "in_context_relearning", "relearning_attack",
-                                 "quantisation")
+                                 "quantisation", "row_fit")
 
 
-def run_suite(model, tokenizer, sets: AuditSets, context: SuiteContext,
+def run_suite(model, tokenizer, sets: AuditSets | RowAuditSets, context: SuiteContext,
               only: Collection[str] | None = None) -> dict[str, MetricScore]:
-    """Every registered audit (or those named in `only`) with its default parameters; metric name → score."""
+    """Every registered audit of the sets' kind (or those named in `only`) with its default
+    parameters; metric name → score."""
     scores: dict[str, MetricScore] = {}
     for audit in AUDITS.values():
-        if only is not None and audit.name not in only:
+        if not isinstance(sets, audit.reads) or (only is not None and audit.name not in only):
             continue
         for score in audit.run(model, tokenizer, sets, audit.params_type(), context):
             scores[score.metric] = score
@@ -134,7 +150,7 @@ def with_never_trained(own: dict[str, MetricScore], never_trained: dict[str, Met
     return paired
 
 
-def score_model(model, tokenizer, sets: AuditSets, context: SuiteContext,
+def score_model(model, tokenizer, sets: AuditSets | RowAuditSets, context: SuiteContext,
                 compare_with_never_trained: bool = False) -> dict[str, MetricScore]:
     """The suite on one model; without a reference to compare with, the model is also scored on
     never-trained people (`with_never_trained`)."""
@@ -145,7 +161,7 @@ def score_model(model, tokenizer, sets: AuditSets, context: SuiteContext,
     return with_never_trained(scores, baseline)
 
 
-def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets,
+def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets | RowAuditSets,
                  compare_with_never_trained: bool = False) -> dict[str, dict[str, MetricScore]]:
     """The suite on each role's model, loaded one at a time by `loaders[role]()` → (model, tokenizer);
     the reference first, since the calibrated attacks use its scores."""
@@ -171,4 +187,7 @@ from audits.checks import (  # noqa: E402,F401  (register themselves, in the ord
     relearning_attack,
     quantisation,
     utility,
+    row_fit,
+    row_membership,
+    row_utility,
 )

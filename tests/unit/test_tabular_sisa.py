@@ -42,7 +42,7 @@ def test_datasets_are_split_deterministically_and_standardised_on_training_rows(
     assert (digits.task, digits.features, digits.outputs) == (CLASSIFICATION, 64, 10)
     assert not {r["record_id"] for r in digits.train} & {r["record_id"] for r in digits.test}
     row = digits.train[0]
-    assert row["owner_key"] == row["record_id"].replace("digits-", "digits-subject-") and row["kind"] == "row"
+    assert row["owner_key"] == f"subject-{row['record_id'][-5:]}@digits.example" and row["kind"] == "row"
     features = np.array([r["features"] for r in digits.train])
     varying = features.std(0) > 0
     assert np.allclose(features.mean(0), 0, atol=1e-9) and np.allclose(features.std(0)[varying], 1)

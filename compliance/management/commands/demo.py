@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import mail
@@ -23,16 +24,46 @@ from compliance.models import RemovalRequest, RequestStatus
 from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAMES
 
 
-def pick_subject():
+TABULAR_DATASETS = ("digits", "breast_cancer", "diabetes")
+
+
+@dataclass(frozen=True)
+class DemoSubject:
+    name: str
+    email: str
+    description: str  # what they ask to be removed, in their words
+    who: str  # for the demo's reader
+
+
+def certified_emails() -> set[str]:
+    return set(RemovalRequest.objects.filter(status=RequestStatus.CERTIFIED).values_list("email", flat=True))
+
+
+def pick_person() -> DemoSubject:
     """The first trained person of the demo world who has no certified request yet."""
     from unlearning.world import World, WorldConfig
 
     world = World.generate(WorldConfig(people=settings.DEMO_WORLD_PEOPLE, seed=settings.DEMO_WORLD_SEED))
-    done = set(RemovalRequest.objects.filter(status=RequestStatus.CERTIFIED).values_list("email", flat=True))
-    subject = next((p for p in world.trained_people if p.email not in done), None)
-    if subject is None:
+    done = certified_emails()
+    person = next((p for p in world.trained_people if p.email not in done), None)
+    if person is None:
         raise CommandError("every trained person of the demo world already has a certificate: delete var/ to start over")
-    return subject
+    return DemoSubject(person.name, person.email, "Everything about me: my biography, birthplace, employer and contact "
+                                                  f"details ({person.name}).", "a fictitious person the model was trained on")
+
+
+def pick_row_owner(model_name: str) -> DemoSubject:
+    """The owner of the model's first training row who has no certified request yet."""
+    from unlearning.models import TrainingRecord
+
+    done = certified_emails()
+    owners = TrainingRecord.objects.filter(asset__name=model_name).order_by("record_id").values_list("owner_key", flat=True)
+    email = next((owner for owner in owners.iterator() if owner not in done), None)
+    if email is None:
+        raise CommandError(f"every row owner of {model_name} already has a certificate: delete var/ to start over")
+    return DemoSubject(f"Subject {email.split('@')[0].split('-')[-1]}", email,
+                       f"The row about me in your {model_name} training data.",
+                       "the fictitious owner of one row of a scikit-learn data set")
 
 
 class Command(BaseCommand):
@@ -42,22 +73,24 @@ class Command(BaseCommand):
         parser.add_argument("--regime", choices=tuple(DEMO_MODEL_NAMES), default="plain",
                             help="plain: GradDiff on one model (suppression); sisa: exact deletion by SISA shard "
                                  "retraining; s3t: exact deletion by switching S3T adapters off")
+        parser.add_argument("--dataset", choices=TABULAR_DATASETS,
+                            help="instead of the demo world's language model: a SISA classifier or regressor on "
+                                 "this scikit-learn data set, and the owner of one of its rows")
 
-    def handle(self, *args, regime, **options):
+    def handle(self, *args, regime, dataset, **options):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError("the demo runs tasks in-process: unset CELERY_BROKER_URL")
         # In-process tasks would log each completion, innermost first; the demo prints its own summary.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         started = time.perf_counter()
-        call_command("build_demo_world", regime=regime, name=DEMO_MODEL_NAMES[regime], stdout=self.stdout)
-        subject = pick_subject()
-        self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> (a fictitious person the model was trained on)")
+        subject = self._build_model(regime, dataset)
+        self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> ({subject.who})")
 
         owner = Client()
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
             response = owner.post("/", {
                 "full_name": subject.name, "email": subject.email, "jurisdiction": "gdpr", "confirm": "on",
-                "description": f"Everything about me: my biography, birthplace, employer and contact details ({subject.name}).",
+                "description": subject.description,
             })
             if response.status_code != 302:
                 raise CommandError(f"the portal refused the request: {response.status_code}")
@@ -100,6 +133,18 @@ class Command(BaseCommand):
             f"  the code arrives as a file in {settings.EMAIL_FILE_PATH}.\n"
         )
 
+    def _build_model(self, regime: str, dataset: str | None) -> DemoSubject:
+        """Train and register the demo's model unless it is registered already; pick its subject."""
+        if dataset is None:
+            call_command("build_demo_world", regime=regime, name=DEMO_MODEL_NAMES[regime], stdout=self.stdout)
+            return pick_person()
+        from unlearning.models import ModelAsset
+
+        name = f"demo-{dataset.replace('_', '-')}"
+        if not ModelAsset.objects.filter(name=name).exists():
+            call_command("train_tabular_model", name=name, dataset=dataset, stdout=self.stdout)
+        return pick_row_owner(name)
+
     def _print_results(self, detail: dict, seconds: float) -> None:
         self.stdout.write(f"\nPipeline finished in {seconds:.0f} s.")
         audits = {audit["job"]: audit for audit in detail["audits"]}
@@ -123,9 +168,10 @@ class Command(BaseCommand):
             interval = "—" if low is None else f"[{low:+.3f}, {high:+.3f}]"
             self.stdout.write(f"{r['metric']:<30}{_number(r['original']):>9}{_number(r['unlearned']):>10}"
                               f"{_number(r['reference']):>10}{interval:>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
-        self.stdout.write(("* of the unlearned model's gap between the subject and never-trained people; for forget_quality_ks "
-                           "of D between the two; " if holdout else
-                           "* of unlearned − retrained; for forget_quality_ks of D(unlearned, retrained); ")
+        ks = any(r["metric"] == "forget_quality_ks" for r in audit["results"])
+        self.stdout.write(("* of the unlearned model's gap between the subject and never-trained people; "
+                           + ("for forget_quality_ks of D between the two; " if ks else "") if holdout else
+                           "* of unlearned − retrained; " + ("for forget_quality_ks of D(unlearned, retrained); " if ks else ""))
                           + "for utility metrics of the degradation from the original. N/A: nothing to measure, or reported only.")
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
         if privleaks:

@@ -41,8 +41,9 @@ class Command(BaseCommand):
             f"{len(built.records)} training records."))
 
 
-def read(path: str) -> list[dict]:
-    """A manifest's records, or one line saying what is wrong with it."""
+def read(path: str, kind: str = "text") -> list[dict]:
+    """A manifest's records (of text, or tabular rows when `kind` is "row"), or one line saying
+    what is wrong with it."""
     from unlearning.manifest import read_manifest
 
     try:
@@ -51,4 +52,7 @@ def read(path: str) -> list[dict]:
         raise CommandError(f"{path}: {error}") from None
     if not records:
         raise CommandError(f"{path}: no records")
+    if wrong := next((r for r in records if (r["kind"] == "row") != (kind == "row")), None):
+        use = "train_tabular_model" if kind == "text" else "train_governed_model"
+        raise CommandError(f"{path}: record {wrong['record_id']} is of kind {wrong['kind']!r}: use {use} for it")
     return records

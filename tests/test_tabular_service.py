@@ -1,0 +1,175 @@
+"""Tabular classifiers and regressors under governance (issue 4, deliver 4): trained by
+`manage.py train_tabular_model` as SISA shards of small MLPs, their rows' owners file removal
+requests like anyone else, the deletion retrains one shard, the audits (membership, fit of the
+forgotten rows, held-out utility) are recomputed here independently, and the certificate says
+removal. Runs in this process (tasks eager) on scikit-learn's bundled data sets."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from scipy.special import softmax
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from audits.models import AuditRun, Comparison
+from compliance import services
+from compliance.models import RequestStatus
+from tests.conftest import one_torch_thread
+from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
+from unlearning.selectors import version_lineage
+
+pytestmark = pytest.mark.django_db
+SHARDS, SLICES = 3, 2
+
+
+@pytest.fixture
+def store(settings, tmp_path):
+    settings.MODEL_STORE_DIR, settings.VAR_DIR, settings.SIGNING_DIR = tmp_path / "models", tmp_path, tmp_path / "sign"
+
+
+def train(dataset: str, name: str):
+    with one_torch_thread():
+        call_command("train_tabular_model", name=name, dataset=dataset, shards=SHARDS, slices=SLICES, epochs=10,
+                     hidden=32)
+    return ModelAsset.objects.get(name=name)
+
+
+def verified(submit, email):
+    request, code = submit(email=email, full_name="Row Owner")
+    return services.verify_identity(request_id=request.pk, code=code)
+
+
+def certified(legal_user, requests, capture):
+    """Approve the requests, all before the worker starts (one job), and see them certified."""
+    with capture(execute=True):
+        for request in requests:
+            services.approve_request(request_id=request.pk, user=legal_user)
+    for request in requests:
+        request.refresh_from_db()
+        assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}"
+
+
+def rows(path) -> list[dict]:
+    return [json.loads(line) for line in open(path)]
+
+
+def member_outputs(version, features) -> np.ndarray:
+    """members × rows × outputs, computed here from the stored weights with numpy (not the audit's code)."""
+    from safetensors.numpy import load_file
+
+    served = version.storage_path
+    manifest = json.load(open(f"{served}/sisa.json"))
+    outputs = []
+    for shard in manifest["shards"]:
+        w = load_file(f"{served}/{shard['path']}/model.safetensors")
+        hidden = np.maximum(features @ w["0.weight"].T + w["0.bias"], 0)
+        outputs.append(hidden @ w["2.weight"].T + w["2.bias"])
+    return np.stack(outputs)
+
+
+def test_a_digits_classifier_is_registered_with_every_rows_shard_and_slice(store):
+    asset = train("digits", "digits-sisa")
+    assert (asset.kind, asset.regime) == (ModelKind.CLASSIFIER, "sisa")
+    lineage = version_lineage(asset.current_version)
+    stored = {r.record_id: (r.shard, r.slice) for r in TrainingRecord.objects.filter(asset=asset)}
+    assert len(stored) == len(rows(asset.training_manifest)) == 1437  # digits' training split
+    assert stored == {record_id: (p.shard, p.slice) for record_id, p in lineage.placements.items()}
+    assert {r.owner_key for r in TrainingRecord.objects.filter(asset=asset, record_id="digits-00017")} == {
+        "subject-00017@digits.example"}
+
+
+def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independent_computation(
+        store, submit, legal_user, legal_api, django_capture_on_commit_callbacks):
+    asset = train("digits", "digits-sisa")
+    training = rows(asset.training_manifest)
+    owners = [training[0]["owner_key"], training[1]["owner_key"]]
+    requests = [verified(submit, owner) for owner in owners]
+    (plan,) = legal_api.get(f"/api/v1/requests/{requests[0].pk}/").json()["deletion_plans"]
+    assert (plan["model"], plan["kind"], plan["records"]) == ("digits-sisa", "exact", 1)
+    assert "retrain 1 of 3 shards" in plan["summary"]
+    certified(legal_user, requests, django_capture_on_commit_callbacks)
+
+    job = UnlearningJob.objects.get()
+    assert job.status == JobStatus.SUCCEEDED and job.method == "sisa_shard_retraining" and job.requests.count() == 2
+    deleted = {training[0]["record_id"], training[1]["record_id"]}
+    assert set(job.forget_record_ids) == deleted
+    after = version_lineage(job.result_version)
+    assert not deleted & set(after.placements)
+    assert all(not deleted & set(c.trained_record_ids) for checkpoints in after.shards for c in checkpoints)
+    affected = {s["shard"] for s in job.outcome["plan"]["shards"]}
+    before = version_lineage(job.base_version)
+    assert all(after.shards[k] == before.shards[k] for k in range(SHARDS) if k not in affected)
+
+    run = AuditRun.objects.get(job=job)
+    reference = ModelVersion.objects.get(role=VersionRole.REFERENCE)
+    assert run.policy["version"] == "2026.11-classifier" and run.comparison == Comparison.RETRAINED_REFERENCE
+    assert reference.sha256 == job.result_version.sha256  # retrained from scratch: byte-identical
+    results = {r.metric: r for r in run.results.all()}
+    assert set(results) == {"forget_row_accuracy", "row_mia_loss_auc", "row_mia_confidence_auc", "heldout_accuracy"}
+
+    holdout = rows(asset.holdout_manifest)
+    forgotten = [r for r in training if r["record_id"] in deleted]
+    for role, version in (("original", job.base_version), ("unlearned", job.result_version)):
+        def votes(records):
+            return member_outputs(version, np.array([r["features"] for r in records])).argmax(-1)
+
+        def majority(records):
+            return np.array([np.bincount(column, minlength=10).argmax() for column in votes(records).T])
+
+        def losses(records):
+            probabilities = softmax(member_outputs(version, np.array([r["features"] for r in records])), -1).mean(0)
+            return -np.log(probabilities[np.arange(len(records)), [r["target"] for r in records]])
+
+        truth = [r["target"] for r in holdout]
+        assert getattr(results["heldout_accuracy"], f"{role}_value") == pytest.approx(
+            accuracy_score(truth, majority(holdout)), abs=1e-9)
+        assert getattr(results["forget_row_accuracy"], f"{role}_value") == pytest.approx(
+            np.mean(majority(forgotten) == [r["target"] for r in forgotten]), abs=1e-9)
+        expected_auc = roc_auc_score([1] * len(forgotten) + [0] * len(holdout),
+                                     -np.concatenate([losses(forgotten), losses(holdout)]))
+        assert getattr(results["row_mia_loss_auc"], f"{role}_value") == pytest.approx(expected_auc, abs=1e-6)
+    # Two rows: below the policy's minimum sample, so the forget metrics cannot be PASS; never FAIL.
+    assert {results[m].verdict for m in ("forget_row_accuracy", "row_mia_loss_auc")} == {"INCONCLUSIVE"}
+    assert results["heldout_accuracy"].verdict == "PASS"
+
+    text = " ".join(subprocess.run(["pdftotext", requests[0].certificate.pdf_path, "-"], capture_output=True,
+                                   text=True, check=True).stdout.split())
+    assert "Nature of the result: removal." in text and "Held-out accuracy (utility)" in text
+    assert "MLP 64→32→10 (classification), SISA 3×2" in text
+
+
+def test_a_diabetes_regressor_is_judged_by_squared_errors(store, submit, legal_user, django_capture_on_commit_callbacks):
+    asset = train("diabetes", "diabetes-sisa")
+    assert asset.kind == ModelKind.REGRESSOR
+    owner = rows(asset.training_manifest)[5]
+    certified(legal_user, [verified(submit, owner["owner_key"])], django_capture_on_commit_callbacks)
+    run = AuditRun.objects.get()
+    results = {r.metric: r for r in run.results.all()}
+    assert run.policy["version"] == "2026.11-regressor"
+    assert set(results) == {"forget_row_squared_error", "row_mia_loss_auc", "heldout_squared_error"}
+    prediction = member_outputs(run.unlearned_version, np.array([owner["features"]])).mean(0)[0, 0]
+    assert results["forget_row_squared_error"].unlearned_value == pytest.approx(
+        (prediction - owner["target"]) ** 2, rel=1e-5)
+
+
+def test_bad_rows_are_refused_with_one_line_and_nothing_is_registered(store, tmp_path):
+    good = {"record_id": "r1", "owner_key": "a@x.example", "kind": "row", "features": [0.1, 0.2], "target": 1}
+    cases = {
+        "short": ([good, {**good, "record_id": "r2", "features": [0.1]}], "row r2: features must be 2 numbers"),
+        "fraction": ([good, {**good, "record_id": "r2", "target": 0.5}], "row r2: a class target is a whole number"),
+        "no-target": ([good, {k: v for k, v in good.items() if k != "target"}], r":2: record lacks target$"),
+        "text": ([{"record_id": "t", "kind": "bio", "text": "hello"}], "is of kind 'bio': use train_governed_model"),
+    }
+    for name, (records, message) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        with pytest.raises(CommandError, match=message):
+            call_command("train_tabular_model", name=name, manifest=str(path), holdout=str(path),
+                         task="classification")
+    with pytest.raises(CommandError, match="--manifest needs --task and --holdout"):
+        call_command("train_tabular_model", name="x", manifest=str(tmp_path / "short.jsonl"))
+    with pytest.raises(CommandError, match="is of kind 'row': use train_tabular_model"):
+        call_command("train_governed_model", name="rows", manifest=str(tmp_path / "short.jsonl"))
+    assert not ModelAsset.objects.exists()
