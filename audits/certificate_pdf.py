@@ -16,8 +16,9 @@ from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 AUC_CONVENTION = (
-    "MIA AUC = P(score of a forget text > score of a never-trained text), ties counted as one half; "
-    "scores are higher for texts that look like training members. 0.5 = indistinguishable from never-trained data."
+    "MIA AUC = P(score of a forget item > score of a never-trained item), ties counted as one half; items are texts "
+    "(language models) or rows (tabular models), and scores are higher for items that look like training members. "
+    "0.5 = indistinguishable from never-trained data."
 )
 
 
@@ -37,6 +38,11 @@ class ModelEvidence:
     outcome: str
     compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
     executed_plan: str = ""  # exact deletions: the deletion plan that was carried out, in one sentence
+
+    @property
+    def identical_to_reference(self) -> bool:
+        """The model after deletion is the retrained reference, byte for byte (SISA's exact deletion)."""
+        return self.unlearned_sha256 == self.reference_sha256
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,15 @@ def _qr(url: str) -> Drawing:
     return drawing
 
 
+def _compared_with(model: ModelEvidence) -> str:
+    if model.compared_with_holdout:
+        return "never-trained people (no retrained reference)"
+    if model.identical_to_reference:
+        return ("the retrained reference, <b>byte-identical to the model after deletion</b> (the same SHA-256): "
+                "no test can tell them apart, whatever its sample size")
+    return "the retrained reference"
+
+
 def _table(rows, widths, header=True) -> Table:
     table = Table(rows, colWidths=widths, hAlign="LEFT")
     style = [
@@ -207,8 +222,7 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Before (SHA-256)", Paragraph(model.original_sha256, mono)],
                 ["After (SHA-256)", Paragraph(model.unlearned_sha256, mono)],
                 ["Retrained reference (SHA-256)", Paragraph(model.reference_sha256, mono)],
-                ["Compared with", "never-trained people (no retrained reference)" if model.compared_with_holdout
-                 else "the retrained reference"],
+                ["Compared with", Paragraph(_compared_with(model), small)],
                 ["Method", f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}"],
                 ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],

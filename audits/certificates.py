@@ -17,9 +17,10 @@ from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
+from unlearning.models import ModelKind
 
 FIGURE_DPI = 150  # sharp in print at the text width
-LIMITATIONS = [
+LANGUAGE_MODEL_LIMITATIONS = [
     "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
     "(in-context relearning). Runtime filters are not yet active for this model.",
     "The audits measure behaviour on the listed samples; small samples are reported as such and "
@@ -28,9 +29,28 @@ LIMITATIONS = [
     "Intervals resample texts, not people: one person's texts are correlated, so a person-level "
     "analysis would give wider intervals. Canary exposure is judged against its known null "
     "distribution (p < 0.01), not against the reference's single draw from it.",
-    "Only the governed models listed here were changed. Copies of the original weights outside "
-    "the service's model store are out of its reach.",
 ]
+TABULAR_LIMITATIONS = [
+    "A data subject of a tabular model is usually one row: forget metrics on so few rows cannot reach "
+    "the policy's minimum sample and are INCONCLUSIVE by design. For an exact deletion the evidence is "
+    "the lineage (which shard and slice held the rows, retrained from the checkpoint before them) and "
+    "the comparison with the model retrained without them.",
+    "A model that generalises well barely separates its training rows from unseen ones even before a "
+    "deletion: membership attacks on it have little power either way.",
+]
+GOVERNED_MODELS_ONLY = (
+    "Only the governed models listed here were changed. Copies of the original weights outside "
+    "the service's model store are out of its reach.")
+
+
+def limitations(model_kinds: set[str]) -> list[str]:
+    """What the certificate cannot show, for the kinds of model it covers."""
+    lines = []
+    if ModelKind.CAUSAL_LM in model_kinds:
+        lines += LANGUAGE_MODEL_LIMITATIONS
+    if model_kinds - {ModelKind.CAUSAL_LM}:
+        lines += TABULAR_LIMITATIONS
+    return lines + [GOVERNED_MODELS_ONLY]
 
 
 def signing_identity() -> SigningIdentity:
@@ -100,7 +120,8 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         models=models, audits=lines, overall_verdict=overall([line.verdict for line in lines]),
         policy_version=runs[0].policy["version"], nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
-        verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(), limitations=LIMITATIONS,
+        verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
+        limitations=limitations({run.job.asset.kind for run in runs}),
         membership_panel=panel, figures=figures,
     )
 

@@ -126,7 +126,7 @@ def issue_certificate(*, request_id) -> Certificate:
     if request.status != RequestStatus.AUDITING:
         raise compliance_services.TransitionNotAllowed(f"a request that is {request.status} cannot be certified")
     head = auditlog.AuditEvent.objects.order_by("-seq").first()
-    runs = list(AuditRun.objects.filter(job__requests=request).select_related("job").order_by("pk"))
+    runs = list(AuditRun.objects.filter(job__requests=request).select_related("job__asset").order_by("pk"))
     serial = _serial()
     identity = signing_identity()
     content = certificate_content(request=request, runs=runs, serial=serial, head=head)

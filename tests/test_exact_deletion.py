@@ -130,6 +130,7 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
                                    check=True).stdout.split())
     assert "Nature of the result: removal." in text
     assert "Deletion plan executed" in text and "retrain" in text
+    assert "byte-identical to the model after deletion" in text
 
 
 def test_a_second_request_for_an_already_deleted_person_completes_without_training(
@@ -220,3 +221,4 @@ def test_an_s3t_deletion_switches_adapters_off_without_training_and_is_audited_a
     text = " ".join(subprocess.run(["pdftotext", request.certificate.pdf_path, "-"], capture_output=True, text=True,
                                    check=True).stdout.split())
     assert "Nature of the result: removal." in text and "switched off, no retraining" in text
+    assert "byte-identical" not in text  # S3T's reference is a retrained stack: another model

@@ -138,6 +138,8 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
                                    text=True, check=True).stdout.split())
     assert "Nature of the result: removal." in text and "Held-out accuracy (utility)" in text
     assert "MLP 64→32→10 (classification), SISA 3×2" in text
+    assert "byte-identical to the model after deletion" in text and "usually one row" in text
+    assert "in-context relearning" not in text  # a language model's limitation, not this model's
 
 
 def test_a_diabetes_regressor_is_judged_by_squared_errors(store, submit, legal_user, django_capture_on_commit_callbacks):
