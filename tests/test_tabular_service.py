@@ -87,7 +87,7 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
     owners = [training[0]["owner_key"], training[1]["owner_key"]]
     requests = [verified(submit, owner) for owner in owners]
     (plan,) = legal_api.get(f"/api/v1/requests/{requests[0].pk}/").json()["deletion_plans"]
-    assert (plan["model"], plan["kind"], plan["records"]) == ("digits-sisa", "exact", 1)
+    assert (plan["model"], plan["model_kind"], plan["kind"], plan["records"]) == ("digits-sisa", "classifier", "exact", 1)
     assert "retrain 1 of 3 shards" in plan["summary"]
     certified(legal_user, requests, django_capture_on_commit_callbacks)
 

@@ -88,20 +88,19 @@ def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
     worked out before any training (shown to legal before approval and to operators in the admin)."""
     record_ids = forget_record_ids(asset, owner_keys)
     version = asset.current_version
+    method = METHOD_BY_REGIME[asset.regime]
+    model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": method}
     if asset.regime in LINEAGE_TYPES:
         placed = still_placed(version, record_ids)
         if not placed:
-            return {"model": asset.name, "regime": asset.regime, "kind": "exact", "records": 0,
+            return {**model, "kind": "exact", "records": 0,
                     "summary": "Every record of this owner has already been deleted from this model."}
         plan = exact_plan(version, placed)
-        return {"model": asset.name, "regime": asset.regime, "kind": "exact", "method": METHOD_BY_REGIME[asset.regime],
-                "records": len(placed), "summary": plan.summary(), "plan": plan.as_dict()}
+        return {**model, "kind": "exact", "records": len(placed), "summary": plan.summary(), "plan": plan.as_dict()}
     recipe = TrainingRecipe(**asset.training_recipe) if asset.training_recipe else None
     kept = asset.records.count() - len(removed_record_ids(asset) | set(record_ids))
     retraining = f"; exact removal would retrain the whole model (~{training_steps(kept, recipe)} optimizer steps)" if recipe else ""
-    method = METHOD_BY_REGIME[asset.regime]
-    return {"model": asset.name, "regime": asset.regime, "kind": "approximate", "method": method,
-            "records": len(record_ids),
+    return {**model, "kind": "approximate", "records": len(record_ids),
             "summary": f"Approximate unlearning ({method}) of {len(record_ids)} records: a suppression of what "
                        f"the model learned, verified by the audits, not a removal{retraining}."}
 

@@ -99,7 +99,8 @@ class RequestOutput(serializers.Serializer):
 
 class DeletionPlanOutput(serializers.Serializer):
     model = serializers.CharField()
-    regime = serializers.CharField(help_text="plain | sisa")
+    model_kind = serializers.CharField(help_text="causal_lm | classifier | regressor")
+    regime = serializers.CharField(help_text="plain | sisa | s3t")
     kind = serializers.CharField(help_text="exact (removal) or approximate (suppression)")
     method = serializers.CharField(required=False)
     records = serializers.IntegerField(help_text="training records of the subject this model still holds")
