@@ -106,7 +106,8 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
                 verdict=result.verdict, explanation=result.explanation)
             for label, result in labelled
         ]
-        panel += [membership_row(result, label) for label, result in labelled if result.audit == "membership_inference"]
+        panel += [membership_row(result, label) for label, result in labelled
+                  if result.audit in ("membership_inference", "row_membership")]
         figures += [CertificateFigure(png=figure.draw(dpi=FIGURE_DPI), caption=prefix + figure.caption)
                     for figure in figures_of(run) if figure.lead]
     approximate = any(model.method_kind != "exact" for model in models)
@@ -118,7 +119,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
                ("Approved", _date(request.decided_at)), ("Work completed", _date(timezone.now())),
                ("Statutory deadline", _date(request.due_at))],
         models=models, audits=lines, overall_verdict=overall([line.verdict for line in lines]),
-        policy_version=runs[0].policy["version"], nature="suppression" if approximate else "removal",
+        policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
         limitations=limitations({run.job.asset.kind for run in runs}),
