@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, roc_auc_score
 
@@ -85,7 +86,11 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
     asset = train("digits", "digits-sisa")
     training = rows(asset.training_manifest)
     owners = [training[0]["owner_key"], training[1]["owner_key"]]
-    requests = [verified(submit, owner) for owner in owners]
+    first, code = submit(email=owners[0], full_name="Row Owner")
+    owner = Client()  # the first owner confirms the code on the portal, which also signs them in
+    assert owner.post(f"/requests/{first.pk}/verify/", {"code": code}).status_code == 302
+    first.refresh_from_db()
+    requests = [first, verified(submit, owners[1])]
     (plan,) = legal_api.get(f"/api/v1/requests/{requests[0].pk}/").json()["deletion_plans"]
     assert (plan["model"], plan["model_kind"], plan["kind"], plan["records"]) == ("digits-sisa", "classifier", "exact", 1)
     assert "retrain 1 of 3 shards" in plan["summary"]
@@ -133,6 +138,10 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
     # Two rows: below the policy's minimum sample, so the forget metrics cannot be PASS; never FAIL.
     assert {results[m].verdict for m in ("forget_row_accuracy", "row_mia_loss_auc")} == {"INCONCLUSIVE"}
     assert results["heldout_accuracy"].verdict == "PASS"
+
+    page = " ".join(owner.get(f"/requests/{requests[0].pk}/").content.decode().split())
+    assert "Exact removal: the part of this model that was trained on your data was trained again without it." in page
+    assert job.outcome["plan_summary"] in page
 
     text = " ".join(subprocess.run(["pdftotext", requests[0].certificate.pdf_path, "-"], capture_output=True,
                                    text=True, check=True).stdout.split())
