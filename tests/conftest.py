@@ -1,5 +1,3 @@
-from contextlib import contextmanager
-
 import pytest
 
 # A world small enough to train in seconds on 2 cores, large enough that the model learns it.
@@ -23,19 +21,13 @@ def tiny_model(tmp_path_factory):
     )
 
 
-@contextmanager
 def one_torch_thread():
     """Tiny models gain nothing from a second intra-op thread, and on shared cores a thread waiting
     for a preempted peer made training twenty to fifty times slower (measured while writing the
     SISA and S3T tests)."""
-    import torch
+    from unlearning.lm import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 def register_tiny_model(tiny_model):

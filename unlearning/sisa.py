@@ -172,6 +172,11 @@ class SisaLineage:
     placements: dict[str, Placement]  # the records the shards are trained on now
     shards: tuple[tuple[SliceCheckpoint, ...], ...]  # per shard, its checkpoints by slice
     generation: int = 0
+    # torch's intra-op threads during training. A deletion retrains with as many: float sums split
+    # across threads differently round differently, and a shard resumed from a checkpoint equals
+    # one retrained from scratch, byte for byte, only when both ran with the same numerics (same
+    # thread count, same kind of processor). None: not recorded (lineages from before it was).
+    threads: int | None = None
 
     @property
     def schedule(self) -> SliceSchedule:
@@ -200,6 +205,7 @@ class SisaLineage:
             "placements": {record_id: asdict(p) for record_id, p in sorted(self.placements.items())},
             "shards": [[asdict(c) for c in checkpoints] for checkpoints in self.shards],
             "generation": self.generation,
+            "threads": self.threads,
         }
 
     @classmethod
@@ -211,6 +217,7 @@ class SisaLineage:
             shards=tuple(tuple(SliceCheckpoint(**{**c, "trained_record_ids": tuple(c["trained_record_ids"])})
                                for c in checkpoints) for checkpoints in data["shards"]),
             generation=data["generation"],
+            threads=data.get("threads"),
         )
 
 
@@ -253,6 +260,8 @@ def _train_slices(learner: Learner, state: Any, slices: list[list[dict]], first_
 
 def train_sisa(records: Sequence[dict], learner: Learner, config: SisaConfig, store: Path) -> SisaLineage:
     """Train every shard slice by slice, a checkpoint after each slice, and return the lineage."""
+    from torch import get_num_threads  # torch: see _train_slices
+
     store = Path(store)
     placements = assign(records, config)
     empty = sorted(set(range(config.shards)) - {p.shard for p in placements.values()})
@@ -264,7 +273,8 @@ def train_sisa(records: Sequence[dict], learner: Learner, config: SisaConfig, st
                             config=config, shard=shard, store=store, generation=0))
         for shard in range(config.shards)
     )
-    return SisaLineage(config=config, learner=describe(learner), placements=placements, shards=shards)
+    return SisaLineage(config=config, learner=describe(learner), placements=placements, shards=shards,
+                       threads=get_num_threads())
 
 
 @dataclass(frozen=True)
@@ -393,8 +403,11 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
     only records still placed in the lineage are trained on, so records deleted earlier stay out.
 
     With `from_scratch` the affected shards restart from their initial models instead: the
-    retrained reference the audits compare against, made by the same machinery.
+    retrained reference the audits compare against, made by the same machinery. Both train with
+    the lineage's thread count (`SisaLineage.threads`).
     """
+    from unlearning.lm import torch_threads  # torch: see _train_slices
+
     store = Path(store)
     if plan.lineage_sha256 != lineage.sha256():
         raise ValueError("the plan was made for another lineage: plan the deletion again")
@@ -407,15 +420,17 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
         raise ValueError(f"the records lack {len(missing)} placed ids, e.g. {', '.join(missing[:5])}")
     generation = lineage.generation + 1
     shards = list(lineage.shards)
-    for shard_plan in plan.shards:
-        first_slice = 0 if from_scratch else shard_plan.first_slice
-        kept = lineage.shards[shard_plan.shard][:first_slice]
-        state = (_load_verified(learner, store, kept[-1]) if kept
-                 else learner.initial_state(_model_seed(lineage.config, shard_plan.shard)))
-        retrained = _train_slices(learner, state, _shard_slices(records, placements, lineage.config, shard_plan.shard),
-                                  first_slice, kept[-1].sha256 if kept else None, config=lineage.config,
-                                  shard=shard_plan.shard, store=store, generation=generation)
-        shards[shard_plan.shard] = kept + tuple(retrained)
+    with torch_threads(lineage.threads):
+        for shard_plan in plan.shards:
+            first_slice = 0 if from_scratch else shard_plan.first_slice
+            kept = lineage.shards[shard_plan.shard][:first_slice]
+            state = (_load_verified(learner, store, kept[-1]) if kept
+                     else learner.initial_state(_model_seed(lineage.config, shard_plan.shard)))
+            retrained = _train_slices(learner, state,
+                                      _shard_slices(records, placements, lineage.config, shard_plan.shard),
+                                      first_slice, kept[-1].sha256 if kept else None, config=lineage.config,
+                                      shard=shard_plan.shard, store=store, generation=generation)
+            shards[shard_plan.shard] = kept + tuple(retrained)
     return replace(lineage, placements=placements, shards=tuple(shards), generation=generation)
 
 

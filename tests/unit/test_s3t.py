@@ -5,9 +5,8 @@ import json
 import time
 
 import pytest
-import torch
 
-from unlearning.lm import TrainingRecipe, checkpoint_sha256, greedy_generate, train_tokenizer
+from unlearning.lm import TrainingRecipe, checkpoint_sha256, greedy_generate, torch_threads, train_tokenizer
 from unlearning.s3t import (
     S3TConfig,
     S3TDeletionPlan,
@@ -30,15 +29,13 @@ CONFIG = S3TConfig(shards=2, slices=3, orders_per_shard=3, epochs_per_slice=3, b
 def trained(tmp_path_factory):
     # One thread: these models are too small to gain from two, and on a busy machine a second
     # OpenMP thread waiting for a preempted peer made this module twenty times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    world = World.generate(WorldConfig(people=20, seed=SEED))
-    records = [record.as_json() for record in world.training_records()]
-    tokenizer = train_tokenizer(tokenizer_corpus(SEED), 3000)
-    store = tmp_path_factory.mktemp("s3t-store")
-    base = train_base_model(records, tokenizer, TrainingRecipe(n_layer=2, n_embd=64, epochs=10, seed=SEED), store)
-    yield world, records, store, train_s3t(records, base, CONFIG, store)
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        world = World.generate(WorldConfig(people=20, seed=SEED))
+        records = [record.as_json() for record in world.training_records()]
+        tokenizer = train_tokenizer(tokenizer_corpus(SEED), 3000)
+        store = tmp_path_factory.mktemp("s3t-store")
+        base = train_base_model(records, tokenizer, TrainingRecipe(n_layer=2, n_embd=64, epochs=10, seed=SEED), store)
+        yield world, records, store, train_s3t(records, base, CONFIG, store)
 
 
 def owners_by_slice(lineage: S3TLineage, records: list[dict], shard: int) -> dict[int, list[str]]:

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from unlearning.ensemble import EnsembleCausalLM
 from unlearning.lm import (TrainingRecipe, checkpoint_sha256, collate, encode, greedy_continue, load_checkpoint,
-                           prompt_ids, train_tokenizer)
+                           prompt_ids, torch_threads, train_tokenizer)
 from unlearning.sisa import (DeletionPlan, Placement, SisaConfig, SisaLineage, assign, execute_deletion,
                              export_served_model, plan_deletion, read_served_manifest, train_sisa)
 from unlearning.sisa_lm import CausalLMLearner
@@ -34,10 +34,8 @@ CONFIG = SisaConfig(shards=3, slices=3, seed=0)
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on shared cores threads that wait for
     each other made training fifty times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 class RecordingLearner:

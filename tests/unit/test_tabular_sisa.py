@@ -85,3 +85,24 @@ def test_a_served_tabular_ensemble_predicts_what_its_shards_vote(tmp_path):
     with torch.no_grad():
         votes = torch.stack([member(torch.tensor(features, dtype=torch.float32)).argmax(-1) for member in members])
     assert torch.equal(_served(lineage, tmp_path).predict(features), majority_vote(votes, 2))
+
+
+def test_a_deletion_retrains_with_the_thread_count_of_the_original_training(tmp_path):
+    """A worker's torch may run more threads than the training did; sums split over threads round
+    differently, so unless the deletion pins the recorded count a resumed shard and the same shard
+    retrained from scratch can differ in their last bits (seen in CI: a digits reference hash
+    differed from the deletion's)."""
+    from unlearning.lm import torch_threads
+
+    dataset = load_tabular("digits")
+    learner = TabularLearner.for_dataset(dataset, MLPRecipe(hidden=32, epochs=10), SISA.slices)
+    lineage = train_sisa(dataset.train, learner, SISA, tmp_path)  # one thread (the module's)
+    assert lineage.threads == 1
+    late = [record_id for record_id, place in lineage.placements.items() if place.slice == SISA.slices - 1][:3]
+    plan = plan_deletion(lineage, late)
+    assert all(shard.first_slice > 0 for shard in plan.shards)  # resumed from a stored checkpoint
+    with torch_threads(2):
+        resumed = execute_deletion(lineage, plan, dataset.train, learner, tmp_path)
+        scratch = execute_deletion(lineage, plan, dataset.train, learner, tmp_path, from_scratch=True)
+        assert torch.get_num_threads() == 2  # the caller's setting is given back
+    assert export_served_model(resumed, tmp_path)[0] == export_served_model(scratch, tmp_path)[0]
