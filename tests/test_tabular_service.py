@@ -172,6 +172,7 @@ def test_bad_rows_are_refused_with_one_line_and_nothing_is_registered(store, tmp
         "fraction": ([good, {**good, "record_id": "r2", "target": 0.5}], "row r2: a class target is a whole number"),
         "no-target": ([good, {k: v for k, v in good.items() if k != "target"}], r":2: record lacks target$"),
         "text": ([{"record_id": "t", "kind": "bio", "text": "hello"}], "is of kind 'bio': use train_governed_model"),
+        "flag": ([good, {**good, "record_id": "r2", "features": [True, 0.2]}], "row r2: features must be 2 numbers"),
     }
     for name, (records, message) in cases.items():
         path = tmp_path / f"{name}.jsonl"
@@ -179,6 +180,12 @@ def test_bad_rows_are_refused_with_one_line_and_nothing_is_registered(store, tmp
         with pytest.raises(CommandError, match=message):
             call_command("train_tabular_model", name=name, manifest=str(path), holdout=str(path),
                          task="classification")
+    training, unseen_class = tmp_path / "train.jsonl", tmp_path / "unseen.jsonl"
+    training.write_text(json.dumps(good) + "\n")
+    unseen_class.write_text(json.dumps({**good, "record_id": "h1", "target": 3}) + "\n")
+    with pytest.raises(CommandError, match="row h1: class 3 is in no training row"):
+        call_command("train_tabular_model", name="unseen", manifest=str(training), holdout=str(unseen_class),
+                     task="classification")
     with pytest.raises(CommandError, match="--manifest needs --task and --holdout"):
         call_command("train_tabular_model", name="x", manifest=str(tmp_path / "short.jsonl"))
     with pytest.raises(CommandError, match="is of kind 'row': use train_tabular_model"):

@@ -87,6 +87,10 @@ def rows_dataset(name: str, task: str, train: list[dict], test: list[dict]) -> T
         if task == REGRESSION and not _is_number(target):
             raise ValueError(f"row {row['record_id']}: a regression target is a number, not {target!r}")
     outputs = max(row["target"] for row in train) + 1 if task == CLASSIFICATION else 1
+    unseen = next((row for row in test if task == CLASSIFICATION and row["target"] >= outputs), None)
+    if unseen is not None:
+        raise ValueError(f"row {unseen['record_id']}: class {unseen['target']} is in no training row "
+                         f"(training classes 0..{outputs - 1})")
     return TabularDataset(name, task, features, outputs, list(train), list(test))
 
 
