@@ -14,10 +14,10 @@ from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets, row_audit_sets
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
-from unlearning.governed import CAUSAL_LM, load_governed
+from unlearning.governed import load_governed
 from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import ModelVersion, VersionRole
+from unlearning.models import ModelKind, ModelVersion, VersionRole
 from unlearning.runner import EXACT_DELETIONS
 from unlearning.s3t import S3TLineage
 from unlearning.selectors import removed_record_ids, still_placed, version_before_removal, version_lineage
@@ -102,7 +102,7 @@ def run_audit(job_id: int) -> None:
         manifest = read_manifest(Path(job.asset.training_manifest))
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
-        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed) if job.asset.kind == CAUSAL_LM
+        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed) if job.asset.kind == ModelKind.CAUSAL_LM
                 else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}
         reference = reference_version(job, manifest, removed)

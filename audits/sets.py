@@ -61,6 +61,10 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
 
 
 def row_audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str]) -> RowAuditSets:
-    """A tabular model's forgotten rows, and its held-out rows (never trained: the other side of
-    every comparison)."""
-    return RowAuditSets(forget_rows=[r for r in manifest if r["record_id"] in forget_ids], holdout_rows=list(holdout))
+    """A tabular model's forgotten rows, its held-out rows (never trained: the other side of every
+    comparison), and the variance of its training targets (a regressor's errors are scaled by it)."""
+    targets = [float(r["target"]) for r in manifest]
+    mean = sum(targets) / len(targets)
+    variance = sum((t - mean) ** 2 for t in targets) / len(targets)
+    return RowAuditSets(forget_rows=[r for r in manifest if r["record_id"] in forget_ids], holdout_rows=list(holdout),
+                        target_variance=variance or 1.0)

@@ -152,10 +152,10 @@ CLASSIFIER_POLICY = VerdictPolicy(
 REGRESSOR_POLICY = VerdictPolicy(
     version="2026.11-regressor",
     rules=(
-        _forget("forget_row_squared_error", "row_fit", 0.25, "Forgotten rows, squared error (standardised)"),
+        _forget("forget_row_relative_squared_error", "row_fit", 0.25, "Forgotten rows, squared error / target variance"),
         _ROW_ATTACK,
-        MetricRule("heldout_squared_error", "row_utility", "keep_original", 0.1, 20,
-                   "Held-out squared error (standardised; utility)", higher_is_better=False),
+        MetricRule("heldout_relative_squared_error", "row_utility", "keep_original", 0.1, 20,
+                   "Held-out squared error / target variance (utility)", higher_is_better=False),
     ),
 )
 # unlearning.models.ModelKind → the policy its audits are judged by.

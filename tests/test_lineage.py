@@ -65,6 +65,23 @@ def test_claiming_freezes_the_forget_set_and_only_one_claim_wins(tiny_model, gov
     assert {r.status for r in job.requests.all()} == {RequestStatus.UNLEARNING}
 
 
+def test_a_models_next_job_waits_for_its_running_job_and_starts_when_it_ends(
+        tiny_model, governed, submit, legal_user, django_capture_on_commit_callbacks):
+    first, second = tiny_model.world.trained_people[:2]
+    services.schedule_request(request_id=approved(submit, legal_user, first).pk)
+    running = unlearning_services.claim_job(UnlearningJob.objects.get().pk)
+    services.schedule_request(request_id=approved(submit, legal_user, second).pk)  # a new job: the first has started
+    waiting = UnlearningJob.objects.get(status=JobStatus.QUEUED)
+    # Run at once, both would start from the same version and the later result would undo the other.
+    assert unlearning_services.claim_job(waiting.pk) is None
+    waiting.refresh_from_db()
+    assert waiting.status == JobStatus.QUEUED and waiting.attempts == 0
+    with django_capture_on_commit_callbacks() as callbacks:
+        unlearning_services.fail_job(job_id=running.pk, step="unlearning", error="worker lost")
+    assert len(callbacks) == 1  # the waiting job is sent to the workers once the running one has ended
+    assert unlearning_services.claim_job(waiting.pk).base_version == governed.current_version
+
+
 def test_a_verified_identity_without_records_fails_at_scoping(governed, submit, legal_user, tiny_model):
     request = services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.holdout_people[0]).pk)
     assert request.status == RequestStatus.FAILED and request.failed_step == "scope"

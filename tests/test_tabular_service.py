@@ -81,7 +81,7 @@ def test_a_digits_classifier_is_registered_with_every_rows_shard_and_slice(store
         "subject-00017@digits.example"}
 
 
-def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independent_computation(
+def test_row_owners_requests_retrain_only_their_shards_and_the_audits_match_an_independent_computation(
         store, submit, legal_user, legal_api, django_capture_on_commit_callbacks):
     asset = train("digits", "digits-sisa")
     training = rows(asset.training_manifest)
@@ -105,6 +105,7 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
     assert all(not deleted & set(c.trained_record_ids) for checkpoints in after.shards for c in checkpoints)
     affected = {s["shard"] for s in job.outcome["plan"]["shards"]}
     before = version_lineage(job.base_version)
+    assert affected == {before.placements[record_id].shard for record_id in deleted}
     assert all(after.shards[k] == before.shards[k] for k in range(SHARDS) if k not in affected)
 
     run = AuditRun.objects.get(job=job)
@@ -151,6 +152,22 @@ def test_row_owners_requests_retrain_one_shard_and_the_audits_match_an_independe
     assert "in-context relearning" not in text  # a language model's limitation, not this model's
 
 
+def test_a_batch_with_an_already_deleted_owner_deletes_only_what_is_still_there(
+        store, submit, legal_user, django_capture_on_commit_callbacks):
+    asset = train("digits", "digits-sisa")
+    first, second = (row["owner_key"] for row in rows(asset.training_manifest)[:2])
+    certified(legal_user, [verified(submit, first)], django_capture_on_commit_callbacks)
+    certified(legal_user, [verified(submit, first), verified(submit, second)], django_capture_on_commit_callbacks)
+
+    earlier, batch = UnlearningJob.objects.order_by("pk")
+    second_row = TrainingRecord.objects.get(asset=asset, owner_key=second).record_id
+    assert set(batch.forget_record_ids) == set(earlier.forget_record_ids) | {second_row}
+    assert batch.outcome["plan"]["deleted_record_ids"] == [second_row]  # the first owner's row was gone already
+    assert batch.base_version == earlier.result_version != batch.result_version
+    # The first owner's row left with the earlier job: forgetting is measured from the model before it.
+    assert AuditRun.objects.get(job=batch).original_version == earlier.base_version
+
+
 def test_a_diabetes_regressor_is_judged_by_squared_errors(store, submit, legal_user, django_capture_on_commit_callbacks):
     asset = train("diabetes", "diabetes-sisa")
     assert asset.kind == ModelKind.REGRESSOR
@@ -159,35 +176,48 @@ def test_a_diabetes_regressor_is_judged_by_squared_errors(store, submit, legal_u
     run = AuditRun.objects.get()
     results = {r.metric: r for r in run.results.all()}
     assert run.policy["version"] == "2026.11-regressor"
-    assert set(results) == {"forget_row_squared_error", "row_mia_loss_auc", "heldout_squared_error"}
+    assert set(results) == {"forget_row_relative_squared_error", "row_mia_loss_auc", "heldout_relative_squared_error"}
     prediction = member_outputs(run.unlearned_version, np.array([owner["features"]])).mean(0)[0, 0]
-    assert results["forget_row_squared_error"].unlearned_value == pytest.approx(
-        (prediction - owner["target"]) ** 2, rel=1e-5)
+    variance = np.var([r["target"] for r in rows(asset.training_manifest)])
+    assert results["forget_row_relative_squared_error"].unlearned_value == pytest.approx(
+        (prediction - owner["target"]) ** 2 / variance, rel=1e-5)
 
 
 def test_bad_rows_are_refused_with_one_line_and_nothing_is_registered(store, tmp_path):
     good = {"record_id": "r1", "owner_key": "a@x.example", "kind": "row", "features": [0.1, 0.2], "target": 1}
-    cases = {
-        "short": ([good, {**good, "record_id": "r2", "features": [0.1]}], "row r2: features must be 2 numbers"),
-        "fraction": ([good, {**good, "record_id": "r2", "target": 0.5}], "row r2: a class target is a whole number"),
-        "no-target": ([good, {k: v for k, v in good.items() if k != "target"}], r":2: record lacks target$"),
-        "text": ([{"record_id": "t", "kind": "bio", "text": "hello"}], "is of kind 'bio': use train_governed_model"),
-        "flag": ([good, {**good, "record_id": "r2", "features": [True, 0.2]}], "row r2: features must be 2 numbers"),
+    other = {**good, "record_id": "r2", "owner_key": "b@x.example", "target": 0}
+    held_out = {**good, "record_id": "h1", "owner_key": "c@x.example"}
+    cases = {  # name: (training rows, held-out rows, the one line expected)
+        "short": ([good, {**other, "features": [0.1]}], [held_out], "row r2: features must be 2 numbers"),
+        "flag": ([good, {**other, "features": [True, 0.2]}], [held_out], "row r2: features must be 2 numbers"),
+        "huge": ([good, {**other, "features": [10 ** 400, 0.2]}], [held_out], "row r2: features must be 2 numbers"),
+        "fraction": ([good, {**other, "target": 0.5}], [held_out], "row r2: a class target is a whole number"),
+        "no-target": ([good, {k: v for k, v in other.items() if k != "target"}], [held_out],
+                      r":2: record lacks target$"),
+        "text": ([{"record_id": "t", "kind": "bio", "text": "hello"}], [held_out],
+                 "is of kind 'bio': use train_governed_model"),
+        "one-class": ([good, {**other, "target": 1}], [held_out], "hold 1 class: a classifier needs two at least"),
+        "unseen-class": ([good, other], [{**held_out, "target": 3}], "row h1: class 3 is in no training row"),
+        "both-sides": ([good, other], [good], "row r1 is both a training and a held-out row"),
+        "owner": ([good, {**other, "owner_key": "Bob@X.example"}], [held_out],
+                  "record r2: owner_key 'Bob@X.example' is not an e-mail address in lower case"),
     }
-    for name, (records, message) in cases.items():
-        path = tmp_path / f"{name}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for name, (training, holdout, message) in cases.items():
+        paths = tmp_path / f"{name}-train.jsonl", tmp_path / f"{name}-holdout.jsonl"
+        for path, records in zip(paths, (training, holdout)):
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
         with pytest.raises(CommandError, match=message):
-            call_command("train_tabular_model", name=name, manifest=str(path), holdout=str(path),
+            call_command("train_tabular_model", name=name, manifest=str(paths[0]), holdout=str(paths[1]),
                          task="classification")
-    training, unseen_class = tmp_path / "train.jsonl", tmp_path / "unseen.jsonl"
-    training.write_text(json.dumps(good) + "\n")
-    unseen_class.write_text(json.dumps({**good, "record_id": "h1", "target": 3}) + "\n")
-    with pytest.raises(CommandError, match="row h1: class 3 is in no training row"):
-        call_command("train_tabular_model", name="unseen", manifest=str(training), holdout=str(unseen_class),
-                     task="classification")
     with pytest.raises(CommandError, match="--manifest needs --task and --holdout"):
-        call_command("train_tabular_model", name="x", manifest=str(tmp_path / "short.jsonl"))
+        call_command("train_tabular_model", name="x", manifest=str(tmp_path / "short-train.jsonl"))
     with pytest.raises(CommandError, match="is of kind 'row': use train_tabular_model"):
-        call_command("train_governed_model", name="rows", manifest=str(tmp_path / "short.jsonl"))
+        call_command("train_governed_model", name="rows", manifest=str(tmp_path / "short-train.jsonl"))
     assert not ModelAsset.objects.exists()
+
+
+def test_the_datasets_offered_are_those_the_engine_loads():
+    from unlearning.management.commands.train_tabular_model import BUNDLED_DATASETS
+    from unlearning.tabular import LOADERS
+
+    assert BUNDLED_DATASETS == tuple(LOADERS)

@@ -60,7 +60,7 @@ def train_governed(training: Sequence[dict], holdout: Sequence[dict], tokenizer,
 def train_governed_rows(dataset: TabularDataset, recipe: MLPRecipe, sisa: SisaConfig, store: Path) -> GovernedModel:
     """A tabular data set's training rows as SISA shards of MLPs; its test rows are the holdout."""
     _, training_manifest = write_manifest(dataset.train, store)
-    holdout_manifest = write_manifest(dataset.test, store)[1] if dataset.test else None
+    _, holdout_manifest = write_manifest(dataset.test, store)
     started = time.perf_counter()
     lineage = train_sisa(dataset.train, TabularLearner.for_dataset(dataset, recipe, sisa.slices), sisa, store)
     sha256, path = export_served_model(lineage, store)

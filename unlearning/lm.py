@@ -13,8 +13,7 @@ import math
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,14 +323,3 @@ def mean_text_loss(model, tokenizer, texts: Sequence[str]) -> float:
     losses = text_losses(model, tokenizer, texts)
     return sum(losses) / len(losses)
 
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with this many torch intra-op threads (None: leave them as they are)."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

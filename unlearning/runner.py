@@ -17,7 +17,7 @@ from unlearning.lm import load_checkpoint, mean_text_loss, save_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.models import TrainingRegime
-from unlearning.selectors import jobs_that_removed, still_placed, version_lineage
+from unlearning.selectors import earlier_jobs_that_removed, still_placed, version_lineage
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,10 @@ def delete_exactly(job) -> None:
 
 def complete_unchanged(job) -> None:
     """Every record was deleted before: the job succeeds with the base version as its result."""
-    base, earlier = job.base_version, jobs_that_removed(job.asset, job.forget_record_ids)
+    base, earlier = job.base_version, earlier_jobs_that_removed(job)
+    by = f"job {', '.join(str(other.pk) for other in earlier)}" if earlier else "an earlier job"
     summary = (f"Nothing left to delete: the {len(job.forget_record_ids)} records were deleted from this model by "
-               f"job {', '.join(map(str, earlier))}; the model is unchanged (no training).")
+               f"{by}; the model is unchanged (no training).")
     lineage = version_lineage(base)
     services.complete_job(job_id=job.pk, sha256=base.sha256, path=Path(base.storage_path), lineage=lineage, outcome={
         "method_kind": "exact", "params": asdict(lineage.config), "steps": 0,

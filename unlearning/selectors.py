@@ -6,7 +6,7 @@ from pathlib import Path
 from django.db.models import Count
 
 from unlearning import s3t, sisa
-from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, TrainingRegime
+from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, TrainingRegime, UnlearningJob
 from unlearning.recipe import TrainingRecipe, training_steps
 
 # What a model's jobs run: an approximate method on a plain model's weights; on SISA and S3T, an
@@ -47,19 +47,28 @@ def removed_record_ids(asset: ModelAsset, up_to_job=None) -> set[str]:
     return removed
 
 
-def jobs_that_removed(asset: ModelAsset, record_ids: list[str]) -> list[int]:
-    """The succeeded jobs of this model that removed any of these records, oldest first."""
-    wanted = set(record_ids)
-    return [pk for pk, ids in asset.jobs.filter(status=JobStatus.SUCCEEDED).order_by("pk")
-            .values_list("pk", "forget_record_ids") if wanted & set(ids)]
+def records_removed_by(job: UnlearningJob) -> set[str]:
+    """What a succeeded job took out of its model: an exact job, the records its plan deleted (none
+    when an earlier job had deleted them all); an approximate one, its whole forget set."""
+    if job.outcome.get("method_kind") == "exact":
+        return set((job.outcome.get("plan") or {}).get("deleted_record_ids", ()))
+    return set(job.forget_record_ids)
 
 
-def version_before_removal(job) -> ModelVersion:
+def earlier_jobs_that_removed(job: UnlearningJob) -> list[UnlearningJob]:
+    """The model's succeeded jobs before this one that removed any of its records, oldest first
+    (jobs of one model run one at a time, in the order they were created)."""
+    wanted = set(job.forget_record_ids)
+    earlier = job.asset.jobs.filter(status=JobStatus.SUCCEEDED, pk__lt=job.pk).order_by("pk")
+    return [other for other in earlier if wanted & records_removed_by(other)]
+
+
+def version_before_removal(job: UnlearningJob) -> ModelVersion:
     """The last version that still held the job's records: its base, unless an earlier job removed
     some of them first (a second request for the same person), then that job's base. The audits
     call it the original: the model whose knowledge of the person the forgetting is measured from."""
-    earlier = [pk for pk in jobs_that_removed(job.asset, job.forget_record_ids) if pk != job.pk]
-    return job.asset.jobs.get(pk=earlier[0]).base_version if earlier else job.base_version
+    earlier = earlier_jobs_that_removed(job)
+    return earlier[0].base_version if earlier else job.base_version
 
 
 @lru_cache(maxsize=8)

@@ -98,12 +98,19 @@ def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
 
 
 def claim_job(job_id: int) -> UnlearningJob | None:
-    """Take a queued job for this worker; None when another worker has it or it is finished.
+    """Take a queued job for this worker; None when another worker has it, it is finished, or
+    another job of the same model is running (that job starts this one when it ends).
 
     The claim is a conditional UPDATE: of two deliveries of the same task, exactly one changes a row.
-    The forget set and the base version are frozen at the claim, in the same transaction.
+    The forget set and the base version are frozen at the claim, in the same transaction. Jobs of
+    one model run one at a time, because each builds on the version the one before produced: two
+    at once would both start from the same base, and the later result would bring back what the
+    earlier one removed. The model's row lock makes the check and the claim one step.
     """
     with transaction.atomic():
+        asset_id = UnlearningJob.objects.filter(pk=job_id).values_list("asset_id", flat=True).first()
+        if asset_id is None or model_busy(asset_id, job_id):
+            return None
         claimed = UnlearningJob.objects.filter(
             pk=job_id, status=JobStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
         ).update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
@@ -125,6 +132,21 @@ def claim_job(job_id: int) -> UnlearningJob | None:
             "forget_records": len(job.forget_record_ids), "forget_set_sha256": job.forget_set_sha256,
         })
         return job
+
+
+def model_busy(asset_id: int, job_id: int) -> bool:
+    """Lock the model's row and say whether another of its jobs is running (call in a transaction)."""
+    list(ModelAsset.objects.select_for_update().filter(pk=asset_id).values_list("pk", flat=True))
+    return UnlearningJob.objects.filter(asset_id=asset_id, status=JobStatus.RUNNING).exclude(pk=job_id).exists()
+
+
+def start_next_job(asset: ModelAsset) -> None:
+    """Once a job of the model ends, send its queued job (if any) to the workers (call in a transaction)."""
+    queued = asset.jobs.filter(status=JobStatus.QUEUED).order_by("pk").first()
+    if queued is not None:
+        from workers import tasks
+
+        transaction.on_commit(lambda: tasks.run_unlearning_job.delay(queued.pk))
 
 
 def record_progress(job_id: int, fraction: float, message: str) -> None:
@@ -169,6 +191,7 @@ def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
     from workers import tasks
 
     transaction.on_commit(lambda: tasks.run_audit.delay(job.pk))
+    start_next_job(job.asset)
     return job
 
 
@@ -180,3 +203,4 @@ def fail_job(*, job_id: int, step: str, error: str) -> None:
     auditlog.append(actor=compliance_services.WORKER, action="job.failed", obj=job, data={"step": step, "error": error[:500]})
     for request in job.requests.select_for_update().order_by("pk"):
         compliance_services.fail(request, step=step, reason=error)
+    start_next_job(job.asset)

@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 SERVED_MANIFEST = "sisa.json"
 SERVED_FORMAT = "sisa-ensemble/1"
@@ -205,7 +210,8 @@ class SisaLineage:
             "placements": {record_id: asdict(p) for record_id, p in sorted(self.placements.items())},
             "shards": [[asdict(c) for c in checkpoints] for checkpoints in self.shards],
             "generation": self.generation,
-            "threads": self.threads,
+            # Only when recorded: a lineage from before threads were recorded keeps its hash.
+            **({"threads": self.threads} if self.threads is not None else {}),
         }
 
     @classmethod
@@ -230,6 +236,23 @@ def _shard_slices(records: Sequence[dict], placements: dict[str, Placement], con
         if place is not None and place.shard == shard:
             slices[place.slice].append(record)
     return slices
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with this many torch intra-op threads (None: leave them as they are)."""
+    import torch  # only training sets threads; planning stays torch-free
+
+    previous = torch.get_num_threads()
+    if threads:
+        if threads > (os.cpu_count() or threads):
+            logger.warning("training with %d torch threads on %d cores, as the lineage was trained: threads will "
+                        "wait for each other (slow), but the result stays reproducible", threads, os.cpu_count())
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _train_slices(learner: Learner, state: Any, slices: list[list[dict]], first_slice: int, parent: str | None,
@@ -406,8 +429,6 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
     retrained reference the audits compare against, made by the same machinery. Both train with
     the lineage's thread count (`SisaLineage.threads`).
     """
-    from unlearning.lm import torch_threads  # torch: see _train_slices
-
     store = Path(store)
     if plan.lineage_sha256 != lineage.sha256():
         raise ValueError("the plan was made for another lineage: plan the deletion again")

@@ -70,32 +70,45 @@ def load_tabular(name: str, test_fraction: float = 0.2, seed: int = 0) -> Tabula
 
 def rows_dataset(name: str, task: str, train: list[dict], test: list[dict]) -> TabularDataset:
     """An operator's own rows as a data set, checked: every row as many numeric features as the
-    first, class targets whole numbers from 0, regression targets numbers. Taken as given (no
+    first, class targets whole numbers from 0 (two classes at least, every held-out class seen in
+    training), regression targets numbers, no row on both sides. Taken as given (no
     standardisation): preparing features is the operator's, and a deletion must not change it."""
     if task not in (CLASSIFICATION, REGRESSION):
         raise ValueError(f"task is {CLASSIFICATION} or {REGRESSION}, not {task!r}")
-    if not train:
-        raise ValueError("no training rows")
+    if not train or not test:
+        raise ValueError("no training rows" if not train else "no held-out rows: the audits compare with them")
     features = len(train[0]["features"])
     for row in [*train, *test]:
-        values = row["features"]
-        if not isinstance(values, list) or len(values) != features or not all(_is_number(v) for v in values):
-            raise ValueError(f"row {row['record_id']}: features must be {features} numbers, like the first row's")
-        target = row["target"]
-        if task == CLASSIFICATION and not (isinstance(target, int) and not isinstance(target, bool) and target >= 0):
-            raise ValueError(f"row {row['record_id']}: a class target is a whole number from 0, not {target!r}")
-        if task == REGRESSION and not _is_number(target):
-            raise ValueError(f"row {row['record_id']}: a regression target is a number, not {target!r}")
-    outputs = max(row["target"] for row in train) + 1 if task == CLASSIFICATION else 1
-    unseen = next((row for row in test if task == CLASSIFICATION and row["target"] >= outputs), None)
-    if unseen is not None:
-        raise ValueError(f"row {unseen['record_id']}: class {unseen['target']} is in no training row "
-                         f"(training classes 0..{outputs - 1})")
-    return TabularDataset(name, task, features, outputs, list(train), list(test))
+        _check_row(row, task, features)
+    if both := sorted({r["record_id"] for r in train} & {r["record_id"] for r in test}):
+        raise ValueError(f"row {both[0]} is both a training and a held-out row")
+    if task == REGRESSION:
+        return TabularDataset(name, task, features, 1, list(train), list(test))
+    classes = {row["target"] for row in train}
+    if len(classes) < 2:
+        raise ValueError(f"the training rows hold {len(classes)} class: a classifier needs two at least")
+    if unseen := next((row for row in test if row["target"] not in classes), None):
+        raise ValueError(f"row {unseen['record_id']}: class {unseen['target']} is in no training row")
+    return TabularDataset(name, task, features, max(classes) + 1, list(train), list(test))
+
+
+def _check_row(row: dict, task: str, features: int) -> None:
+    values, target = row["features"], row["target"]
+    if not isinstance(values, list) or len(values) != features or not all(_is_number(v) for v in values):
+        raise ValueError(f"row {row['record_id']}: features must be {features} numbers, like the first row's")
+    if task == CLASSIFICATION and not (isinstance(target, int) and not isinstance(target, bool) and target >= 0):
+        raise ValueError(f"row {row['record_id']}: a class target is a whole number from 0, not {target!r}")
+    if task == REGRESSION and not _is_number(target):
+        raise ValueError(f"row {row['record_id']}: a regression target is a number, not {target!r}")
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _standardised(values: np.ndarray, train_rows: np.ndarray) -> np.ndarray:

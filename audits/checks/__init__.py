@@ -67,6 +67,8 @@ class RowAuditSets:
 
     forget_rows: list[dict]
     holdout_rows: list[dict]
+    # A regressor's errors are divided by it, so that margins hold whatever the target's unit.
+    target_variance: float = 1.0
 
     def on_never_trained_people(self) -> RowAuditSets:
         """Never-trained rows in the forgotten rows' place (a gap's other side)."""

@@ -1,5 +1,5 @@
-"""Utility of a tabular model: accuracy (classifiers) or squared error (regressors) on the held-out
-rows, judged against the original: what the deletion cost everyone else."""
+"""Utility of a tabular model: accuracy (classifiers) or relative squared error (regressors, see
+row_fit) on the held-out rows, judged against the original: what the deletion cost everyone else."""
 
 from dataclasses import dataclass
 
@@ -14,4 +14,4 @@ class RowUtilityParams:
 
 @register("row_utility", RowUtilityParams, reads=RowAuditSets)
 def run(model, tokenizer, sets: RowAuditSets, params: RowUtilityParams, context) -> list[MetricScore]:
-    return [fit_score(model, sets.holdout_rows, "heldout")] if sets.holdout_rows else []
+    return [fit_score(model, sets.holdout_rows, "heldout", sets.target_variance)] if sets.holdout_rows else []

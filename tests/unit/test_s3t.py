@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from unlearning.lm import TrainingRecipe, checkpoint_sha256, greedy_generate, torch_threads, train_tokenizer
+from unlearning.lm import TrainingRecipe, checkpoint_sha256, greedy_generate, train_tokenizer
 from unlearning.s3t import (
     S3TConfig,
     S3TDeletionPlan,
@@ -19,6 +19,7 @@ from unlearning.s3t import (
     train_base_model,
     train_s3t,
 )
+from unlearning.sisa import torch_threads
 from unlearning.world import World, WorldConfig, qa_prompt, tokenizer_corpus
 
 SEED = 3

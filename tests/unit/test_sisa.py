@@ -18,9 +18,9 @@ from transformers import AutoModelForCausalLM
 
 from unlearning.ensemble import EnsembleCausalLM
 from unlearning.lm import (TrainingRecipe, checkpoint_sha256, collate, encode, greedy_continue, load_checkpoint,
-                           prompt_ids, torch_threads, train_tokenizer)
+                           prompt_ids, train_tokenizer)
 from unlearning.sisa import (DeletionPlan, Placement, SisaConfig, SisaLineage, assign, execute_deletion,
-                             export_served_model, plan_deletion, read_served_manifest, train_sisa)
+                             export_served_model, plan_deletion, read_served_manifest, torch_threads, train_sisa)
 from unlearning.sisa_lm import CausalLMLearner
 from unlearning.world import World, WorldConfig, qa_prompt, tokenizer_corpus
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, train_sisa
+from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, torch_threads, train_sisa
 from unlearning.tabular import (CLASSIFICATION, MLPRecipe, TabularEnsemble, TabularLearner, held_out_accuracy,
                                 held_out_r2, held_out_rmse, load_mlp, load_tabular, load_tabular_ensemble,
                                 majority_vote)
@@ -87,22 +87,31 @@ def test_a_served_tabular_ensemble_predicts_what_its_shards_vote(tmp_path):
     assert torch.equal(_served(lineage, tmp_path).predict(features), majority_vote(votes, 2))
 
 
+class ThreadCountingLearner(TabularLearner):
+    """Notes torch's thread count at every slice it trains."""
+
+    def train_slice(self, model, records, seed):
+        self.threads_seen.append(torch.get_num_threads())
+        return super().train_slice(model, records, seed)
+
+
 def test_a_deletion_retrains_with_the_thread_count_of_the_original_training(tmp_path):
     """A worker's torch may run more threads than the training did; sums split over threads round
     differently, so unless the deletion pins the recorded count a resumed shard and the same shard
     retrained from scratch can differ in their last bits (seen in CI: a digits reference hash
-    differed from the deletion's)."""
-    from unlearning.lm import torch_threads
-
+    differed from the deletion's; on this machine, unpinned, too)."""
     dataset = load_tabular("digits")
-    learner = TabularLearner.for_dataset(dataset, MLPRecipe(hidden=32, epochs=10), SISA.slices)
+    learner = ThreadCountingLearner.for_dataset(dataset, MLPRecipe(hidden=32, epochs=10), SISA.slices)
+    learner.threads_seen = []
     lineage = train_sisa(dataset.train, learner, SISA, tmp_path)  # one thread (the module's)
     assert lineage.threads == 1
     late = [record_id for record_id, place in lineage.placements.items() if place.slice == SISA.slices - 1][:3]
     plan = plan_deletion(lineage, late)
     assert all(shard.first_slice > 0 for shard in plan.shards)  # resumed from a stored checkpoint
+    learner.threads_seen = []
     with torch_threads(2):
         resumed = execute_deletion(lineage, plan, dataset.train, learner, tmp_path)
         scratch = execute_deletion(lineage, plan, dataset.train, learner, tmp_path, from_scratch=True)
         assert torch.get_num_threads() == 2  # the caller's setting is given back
+    assert learner.threads_seen and set(learner.threads_seen) == {1}
     assert export_served_model(resumed, tmp_path)[0] == export_served_model(scratch, tmp_path)[0]

@@ -22,9 +22,7 @@ from rest_framework.test import APIClient
 from compliance.management.commands.create_legal_user import ensure_legal_user
 from compliance.models import RemovalRequest, RequestStatus
 from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAMES
-
-
-TABULAR_DATASETS = ("digits", "breast_cancer", "diabetes")
+from unlearning.management.commands.train_tabular_model import BUNDLED_DATASETS
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class Command(BaseCommand):
         parser.add_argument("--regime", choices=tuple(DEMO_MODEL_NAMES), default="plain",
                             help="plain: GradDiff on one model (suppression); sisa: exact deletion by SISA shard "
                                  "retraining; s3t: exact deletion by switching S3T adapters off")
-        parser.add_argument("--dataset", choices=TABULAR_DATASETS,
+        parser.add_argument("--dataset", choices=BUNDLED_DATASETS,
                             help="instead of the demo world's language model: a SISA classifier or regressor on "
                                  "this scikit-learn data set, and the owner of one of its rows")
 

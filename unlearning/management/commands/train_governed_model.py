@@ -1,7 +1,9 @@
 """Train a governed causal LM from the operator's own JSONL manifests and register it."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 
 from unlearning.management.regimes import add_regime_arguments, regime_configs, register_trained
 from unlearning.models import ModelAsset
@@ -55,4 +57,16 @@ def read(path: str, kind: str = "text") -> list[dict]:
     if wrong := next((r for r in records if (r["kind"] == "row") != (kind == "row")), None):
         use = "train_tabular_model" if kind == "text" else "train_governed_model"
         raise CommandError(f"{path}: record {wrong['record_id']} is of kind {wrong['kind']!r}: use {use} for it")
+    if unreachable := next((r for r in records if r.get("owner_key") and not is_request_email(r["owner_key"])), None):
+        raise CommandError(f"{path}: record {unreachable['record_id']}: owner_key {unreachable['owner_key']!r} is not an "
+                           "e-mail address in lower case, so no removal request could ever name it")
     return records
+
+
+def is_request_email(owner_key) -> bool:
+    """What a request's subject key can equal: requests store their e-mail address in lower case."""
+    try:
+        validate_email(owner_key)
+    except ValidationError:
+        return False
+    return owner_key == owner_key.lower()

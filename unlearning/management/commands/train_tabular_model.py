@@ -9,6 +9,8 @@ from unlearning.management.commands.train_governed_model import read
 from unlearning.models import ModelAsset, ModelKind
 
 KINDS = {"classification": ModelKind.CLASSIFIER, "regression": ModelKind.REGRESSOR}
+# unlearning.tabular.LOADERS' names, spelled out so that loading this command imports no torch.
+BUNDLED_DATASETS = ("digits", "breast_cancer", "diabetes")
 
 
 class Command(BaseCommand):
@@ -20,7 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True)
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--dataset", choices=("digits", "breast_cancer", "diabetes"),
+        source.add_argument("--dataset", choices=BUNDLED_DATASETS,
                             help="bundled with scikit-learn; one fictitious subject per row "
                                  "(subject-00017@digits.example owns row 17)")
         source.add_argument("--manifest", help="your training rows (JSONL), features already prepared")
