@@ -45,7 +45,7 @@ def train_governed(training: Sequence[dict], holdout: Sequence[dict], tokenizer,
     started = time.perf_counter()
     lineage = None
     if sisa is not None:
-        lineage = train_sisa(training, CausalLMLearner(tokenizer, recipe, sisa.slices), sisa, store)
+        lineage = train_sisa(training, CausalLMLearner(tokenizer, recipe, sisa), sisa, store)
         sha256, path = export_served_model(lineage, store, tokenizer)
     elif s3t_config is not None:
         lineage = s3t.train_s3t(training, s3t.train_base_model(training, tokenizer, recipe, store), s3t_config, store)
@@ -62,7 +62,7 @@ def train_governed_rows(dataset: TabularDataset, recipe: MLPRecipe, sisa: SisaCo
     _, training_manifest = write_manifest(dataset.train, store)
     _, holdout_manifest = write_manifest(dataset.test, store)
     started = time.perf_counter()
-    lineage = train_sisa(dataset.train, TabularLearner.for_dataset(dataset, recipe, sisa.slices), sisa, store)
+    lineage = train_sisa(dataset.train, TabularLearner.for_dataset(dataset, recipe, sisa), sisa, store)
     sha256, path = export_served_model(lineage, store)
     return GovernedModel(sha256, path, training_manifest, holdout_manifest, lineage_records(dataset.train),
                          time.perf_counter() - started, lineage)
@@ -79,8 +79,8 @@ def sisa_learner(kind: str, lineage: SisaLineage, path: Path, recipe: dict):
     """The learner that retrains a SISA lineage's shards: the one its lineage names."""
     if kind == CAUSAL_LM:
         _, tokenizer = load_checkpoint(path)
-        return CausalLMLearner(tokenizer, TrainingRecipe(**recipe), lineage.config.slices)
-    return TabularLearner.from_hyperparameters(lineage.learner["hyperparameters"], lineage.config.slices)
+        return CausalLMLearner(tokenizer, TrainingRecipe(**recipe), lineage.config)
+    return TabularLearner.from_hyperparameters(lineage.learner["hyperparameters"], lineage.config)
 
 
 def lineage_records(training: Sequence[dict]) -> list[dict]:

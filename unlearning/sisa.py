@@ -48,11 +48,17 @@ class SisaConfig:
     shards: int = 4
     slices: int = 4
     seed: int = 0  # seeds the placement and every shard model
+    # Training compute per shard relative to what plain training spends on the shard's records
+    # (SliceSchedule.matching_plain_training): a shard sees 1/shards of the data, and facts about
+    # its few people can need more passes than their share (the training commands' defaults).
+    epoch_scale: float = 1.0
 
     def __post_init__(self):
         for name in ("shards", "slices"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SISA needs at least 1 {name[:-1]}, not {getattr(self, name)}")
+        if not self.epoch_scale > 0:
+            raise ValueError(f"SISA's epoch scale must be positive, not {self.epoch_scale}")
 
 
 @dataclass(frozen=True)
@@ -108,13 +114,14 @@ class SliceSchedule:
         return self.epochs * math.ceil(records / self.batch_size)
 
     @classmethod
-    def matching_plain_training(cls, epochs: int, batch_size: int, slices: int) -> SliceSchedule:
-        """Epochs per slice that spend on a shard what `epochs` plain epochs spend on its records.
+    def matching_plain_training(cls, epochs: int, batch_size: int, slices: int, scale: float = 1.0) -> SliceSchedule:
+        """Epochs per slice that spend on a shard `scale` times what `epochs` plain epochs spend on
+        its records.
 
         With r slices, slice i trains on i/r of the shard's records, so e epochs per slice cost
         e(r+1)/2 passes over them: e = 2·epochs/(r+1), rounded, matches the plain model's compute.
         """
-        return cls(epochs=max(1, round(2 * epochs / (slices + 1))), batch_size=batch_size)
+        return cls(epochs=max(1, round(2 * epochs * scale / (slices + 1))), batch_size=batch_size)
 
 
 @dataclass(frozen=True)

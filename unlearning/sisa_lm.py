@@ -18,16 +18,17 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 from unlearning.lm import TrainingRecipe, new_model, train_from
-from unlearning.sisa import SliceSchedule, SliceTraining
+from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining
 
 
 class CausalLMLearner:
     name = "gpt2-causal-lm"
 
-    def __init__(self, tokenizer, recipe: TrainingRecipe, slices: int):
+    def __init__(self, tokenizer, recipe: TrainingRecipe, config: SisaConfig):
         self.tokenizer = tokenizer
         self.recipe = recipe
-        self.schedule = SliceSchedule.matching_plain_training(recipe.epochs, recipe.batch_size, slices)
+        self.schedule = SliceSchedule.matching_plain_training(recipe.epochs, recipe.batch_size, config.slices,
+                                                              config.epoch_scale)
 
     def hyperparameters(self) -> dict:
         # The engine seeds every shard and slice; the recipe's own seed plays no part.

@@ -27,7 +27,7 @@ from sklearn import datasets
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 
-from unlearning.sisa import SliceSchedule, SliceTraining, read_served_manifest, served_member_dirs
+from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining, read_served_manifest, served_member_dirs
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -149,19 +149,20 @@ def load_mlp(directory: Path) -> torch.nn.Sequential:
 class TabularLearner:
     """An MLP trained with AdamW in shuffled mini-batches: cross-entropy for classes, MSE for regression."""
 
-    def __init__(self, task: str, features: int, outputs: int, recipe: MLPRecipe, slices: int):
+    def __init__(self, task: str, features: int, outputs: int, recipe: MLPRecipe, config: SisaConfig):
         self.task, self.features, self.outputs, self.recipe = task, features, outputs, recipe
-        self.schedule = SliceSchedule.matching_plain_training(recipe.epochs, recipe.batch_size, slices)
+        self.schedule = SliceSchedule.matching_plain_training(recipe.epochs, recipe.batch_size, config.slices,
+                                                              config.epoch_scale)
 
     @classmethod
-    def for_dataset(cls, dataset: TabularDataset, recipe: MLPRecipe, slices: int) -> TabularLearner:
-        return cls(dataset.task, dataset.features, dataset.outputs, recipe, slices)
+    def for_dataset(cls, dataset: TabularDataset, recipe: MLPRecipe, config: SisaConfig) -> TabularLearner:
+        return cls(dataset.task, dataset.features, dataset.outputs, recipe, config)
 
     @classmethod
-    def from_hyperparameters(cls, hyperparameters: dict, slices: int) -> TabularLearner:
+    def from_hyperparameters(cls, hyperparameters: dict, config: SisaConfig) -> TabularLearner:
         """The learner a lineage names (`describe(learner)["hyperparameters"]`): what retrains its shards."""
         recipe = MLPRecipe(**{name: hyperparameters[name] for name in MLPRecipe.__dataclass_fields__})
-        return cls(hyperparameters["task"], hyperparameters["features"], hyperparameters["outputs"], recipe, slices)
+        return cls(hyperparameters["task"], hyperparameters["features"], hyperparameters["outputs"], recipe, config)
 
     @property
     def name(self) -> str:

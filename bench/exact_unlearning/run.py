@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -36,13 +36,15 @@ from audits.checks import QAItem  # noqa: E402
 from audits.checks.knowledge_qa import KnowledgeQAParams, qa_correctness  # noqa: E402
 from unlearning import s3t, sisa  # noqa: E402
 from unlearning.lm import TrainingRecipe, load_checkpoint, train_causal_lm, train_tokenizer, training_steps  # noqa: E402
+from unlearning.recipe import SISA_EPOCH_SCALE  # noqa: E402
 from unlearning.sisa_lm import CausalLMLearner  # noqa: E402
 from unlearning.tabular import (CLASSIFICATION, MLPRecipe, TabularLearner, held_out_accuracy, held_out_r2,  # noqa: E402
                                 load_tabular, load_tabular_ensemble)
 from unlearning.world import World, WorldConfig, tokenizer_corpus  # noqa: E402
 
 DEMO_PEOPLE, DEMO_SEED, DEMO_EPOCHS = 200, 0, 40  # the demo's defaults (config/settings.py)
-SISA_CONFIG = sisa.SisaConfig(shards=4, slices=4, seed=DEMO_SEED)
+SISA_CONFIG = sisa.SisaConfig(shards=4, slices=4, seed=DEMO_SEED)  # tabular: compute matching plain training's
+SISA_LM_CONFIG = replace(SISA_CONFIG, epoch_scale=SISA_EPOCH_SCALE)  # the training commands' default for LMs
 PLAIN_CONFIG = sisa.SisaConfig(shards=1, slices=1, seed=DEMO_SEED)  # one shard, one slice: plain training
 S3T_CONFIG = s3t.S3TConfig()  # the engine's defaults, sized for the demo world
 QA_SAMPLE = 200
@@ -181,8 +183,10 @@ def s3t_planned(plan: s3t.S3TDeletionPlan) -> tuple[int, float]:
     return sum(s.estimated_steps for s in plan.shards), sum(s.estimated_seconds for s in plan.shards)
 
 
-def language_bench(setup: LanguageSetup, deletions: list[int]) -> tuple[list[str], list[Deletion], dict[str, float]]:
-    """Train the three regimes once, then delete each batch of people independently from them."""
+def language_bench(setup: LanguageSetup, deletions: list[int],
+                   with_s3t: bool = True) -> tuple[list[str], list[Deletion], dict[str, float]]:
+    """Train the three regimes (S3T unless not `with_s3t`) once, then delete each batch of people
+    independently from them."""
     training_rows, before = [], {}
 
     log("plain: training the full model")
@@ -190,26 +194,28 @@ def language_bench(setup: LanguageSetup, deletions: list[int]) -> tuple[list[str
     before["plain"] = qa_points(plain, setup.tokenizer, setup.questions)
     training_rows.append(f"| plain (one GPT-2) | {seconds:.1f} | {steps} | {before['plain']:.1f} |")
 
-    log(f"SISA: training {SISA_CONFIG.shards} shards x {SISA_CONFIG.slices} slices")
-    learner = CausalLMLearner(setup.tokenizer, setup.recipe, SISA_CONFIG.slices)
-    lineage, seconds = timed(lambda: sisa.train_sisa(setup.records, learner, SISA_CONFIG, setup.store))
+    log(f"SISA: training {SISA_LM_CONFIG.shards} shards x {SISA_LM_CONFIG.slices} slices")
+    learner = CausalLMLearner(setup.tokenizer, setup.recipe, SISA_LM_CONFIG)
+    lineage, seconds = timed(lambda: sisa.train_sisa(setup.records, learner, SISA_LM_CONFIG, setup.store))
     served, export_seconds = timed(lambda: served_sisa_lm(lineage, setup))
     before["SISA"] = qa_points(served, setup.tokenizer, setup.questions)
     steps = sum(c.steps for checkpoints in lineage.shards for c in checkpoints)
-    training_rows.append(f"| SISA {SISA_CONFIG.shards} shards × {SISA_CONFIG.slices} slices "
+    training_rows.append(f"| SISA {SISA_LM_CONFIG.shards} shards × {SISA_LM_CONFIG.slices} slices "
                          f"({learner.schedule.epochs} epochs per slice) | {seconds:.1f} (+{export_seconds:.1f} export and load) "
                          f"| {steps} | {before['SISA']:.1f} |")
 
-    log("S3T: training the frozen base, then the adapters")
-    base, base_seconds = timed(lambda: s3t.train_base_model(setup.records, setup.tokenizer, setup.recipe, setup.store))
-    s3t_lineage, seconds = timed(lambda: s3t.train_s3t(setup.records, base, S3T_CONFIG, setup.store))
-    served, _ = s3t.load_s3t_model(s3t.export_served_model(s3t_lineage, setup.store)[1])
-    before["S3T"] = qa_points(served, setup.tokenizer, setup.questions)
-    steps = sum(shard.training_steps for shard in s3t_lineage.shards)
-    training_rows.append(f"| S3T {S3T_CONFIG.shards} shards × {S3T_CONFIG.slices} slices × "
-                         f"{S3T_CONFIG.orders_per_shard} orders, LoRA r={S3T_CONFIG.lora_rank}, {S3T_CONFIG.epochs_per_slice} epochs per slice | {base_seconds + seconds:.1f} "
-                         f"(base {base_seconds:.1f} on {len(base.record_ids)} general texts + adapters {seconds:.1f}) | "
-                         f"{training_steps(len(base.record_ids), setup.recipe)} + {steps} | {before['S3T']:.1f} |")
+    if with_s3t:
+        log("S3T: training the frozen base, then the adapters")
+        base, base_seconds = timed(lambda: s3t.train_base_model(setup.records, setup.tokenizer, setup.recipe, setup.store))
+        s3t_lineage, seconds = timed(lambda: s3t.train_s3t(setup.records, base, S3T_CONFIG, setup.store))
+        served, _ = s3t.load_s3t_model(s3t.export_served_model(s3t_lineage, setup.store)[1])
+        before["S3T"] = qa_points(served, setup.tokenizer, setup.questions)
+        steps = sum(shard.training_steps for shard in s3t_lineage.shards)
+        training_rows.append(
+            f"| S3T {S3T_CONFIG.shards} shards × {S3T_CONFIG.slices} slices × {S3T_CONFIG.orders_per_shard} orders, "
+            f"LoRA r={S3T_CONFIG.lora_rank}, {S3T_CONFIG.epochs_per_slice} epochs per slice | {base_seconds + seconds:.1f} "
+            f"(base {base_seconds:.1f} on {len(base.record_ids)} general texts + adapters {seconds:.1f}) | "
+            f"{training_steps(len(base.record_ids), setup.recipe)} + {steps} | {before['S3T']:.1f} |")
 
     measured = []
     for people in deletions:
@@ -225,14 +231,15 @@ def language_bench(setup: LanguageSetup, deletions: list[int]) -> tuple[list[str
                                  plan.estimated_seconds, sisa_steps_taken(after), seconds,
                                  qa_points(served_sisa_lm(after, setup), setup.tokenizer, setup.questions)))
 
-        log(f"deleting {people} people: S3T")
-        plan, after, path, seconds = s3t_deletion(s3t_lineage, setup, deleted)
-        planned_steps, planned_seconds = s3t_planned(plan)
-        model, _ = s3t.load_s3t_model(path)
-        measured.append(Deletion("S3T", people, len(deleted), s3t_what_ran(plan), planned_steps, planned_seconds,
-                                 after.deletions[-1].training_steps, seconds,
-                                 qa_points(model, setup.tokenizer, setup.questions)))
-        log(" | ".join(f"{d.regime} {d.seconds:.1f} s, QA {d.utility:.1f}" for d in measured[-3:]))
+        if with_s3t:
+            log(f"deleting {people} people: S3T")
+            plan, after, path, seconds = s3t_deletion(s3t_lineage, setup, deleted)
+            planned_steps, planned_seconds = s3t_planned(plan)
+            model, _ = s3t.load_s3t_model(path)
+            measured.append(Deletion("S3T", people, len(deleted), s3t_what_ran(plan), planned_steps, planned_seconds,
+                                     after.deletions[-1].training_steps, seconds,
+                                     qa_points(model, setup.tokenizer, setup.questions)))
+        log(" | ".join(f"{d.regime} {d.seconds:.1f} s, QA {d.utility:.1f}" for d in measured if d.people == people))
     return training_rows, measured, before
 
 
@@ -252,8 +259,8 @@ def tabular_bench(name: str, deletions: list[int], repeats: int, store: Path):
     rewrites the same bytes)."""
     dataset = load_tabular(name, seed=DEMO_SEED)
     recipe = MLPRecipe()
-    plain_learner = TabularLearner.for_dataset(dataset, recipe, PLAIN_CONFIG.slices)
-    sisa_learner = TabularLearner.for_dataset(dataset, recipe, SISA_CONFIG.slices)
+    plain_learner = TabularLearner.for_dataset(dataset, recipe, PLAIN_CONFIG)
+    sisa_learner = TabularLearner.for_dataset(dataset, recipe, SISA_CONFIG)
 
     def trained(records, learner, config):
         lineage = sisa.train_sisa(records, learner, config, store)
@@ -295,7 +302,7 @@ def tabular_utility_over_seeds(name: str, seeds: int, store: Path) -> list[tuple
         dataset = load_tabular(name, seed=seed)
         served = []
         for config in (PLAIN_CONFIG, SISA_CONFIG):
-            learner = TabularLearner.for_dataset(dataset, MLPRecipe(), config.slices)
+            learner = TabularLearner.for_dataset(dataset, MLPRecipe(), config)
             lineage = sisa.train_sisa(dataset.train, learner, sisa.SisaConfig(config.shards, config.slices, seed), store)
             served.append(tabular_points(dataset, sisa.export_served_model(lineage, store)[1]))
         points.append((seed, *served))
@@ -370,6 +377,7 @@ def main() -> None:
     parser.add_argument("--rows-deleted", default="1,10,100", help="tabular: rows deleted per (independent) deletion")
     parser.add_argument("--datasets", default="digits,diabetes", help="scikit-learn data sets; empty skips tabular")
     parser.add_argument("--skip-lm", action="store_true")
+    parser.add_argument("--skip-s3t", action="store_true", help="LM: plain and SISA only (S3T trains 10× longer)")
     parser.add_argument("--tabular-repeats", type=int, default=3)
     parser.add_argument("--utility-seeds", type=int, default=5,
                         help="tabular: also judge the utility goal on the mean over this many seeds (0 skips)")
@@ -392,7 +400,7 @@ def main() -> None:
         if not args.skip_lm:
             people_deleted = counts(args.people_deleted)
             setup = language_setup(args.people, args.epochs, max(people_deleted), store / "lm")
-            training, measured, before = language_bench(setup, people_deleted)
+            training, measured, before = language_bench(setup, people_deleted, with_s3t=not args.skip_s3t)
             report += [f"### Demo world LM: {args.people} people ({len(setup.world.trained_people)} trained, "
                        f"{len(setup.records)} training records), {args.epochs} epochs", "",
                        f"QA: greedy accuracy on {len(setup.questions)} questions about trained people that no "

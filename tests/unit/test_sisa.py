@@ -88,7 +88,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lineage(records, tokenizer, store):
-    return train_sisa(records, CausalLMLearner(tokenizer, RECIPE, CONFIG.slices), CONFIG, store)
+    return train_sisa(records, CausalLMLearner(tokenizer, RECIPE, CONFIG), CONFIG, store)
 
 
 @dataclass
@@ -120,9 +120,9 @@ def deletion(lineage, records, tokenizer, store):
     before = {p.name for p in store.iterdir()}
     plan = plan_deletion(lineage, deleted)
     after_plan = {p.name for p in store.iterdir()}
-    learner = RecordingLearner(CausalLMLearner(tokenizer, RECIPE, CONFIG.slices))
+    learner = RecordingLearner(CausalLMLearner(tokenizer, RECIPE, CONFIG))
     unlearned = execute_deletion(lineage, plan, records, learner, store)
-    reference = execute_deletion(lineage, plan, records, CausalLMLearner(tokenizer, RECIPE, CONFIG.slices), store,
+    reference = execute_deletion(lineage, plan, records, CausalLMLearner(tokenizer, RECIPE, CONFIG), store,
                                  from_scratch=True)
     return Deletion(deleted, plan, before, after_plan, unlearned, learner, reference)
 
@@ -255,7 +255,7 @@ def test_unknown_or_already_deleted_ids_and_stale_plans_are_rejected(deletion, l
     with pytest.raises(ValueError):
         plan_deletion(lineage, [])
     with pytest.raises(ValueError, match="another lineage"):
-        execute_deletion(deletion.lineage, deletion.plan, records, CausalLMLearner(tokenizer, RECIPE, CONFIG.slices), store)
+        execute_deletion(deletion.lineage, deletion.plan, records, CausalLMLearner(tokenizer, RECIPE, CONFIG), store)
 
 
 def test_a_lineage_survives_json(deletion):

@@ -24,7 +24,7 @@ def _served(lineage, store: Path) -> TabularEnsemble:
 
 def _trained_and_deleted(dataset, recipe, config, store):
     """The served model before and after deleting ten people's rows, with the lineages and plan."""
-    learner = TabularLearner.for_dataset(dataset, recipe, config.slices)
+    learner = TabularLearner.for_dataset(dataset, recipe, config)
     lineage = train_sisa(dataset.train, learner, config, store)
     deleted = {r["record_id"] for r in dataset.train[:: len(dataset.train) // DELETED_PEOPLE][:DELETED_PEOPLE]}
     plan = plan_deletion(lineage, deleted)
@@ -79,7 +79,7 @@ def test_a_diabetes_regressor_keeps_its_fit_through_a_deletion(tmp_path):
 
 def test_a_served_tabular_ensemble_predicts_what_its_shards_vote(tmp_path):
     cancer = load_tabular("breast_cancer")
-    lineage = train_sisa(cancer.train, TabularLearner.for_dataset(cancer, MLPRecipe(epochs=10), 2), SisaConfig(3, 2), tmp_path)
+    lineage = train_sisa(cancer.train, TabularLearner.for_dataset(cancer, MLPRecipe(epochs=10), SisaConfig(3, 2)), SisaConfig(3, 2), tmp_path)
     members = [load_mlp(tmp_path / c.path) for c in lineage.final_checkpoints()]
     features = [r["features"] for r in cancer.test]
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_a_deletion_retrains_with_the_thread_count_of_the_original_training(tmp_
     retrained from scratch can differ in their last bits (seen in CI: a digits reference hash
     differed from the deletion's; on this machine, unpinned, too)."""
     dataset = load_tabular("digits")
-    learner = ThreadCountingLearner.for_dataset(dataset, MLPRecipe(hidden=32, epochs=10), SISA.slices)
+    learner = ThreadCountingLearner.for_dataset(dataset, MLPRecipe(hidden=32, epochs=10), SISA)
     learner.threads_seen = []
     lineage = train_sisa(dataset.train, learner, SISA, tmp_path)  # one thread (the module's)
     assert lineage.threads == 1
@@ -115,3 +115,20 @@ def test_a_deletion_retrains_with_the_thread_count_of_the_original_training(tmp_
         assert torch.get_num_threads() == 2  # the caller's setting is given back
     assert learner.threads_seen and set(learner.threads_seen) == {1}
     assert export_served_model(resumed, tmp_path)[0] == export_served_model(scratch, tmp_path)[0]
+
+
+def test_the_epoch_scale_sets_the_schedule_and_deletions_retrain_by_it(tmp_path):
+    from unlearning.governed import sisa_learner
+    from unlearning.sisa import describe
+
+    dataset, recipe = load_tabular("breast_cancer"), MLPRecipe(epochs=10)
+    config = SisaConfig(shards=2, slices=3, epoch_scale=2.0)
+    learner = TabularLearner.for_dataset(dataset, recipe, config)
+    assert learner.schedule.epochs == round(2 * 10 * 2.0 / (3 + 1))  # twice plain training's share
+    lineage = train_sisa(dataset.train, learner, config, tmp_path)
+    assert lineage.config.epoch_scale == 2.0
+    rebuilt = sisa_learner("classifier", lineage, tmp_path, {})
+    assert describe(rebuilt) == lineage.learner  # what the service retrains a deletion with
+    plan = plan_deletion(lineage, [dataset.train[0]["record_id"]])
+    after = execute_deletion(lineage, plan, dataset.train, rebuilt, tmp_path)
+    assert sum(c.steps for c in after.shards[plan.shards[0].shard] if c.generation == 1) == plan.estimated_steps

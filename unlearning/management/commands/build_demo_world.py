@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=DEMO_MODEL_NAME)
         add_regime_arguments(parser)
 
-    def handle(self, *args, people, seed, epochs, name, regime, shards, slices, **options):
+    def handle(self, *args, people, seed, epochs, name, regime, shards, slices, epoch_scale, **options):
         if ModelAsset.objects.filter(name=name).exists():
             self.stdout.write(f"Model {name} is already registered; nothing to build.")
             return
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         from unlearning.world import WorldConfig
 
         recipe = TrainingRecipe(epochs=epochs, seed=seed)
-        configs = regime_configs(regime, shards, slices, seed)
+        configs = regime_configs(regime, shards, slices, seed, epoch_scale)
         self.stdout.write(f"Training {name} ({regime}) on a world of {people} fictitious people ({epochs} epochs, CPU)...")
 
         def report(epoch: int, loss: float) -> None:

@@ -22,14 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         add_regime_arguments(parser)
 
-    def handle(self, *args, name, manifest, holdout, epochs, vocab_size, seed, regime, shards, slices, **options):
+    def handle(self, *args, name, manifest, holdout, epochs, vocab_size, seed, regime, shards, slices, epoch_scale,
+               **options):
         from unlearning.governed import train_governed
         from unlearning.lm import TrainingRecipe, train_tokenizer
 
         if ModelAsset.objects.filter(name=name).exists():
             raise CommandError(f"a model named {name} is already registered")
         training, never_trained = read(manifest), read(holdout) if holdout else []
-        configs = regime_configs(regime, shards, slices, seed)
+        configs = regime_configs(regime, shards, slices, seed, epoch_scale)
         recipe = TrainingRecipe(epochs=epochs, vocab_size=vocab_size, seed=seed)
         tokenizer = train_tokenizer([record["text"] for record in training + never_trained], vocab_size)
         self.stdout.write(f"Training {name} ({regime}) on {len(training)} records ({epochs} epochs)...")
