@@ -44,7 +44,7 @@ from unlearning.world import World, WorldConfig, tokenizer_corpus  # noqa: E402
 
 DEMO_PEOPLE, DEMO_SEED, DEMO_EPOCHS = 200, 0, 40  # the demo's defaults (config/settings.py)
 SISA_CONFIG = sisa.SisaConfig(shards=4, slices=4, seed=DEMO_SEED)  # tabular: compute matching plain training's
-SISA_LM_CONFIG = replace(SISA_CONFIG, epoch_scale=SISA_EPOCH_SCALE)  # the training commands' default for LMs
+SISA_LM_CONFIG = replace(SISA_CONFIG, epoch_scale=SISA_EPOCH_SCALE)  # the training commands' default for LMs (--sisa-epoch-scale)
 PLAIN_CONFIG = sisa.SisaConfig(shards=1, slices=1, seed=DEMO_SEED)  # one shard, one slice: plain training
 S3T_CONFIG = s3t.S3TConfig()  # the engine's defaults, sized for the demo world
 QA_SAMPLE = 200
@@ -183,7 +183,7 @@ def s3t_planned(plan: s3t.S3TDeletionPlan) -> tuple[int, float]:
     return sum(s.estimated_steps for s in plan.shards), sum(s.estimated_seconds for s in plan.shards)
 
 
-def language_bench(setup: LanguageSetup, deletions: list[int],
+def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa.SisaConfig,
                    with_s3t: bool = True) -> tuple[list[str], list[Deletion], dict[str, float]]:
     """Train the three regimes (S3T unless not `with_s3t`) once, then delete each batch of people
     independently from them."""
@@ -194,13 +194,13 @@ def language_bench(setup: LanguageSetup, deletions: list[int],
     before["plain"] = qa_points(plain, setup.tokenizer, setup.questions)
     training_rows.append(f"| plain (one GPT-2) | {seconds:.1f} | {steps} | {before['plain']:.1f} |")
 
-    log(f"SISA: training {SISA_LM_CONFIG.shards} shards x {SISA_LM_CONFIG.slices} slices")
-    learner = CausalLMLearner(setup.tokenizer, setup.recipe, SISA_LM_CONFIG)
-    lineage, seconds = timed(lambda: sisa.train_sisa(setup.records, learner, SISA_LM_CONFIG, setup.store))
+    log(f"SISA: training {sisa_config.shards} shards x {sisa_config.slices} slices")
+    learner = CausalLMLearner(setup.tokenizer, setup.recipe, sisa_config)
+    lineage, seconds = timed(lambda: sisa.train_sisa(setup.records, learner, sisa_config, setup.store))
     served, export_seconds = timed(lambda: served_sisa_lm(lineage, setup))
     before["SISA"] = qa_points(served, setup.tokenizer, setup.questions)
     steps = sum(c.steps for checkpoints in lineage.shards for c in checkpoints)
-    training_rows.append(f"| SISA {SISA_LM_CONFIG.shards} shards × {SISA_LM_CONFIG.slices} slices "
+    training_rows.append(f"| SISA {sisa_config.shards} shards × {sisa_config.slices} slices "
                          f"({learner.schedule.epochs} epochs per slice) | {seconds:.1f} (+{export_seconds:.1f} export and load) "
                          f"| {steps} | {before['SISA']:.1f} |")
 
@@ -378,6 +378,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,diabetes", help="scikit-learn data sets; empty skips tabular")
     parser.add_argument("--skip-lm", action="store_true")
     parser.add_argument("--skip-s3t", action="store_true", help="LM: plain and SISA only (S3T trains 10× longer)")
+    parser.add_argument("--sisa-epoch-scale", type=float, default=SISA_EPOCH_SCALE,
+                        help="LM: SISA's training compute per shard relative to plain training's on its records")
     parser.add_argument("--tabular-repeats", type=int, default=3)
     parser.add_argument("--utility-seeds", type=int, default=5,
                         help="tabular: also judge the utility goal on the mean over this many seeds (0 skips)")
@@ -400,7 +402,8 @@ def main() -> None:
         if not args.skip_lm:
             people_deleted = counts(args.people_deleted)
             setup = language_setup(args.people, args.epochs, max(people_deleted), store / "lm")
-            training, measured, before = language_bench(setup, people_deleted, with_s3t=not args.skip_s3t)
+            training, measured, before = language_bench(
+                setup, people_deleted, replace(SISA_LM_CONFIG, epoch_scale=args.sisa_epoch_scale), with_s3t=not args.skip_s3t)
             report += [f"### Demo world LM: {args.people} people ({len(setup.world.trained_people)} trained, "
                        f"{len(setup.records)} training records), {args.epochs} epochs", "",
                        f"QA: greedy accuracy on {len(setup.questions)} questions about trained people that no "
