@@ -15,7 +15,8 @@ def add_regime_arguments(parser) -> None:
     parser.add_argument("--slices", type=int, default=4, help="sisa (s3t: unlearning.s3t.S3TConfig's defaults)")
     parser.add_argument("--epoch-scale", type=float, default=SISA_EPOCH_SCALE,
                         help="sisa: each shard's training compute relative to what plain training spends on its "
-                             "records (1.5 kept the demo world's QA accuracy at the plain model's; 1.0 lost 3.5 points)")
+                             "records (1.25 kept the demo world's QA accuracy at the plain model's; 1.0 lost 3.5 "
+                             "to 10 points)")
 
 
 def regime_configs(regime: str, shards: int, slices: int, seed: int, epoch_scale: float) -> dict:
