@@ -15,7 +15,7 @@ from audits.sets import audit_sets, row_audit_sets
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, overall
 from unlearning import services as unlearning_services
 from unlearning.governed import load_governed
-from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_checkpoint, save_checkpoint, train_causal_lm, training_steps
+from unlearning.lm import TrainingRecipe, checkpoint_sha256, load_tokenizer, save_checkpoint, train_causal_lm, training_steps
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import ModelKind, ModelVersion, VersionRole
 from unlearning.runner import EXACT_DELETIONS
@@ -49,7 +49,7 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
     if recipe is None:
         return None
     original = job.asset.versions.get(role=VersionRole.ORIGINAL)
-    _, tokenizer = load_checkpoint(Path(original.storage_path))
+    tokenizer = load_tokenizer(Path(original.storage_path))
     model = train_causal_lm(kept, tokenizer, recipe)
     sha256, path = save_checkpoint(model, tokenizer, settings.MODEL_STORE_DIR)
     return unlearning_services.register_version(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from audits.checks import AuditSets, Canary, QAItem, RowAuditSets
 from unlearning.world import qa_prompt
 
@@ -63,8 +65,6 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
 def row_audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str]) -> RowAuditSets:
     """A tabular model's forgotten rows, its held-out rows (never trained: the other side of every
     comparison), and the variance of its training targets (a regressor's errors are scaled by it)."""
-    targets = [float(r["target"]) for r in manifest]
-    mean = sum(targets) / len(targets)
-    variance = sum((t - mean) ** 2 for t in targets) / len(targets)
+    variance = statistics.pvariance(float(r["target"]) for r in manifest)
     return RowAuditSets(forget_rows=[r for r in manifest if r["record_id"] in forget_ids], holdout_rows=list(holdout),
                         target_variance=variance or 1.0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearning import s3t
-from unlearning.lm import TrainingRecipe, load_checkpoint, save_checkpoint, train_causal_lm
+from unlearning.lm import TrainingRecipe, load_checkpoint, load_tokenizer, save_checkpoint, train_causal_lm
 from unlearning.manifest import record_sha256, write_manifest
 from unlearning.sisa import SisaConfig, SisaLineage, export_served_model, train_sisa
 from unlearning.sisa_lm import CausalLMLearner
@@ -78,8 +78,7 @@ def load_governed(kind: str, path: Path) -> tuple:
 def sisa_learner(kind: str, lineage: SisaLineage, path: Path, recipe: dict):
     """The learner that retrains a SISA lineage's shards: the one its lineage names."""
     if kind == CAUSAL_LM:
-        _, tokenizer = load_checkpoint(path)
-        return CausalLMLearner(tokenizer, TrainingRecipe(**recipe), lineage.config)
+        return CausalLMLearner(load_tokenizer(path), TrainingRecipe(**recipe), lineage.config)
     return TabularLearner.from_hyperparameters(lineage.learner["hyperparameters"], lineage.config)
 
 

@@ -255,11 +255,16 @@ def load_checkpoint(path: Path):
         model = EnsembleCausalLM([AutoModelForCausalLM.from_pretrained(d) for d in served_member_dirs(path)])
     else:
         model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return model, load_tokenizer(path)
+
+
+def load_tokenizer(path: Path):
+    """A checkpoint's tokenizer alone (retraining needs it, not the weights), padded with <eos> if it has no pad."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    return model, tokenizer
+    return tokenizer
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -322,4 +327,3 @@ def text_losses(model, tokenizer, texts: Sequence[str]) -> list[float]:
 def mean_text_loss(model, tokenizer, texts: Sequence[str]) -> float:
     losses = text_losses(model, tokenizer, texts)
     return sum(losses) / len(losses)
-

@@ -74,8 +74,7 @@ def sisa_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDe
     manifest = read_manifest(Path(version.asset.training_manifest))
     after = sisa.execute_deletion(lineage, plan, manifest, learner, settings.MODEL_STORE_DIR, from_scratch=as_reference)
     sha256, path = sisa.export_served_model(after, settings.MODEL_STORE_DIR, getattr(learner, "tokenizer", None))
-    steps = sum(c.steps for shard in after.shards for c in shard if c.generation == after.generation)
-    return ExactDeletion(plan, after, sha256, path, steps)
+    return ExactDeletion(plan, after, sha256, path, after.steps_of_last_generation())
 
 
 def s3t_deletion(version, record_ids, *, as_reference: bool = False) -> ExactDeletion:

@@ -48,13 +48,13 @@ def register_model(
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
     (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
-    if kind != ModelKind.CAUSAL_LM and regime_of(lineage) != TrainingRegime.SISA:
+    regime = regime_of(lineage)
+    if kind != ModelKind.CAUSAL_LM and regime != TrainingRegime.SISA:
         # Classifiers and regressors have no approximate method here: only SISA's exact deletion.
         raise ValueError(f"a {kind} is governed as SISA shards (one shard of one slice for a plain model)")
     asset = ModelAsset.objects.create(
         name=name, kind=kind, architecture=architecture, training_recipe=training_recipe,
-        training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""),
-        regime=regime_of(lineage),
+        training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""), regime=regime,
     )
     version = ModelVersion.objects.create(
         asset=asset, sha256=checkpoint_sha256, storage_path=str(checkpoint_path), role=VersionRole.ORIGINAL,

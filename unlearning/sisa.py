@@ -197,6 +197,11 @@ class SisaLineage:
     def final_checkpoints(self) -> list[SliceCheckpoint]:
         return [checkpoints[-1] for checkpoints in self.shards]
 
+    def steps_of_last_generation(self) -> int:
+        """From the learners' own logs: the optimizer steps of the checkpoints the latest generation
+        trained (the first training, or the last deletion)."""
+        return sum(c.steps for checkpoints in self.shards for c in checkpoints if c.generation == self.generation)
+
     def seconds_per_step(self) -> float:
         """Measured over this lineage's own training log."""
         checkpoints = [c for shard in self.shards for c in shard]
@@ -254,7 +259,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads:
         if threads > (os.cpu_count() or threads):
             logger.warning("training with %d torch threads on %d cores, as the lineage was trained: threads will "
-                        "wait for each other (slow), but the result stays reproducible", threads, os.cpu_count())
+                           "wait for each other (slow), but the result stays reproducible", threads, os.cpu_count())
         torch.set_num_threads(threads)
     try:
         yield

@@ -158,11 +158,6 @@ def s3t_deletion(lineage: s3t.S3TLineage, setup: LanguageSetup, deleted: set[str
     return plan, after, path, seconds
 
 
-def sisa_steps_taken(after: sisa.SisaLineage) -> int:
-    """From the learners' own logs: the checkpoints this deletion's generation trained."""
-    return sum(c.steps for checkpoints in after.shards for c in checkpoints if c.generation == after.generation)
-
-
 def sisa_what_ran(plan: sisa.DeletionPlan) -> str:
     starts = ", ".join(f"{s.shard}@{s.first_slice}" for s in plan.shards)
     return f"retrained {len(plan.shards)}/{len(plan.shards) + len(plan.unaffected_shards)} shards (shard@first slice: {starts})"
@@ -199,7 +194,7 @@ def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa
     lineage, seconds = timed(lambda: sisa.train_sisa(setup.records, learner, sisa_config, setup.store))
     served, export_seconds = timed(lambda: served_sisa_lm(lineage, setup))
     before["SISA"] = qa_points(served, setup.tokenizer, setup.questions)
-    steps = sum(c.steps for checkpoints in lineage.shards for c in checkpoints)
+    steps = _all_steps(lineage)
     training_rows.append(f"| SISA {sisa_config.shards} shards × {sisa_config.slices} slices "
                          f"({learner.schedule.epochs} epochs per slice) | {seconds:.1f} (+{export_seconds:.1f} export and load) "
                          f"| {steps} | {before['SISA']:.1f} |")
@@ -228,7 +223,7 @@ def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa
         log(f"deleting {people} people: SISA")
         plan, after, seconds = sisa_lm_deletion(lineage, learner, setup, deleted)
         measured.append(Deletion("SISA", people, len(deleted), sisa_what_ran(plan), plan.estimated_steps,
-                                 plan.estimated_seconds, sisa_steps_taken(after), seconds,
+                                 plan.estimated_seconds, after.steps_of_last_generation(), seconds,
                                  qa_points(served_sisa_lm(after, setup), setup.tokenizer, setup.questions)))
 
         if with_s3t:
@@ -289,7 +284,7 @@ def tabular_bench(name: str, deletions: list[int], repeats: int, store: Path):
                                  tabular_points(dataset, path)))
         (plan, after, path), seconds = timed(lambda: sisa_delete(deleted), repeats)
         measured.append(Deletion("SISA", rows, rows, sisa_what_ran(plan), plan.estimated_steps, plan.estimated_seconds,
-                                 sisa_steps_taken(after), seconds, tabular_points(dataset, path)))
+                                 after.steps_of_last_generation(), seconds, tabular_points(dataset, path)))
     metric = "accuracy" if dataset.task == CLASSIFICATION else "R²"
     return training_rows, measured, before, f"{name} ({len(dataset.train)} training rows, held-out {metric})"
 

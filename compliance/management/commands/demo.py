@@ -166,11 +166,13 @@ class Command(BaseCommand):
             interval = "—" if low is None else f"[{low:+.3f}, {high:+.3f}]"
             self.stdout.write(f"{r['metric']:<30}{_number(r['original']):>9}{_number(r['unlearned']):>10}"
                               f"{_number(r['reference']):>10}{interval:>19}{r['margin']:>8.2f}{r['sample_size']:>5}  {r['verdict']}")
-        ks = any(r["metric"] == "forget_quality_ks" for r in audit["results"])
-        self.stdout.write(("* of the unlearned model's gap between the subject and never-trained people; "
-                           + ("for forget_quality_ks of D between the two; " if ks else "") if holdout else
-                           "* of unlearned − retrained; " + ("for forget_quality_ks of D(unlearned, retrained); " if ks else ""))
-                          + "for utility metrics of the degradation from the original. N/A: nothing to measure, or reported only.")
+        interval_of = ("* of the unlearned model's gap between the subject and never-trained people; " if holdout
+                       else "* of unlearned − retrained; ")
+        ks_interval_of = "of D between the two; " if holdout else "of D(unlearned, retrained); "
+        if any(r["metric"] == "forget_quality_ks" for r in audit["results"]):  # language models only
+            interval_of += "for forget_quality_ks " + ks_interval_of
+        self.stdout.write(interval_of + "for utility metrics of the degradation from the original. "
+                                        "N/A: nothing to measure, or reported only.")
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
         if privleaks:
             self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
