@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo demo-exact demo-tabular test serve worker verify-log clean
+.PHONY: install demo demo-exact demo-tabular test serve worker beat sweep verify-log clean
 
 # Some machines' pip configuration names package folders that do not exist; pip warns about each.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -44,6 +44,7 @@ demo-tabular: $(STAMP)
 # in-process, this process's Celery app no longer reaches a real worker's control channel (seen
 # 2026-11-24: pings unanswered; cause in Celery not found), so it must come first and alone.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	bash scripts/ensure-services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m integration
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m "not integration"
@@ -54,6 +55,14 @@ serve: $(STAMP)
 
 worker: $(STAMP)
 	$(BIN)/celery -A config worker -Q gpu,cpu --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+
+# One per deployment: sends the periodic sweep that recovers jobs and audits of lost workers.
+beat: $(STAMP)
+	$(BIN)/celery -A config beat --loglevel INFO --schedule var/celerybeat-schedule
+
+# The same sweep, once, without beat.
+sweep: $(STAMP)
+	$(BIN)/python manage.py sweep_stale_work
 
 verify-log: $(STAMP)
 	$(BIN)/python manage.py verify_audit_log

@@ -36,6 +36,8 @@ class AuditRun(models.Model):
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's
+    claimed_by = models.CharField(max_length=200, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
 

@@ -18,7 +18,8 @@ from audits.checks import SuiteContext, per_item_by_role, score_model
 from audits.sets import audit_sets
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, CURRENT_POLICY, Judgement, VerdictPolicy, judge, overall
 from unlearning.demo_world import DemoModel, build_demo_model
-from unlearning.lm import TrainingRecipe, load_checkpoint, train_causal_lm
+from unlearning.lm import TrainingRecipe, train_causal_lm
+from unlearning.loading import load_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.world import WorldConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from audits.models import AuditResult, AuditRun
+from audits.models import AuditResult, AuditRun, AuditStatus
 from compliance.errors import NotFound
 from unlearning.models import VersionRole
 
@@ -40,3 +40,10 @@ def scores_by_role(result: AuditResult) -> list[tuple[str, dict]]:
     """The result's per-item scores as (role, scores), original, unlearned and reference first
     (a JSON column keeps no key order)."""
     return sorted(result.per_item.items(), key=lambda pair: ROLES.index(pair[0]) if pair[0] in ROLES else len(ROLES))
+
+
+def requests_ready_for_certificate(run_id: int) -> list[str]:
+    """The run's requests whose every job has a finished audit: each gets its certificate now."""
+    run = AuditRun.objects.select_related("job").get(pk=run_id)
+    return [str(request.pk) for request in run.job.requests.order_by("pk")
+            if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]

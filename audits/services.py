@@ -1,4 +1,6 @@
-"""State changes of audit runs and certificates: atomic, each with its audit event."""
+"""State changes of audit runs and certificates: atomic, each with its audit event. What runs next
+is the pipeline's (workers.pipeline), told through audits.signals; a request's status changes go
+through compliance.services."""
 
 from __future__ import annotations
 
@@ -7,32 +9,57 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.certificate_pdf import render_certificate
+from audits.certificates import certificate_content, signing_identity
 from audits.metrics import privleak
+from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.signals import audit_finished, audit_queued
+from audits.signing import sha256_hex, sign_pdf
 from audits.verdicts import POLICIES, VerdictPolicy
 from compliance import auditlog
 from compliance import services as compliance_services
+from compliance.errors import TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning.models import UnlearningJob
+from unlearning.selectors import stale_claim
+from unlearning.services import moment, this_worker
+
+WORKER = compliance_services.WORKER
 
 
 def claim_audit(job_id: int) -> AuditRun | None:
-    """Take the job's audit run for this worker (conditional UPDATE); None if it is taken or done."""
+    """Take the job's audit run for this worker (conditional UPDATE); None if it is taken, done or
+    out of attempts. As with jobs (unlearning.services.claim_job), a running audit whose worker
+    stopped heartbeating is claimable again, an attempt counted; out of attempts, it fails."""
     with transaction.atomic():
         job = UnlearningJob.objects.select_for_update().get(pk=job_id)
         run, _ = AuditRun.objects.get_or_create(job=job, defaults={"policy": POLICIES[job.asset.kind].as_dict()})
+        now = timezone.now()
         claimed = AuditRun.objects.filter(
-            pk=run.pk, status=AuditStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
-        ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
+            Q(status=AuditStatus.QUEUED) | stale_claim(now), pk=run.pk, attempts__lt=settings.JOB_MAX_ATTEMPTS,
+        ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
+                 claimed_by=this_worker())
         if not claimed:
+            if AuditRun.objects.filter(stale_claim(now), pk=run.pk).exists():  # stale, and no attempt left
+                fail_audit(run_id=run.pk, error=out_of_attempts(run))
             return None
         run.refresh_from_db()
-        auditlog.append(actor=compliance_services.WORKER, action="audit.started", obj=run,
-                        data={"job": job.pk, "policy_version": run.policy["version"]})
+        auditlog.append(actor=WORKER, action="audit.started", obj=run,
+                        data={"job": job.pk, "policy_version": run.policy["version"], "attempt": run.attempts,
+                              "worker": run.claimed_by})
         return run
+
+
+def out_of_attempts(run: AuditRun) -> str:
+    return (f"WorkerLost: the worker stopped during attempt {run.attempts} of {settings.JOB_MAX_ATTEMPTS} "
+            f"(last heartbeat {moment(run.heartbeat_at)}); no attempt is left")
+
+
+def record_heartbeat(run_id: int) -> None:
+    AuditRun.objects.filter(pk=run_id, status=AuditStatus.RUNNING).update(heartbeat_at=timezone.now())
 
 
 def result_details(judgement, scores: dict) -> dict:
@@ -80,28 +107,47 @@ def complete_audit(*, run_id: int, versions: dict, comparison: str, judgements: 
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
     run.verdict, run.status, run.finished_at = verdict, AuditStatus.DONE, timezone.now()
     run.save()
-    auditlog.append(actor=compliance_services.WORKER, action="audit.completed", obj=run, data={
+    auditlog.append(actor=WORKER, action="audit.completed", obj=run, data={
         "verdict": verdict, "policy_version": run.policy["version"], "comparison": comparison,
         "unlearned_sha256": run.unlearned_version.sha256,
         "reference_sha256": run.reference_version.sha256 if run.reference_version else None,
         "metrics": {j.metric: [j.original, j.unlearned, j.reference, j.verdict] for j in judgements},
     })
-    from workers import tasks
-
-    for request in run.job.requests.all():
-        if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists():
-            transaction.on_commit(lambda pk=request.pk: tasks.issue_certificate.delay(str(pk)))
+    audit_finished.send(sender=AuditRun, run_id=run.pk)
     return run
 
 
 @transaction.atomic
 def fail_audit(*, run_id: int, error: str) -> None:
     run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
+    if run.status in (AuditStatus.DONE, AuditStatus.FAILED):
+        return
     run.status, run.error, run.finished_at = AuditStatus.FAILED, error[:4000], timezone.now()
     run.save()
-    auditlog.append(actor=compliance_services.WORKER, action="audit.failed", obj=run, data={"error": error[:500]})
+    auditlog.append(actor=WORKER, action="audit.failed", obj=run, data={"error": error[:500]})
     for request in run.job.requests.select_for_update().order_by("pk"):
         compliance_services.fail(request, step="audit", reason=error)
+
+
+def sweep_stale_audits() -> dict[str, list[int]]:
+    """Running audits whose worker is gone: re-queued while attempts remain, failed after."""
+    swept: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for run_id in AuditRun.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            run = AuditRun.objects.select_for_update().filter(stale_claim(), pk=run_id).first()
+            if run is None:
+                continue
+            if run.attempts >= settings.JOB_MAX_ATTEMPTS:
+                fail_audit(run_id=run.pk, error=out_of_attempts(run))
+                swept["failed"].append(run.pk)
+                continue
+            run.status = AuditStatus.QUEUED
+            run.save(update_fields=["status"])
+            auditlog.append(actor=WORKER, action="audit.requeued", obj=run, data={
+                "attempts": run.attempts, "reason": f"no heartbeat since {moment(run.heartbeat_at)}: the worker was lost"})
+            audit_queued.send(sender=AuditRun, job_id=run.job_id)
+            swept["requeued"].append(run.pk)
+    return swept
 
 
 def _serial() -> str:
@@ -115,16 +161,12 @@ def issue_certificate(*, request_id) -> Certificate:
     The PDF cites the audit log's head at issuance; the `request.certified` event that follows
     records the PDF's hash, so each vouches for the other. Safe to run twice.
     """
-    from audits.certificates import certificate_content, signing_identity
-    from audits.certificate_pdf import render_certificate
-    from audits.signing import sha256_hex, sign_pdf
-
     request = compliance_services.lock_request(request_id)
     existing = Certificate.objects.filter(request=request).first()
     if existing:
         return existing
     if request.status != RequestStatus.AUDITING:
-        raise compliance_services.TransitionNotAllowed(f"a request that is {request.status} cannot be certified")
+        raise TransitionNotAllowed(f"a request that is {request.status} cannot be certified")
     head = auditlog.AuditEvent.objects.order_by("-seq").first()
     runs = list(AuditRun.objects.filter(job__requests=request).select_related("job__asset").order_by("pk"))
     serial = _serial()
@@ -141,7 +183,6 @@ def issue_certificate(*, request_id) -> Certificate:
         signer_subject=identity.subject(), signer_fingerprint=identity.fingerprint(),
         audit_event_seq=head.seq, audit_event_hash=head.entry_hash,
     )
-    request.completed_at = timezone.now()
-    compliance_services.advance(request, RequestStatus.CERTIFIED, certificate=serial,
-                                pdf_sha256=certificate.pdf_sha256, verdict=content.overall_verdict)
+    compliance_services.certify(request, certificate=serial, pdf_sha256=certificate.pdf_sha256,
+                                verdict=content.overall_verdict)
     return certificate

@@ -2,7 +2,7 @@
 bootstrap confidence intervals. Pure Python and numpy; the policy is stored with each audit run
 and printed on the certificate.
 
-Forget metrics (rule "match_reference", DESIGN §10): with the 95% interval of
+Forget metrics (rule "match_reference"): with the 95% interval of
 (unlearned − reference), PASS when it lies inside ±margin, FAIL when it lies wholly outside,
 INCONCLUSIVE when it straddles the margin. The audit must also show power: the interval of
 (original − reference) must lie wholly outside ±margin, or the audit could not have told a model
@@ -112,12 +112,12 @@ CURRENT_POLICY = VerdictPolicy(
         _forget("mia_lowercase_auc", "membership_inference", 0.2, "MIA AUC, lowercase"),
         _forget("mia_min_k_20_auc", "membership_inference", 0.2, "MIA AUC, Min-K% (k=20%)"),
         _forget("mia_min_k_40_auc", "membership_inference", 0.2, "MIA AUC, Min-K% (k=40%)"),
-        # Min-K%++ reads the whole next-token distribution, which differs between training seeds: a
-        # model retrained with another seed scored up to 0.15 above the reference (audits.power).
+        # Min-K%++ reads the whole next-token distribution, which differs between training seeds:
+        # a wider margin (bench/RESULTS.md, "Power": the margins and the seeds they were set on).
         _forget("mia_min_k_pp_auc", "membership_inference", 0.25, "MIA AUC, Min-K%++ (k=20%)"),
         # Reported, not judged: loss(reference) − loss(model) carries the two models' own training
-        # noise, so a model retrained with another seed scores 0.46-0.67 against the reference on
-        # 7 forget people (measured, audits.power); it cannot tell exact unlearning from leakage there.
+        # noise, so it cannot tell a model retrained with another seed from leakage (bench/RESULTS.md,
+        # "Power").
         _forget("mia_reference_auc", "membership_inference", 0.2, "MIA AUC, reference-calibrated", rule="report"),
         _forget("icl_leakage_rate", "in_context_relearning", 0.1, "In-context leakage (fact not in prompt)",
                 min_samples=10),

@@ -1,7 +1,13 @@
 from django.contrib import admin
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from compliance.models import AuditEvent, RemovalRequest
 from compliance.selectors import pending_deletion_plans
+
+
+def plan_summaries(plans: list[dict]) -> str:
+    return format_html_join(mark_safe("<br>"), "<b>{}</b> ({}): {}", ((p["model"], p["kind"], p["summary"]) for p in plans)) or "—"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -26,8 +32,6 @@ class RemovalRequestAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Deletion plans (before scheduling)")
     def deletion_plans(self, request) -> str:
-        from unlearning.admin import plan_summaries
-
         return plan_summaries(pending_deletion_plans(request))
 
 

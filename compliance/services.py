@@ -1,8 +1,10 @@
-"""Every state change of a removal request: one function each, atomic, with its audit event.
+"""Every state change of a removal request: one function each, atomic, with its audit event. This
+module is the only writer of a request's status and dates, the worker-side steps (advancing,
+failing, certifying) included, so that the lifecycle reads in one place.
 
-Follow-up work is enqueued with `transaction.on_commit`, so a worker never sees a row that was
-rolled back. Worker-side steps (scheduling, progress, certification) live here too, so that the
-lifecycle reads in one place.
+Services report what happened (compliance.signals); the pipeline (workers.pipeline) decides what
+runs next and enqueues it once the transaction commits, so a worker never sees a row that was
+rolled back.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from compliance import auditlog
 from compliance.deadlines import response_due
 from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TooManyCodes, TransitionNotAllowed
 from compliance.models import DenialGround, IdentityChallenge, RemovalRequest, RequestStatus
+from compliance.signals import request_approved
 
 S = RequestStatus
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -178,9 +181,7 @@ def approve_request(*, request_id, user, note: str = "") -> RemovalRequest:
         )
     request.decided_at, request.decided_by, request.decision_note = timezone.now(), user, note
     _transition(request, S.APPROVED, actor=user_actor(user), note=note)
-    from workers import tasks
-
-    transaction.on_commit(lambda: tasks.schedule_request.delay(str(request.pk)))
+    request_approved.send(sender=RemovalRequest, request_id=str(request.pk))
     return request
 
 
@@ -204,34 +205,7 @@ def cancel_request(*, request_id) -> RemovalRequest:
     return request
 
 
-# --- Worker-side steps -----------------------------------------------------------------------
-
-
-@transaction.atomic
-def schedule_request(*, request_id) -> RemovalRequest:
-    """Resolve the verified identity to training records through lineage and queue one job per model.
-
-    Safe to run twice: a request that is no longer `approved` is left as it is.
-    """
-    from unlearning import services as unlearning_services
-    from unlearning.selectors import assets_holding
-
-    request = lock_request(request_id)
-    if request.status != S.APPROVED:
-        return request
-    holdings = assets_holding(request.subject_key)
-    if not holdings:
-        request.failed_step = "scope"
-        request.failure_reason = "no training record of any governed model belongs to the verified identity"
-        _transition(request, S.FAILED, actor=WORKER, step="scope", reason=request.failure_reason)
-        return request
-    jobs = [unlearning_services.queue_unlearning(asset=asset, request=request) for asset, _ in holdings]
-    _transition(
-        request, S.SCHEDULED, actor=WORKER,
-        models=[asset.name for asset, _ in holdings], records=sum(count for _, count in holdings),
-        jobs=[job.pk for job in jobs],
-    )
-    return request
+# --- Worker-side steps (the request's part of them; unlearning.services schedules its jobs) ---
 
 
 def advance(request: RemovalRequest, to: str, **data) -> None:
@@ -241,7 +215,14 @@ def advance(request: RemovalRequest, to: str, **data) -> None:
 
 
 def fail(request: RemovalRequest, *, step: str, reason: str) -> None:
+    """A locked request failed at `step` (a request already finished stays as it is)."""
     if request.status in (S.CERTIFIED, S.FAILED, S.DENIED, S.CANCELED):
         return
     request.failed_step, request.failure_reason = step, reason[:2000]
     _transition(request, S.FAILED, actor=WORKER, step=step, reason=reason[:500])
+
+
+def certify(request: RemovalRequest, *, certificate: str, pdf_sha256: str, verdict: str) -> None:
+    """A locked request that is auditing got its signed certificate: it is complete."""
+    request.completed_at = timezone.now()
+    _transition(request, S.CERTIFIED, actor=WORKER, certificate=certificate, pdf_sha256=pdf_sha256, verdict=verdict)

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "compliance",
     "unlearning",
     "audits",
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -119,7 +120,18 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 600
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {"workers.tasks.run_unlearning_job": {"queue": "gpu"}, "workers.tasks.run_audit": {"queue": "gpu"}}
+# Claims that recover: a worker records a heartbeat on its job or audit run every
+# JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_AFTER_SECONDS (or running past the hard time
+# limit) lost its worker, and is claimed again by the next delivery or re-queued by the sweep
+# (Celery beat, every JOB_SWEEP_SECONDS; or `manage.py sweep_stale_work`). Each claim counts an
+# attempt; after JOB_MAX_ATTEMPTS the job fails with the reason, and so do its requests.
 JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 3)
+JOB_HEARTBEAT_SECONDS = envint("JOB_HEARTBEAT_SECONDS", 30)
+JOB_STALE_AFTER_SECONDS = envint("JOB_STALE_AFTER_SECONDS", 300)
+JOB_SWEEP_SECONDS = envint("JOB_SWEEP_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-work": {"task": "workers.tasks.sweep_stale_work", "schedule": JOB_SWEEP_SECONDS},
+}
 
 # --- Models and the demo world
 MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))

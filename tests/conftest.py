@@ -25,7 +25,7 @@ def one_torch_thread():
     """Tiny models gain nothing from a second intra-op thread, and on shared cores a thread waiting
     for a preempted peer made training twenty to fifty times slower (measured while writing the
     SISA and S3T tests)."""
-    from unlearning.sisa import torch_threads
+    from unlearning.numerics import torch_threads
 
     return torch_threads(1)
 

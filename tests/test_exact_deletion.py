@@ -13,7 +13,8 @@ from compliance import services
 from compliance.models import RequestStatus
 from tests.conftest import one_torch_thread
 from unlearning.models import JobStatus, ModelVersion, TrainingRecord, TrainingRegime, UnlearningJob, VersionRole
-from unlearning.sisa import load_lineage
+from unlearning.sisa import SisaLineage
+from unlearning.store import load_lineage
 
 pytestmark = pytest.mark.django_db
 SHARDS, SLICES = 3, 2
@@ -29,7 +30,7 @@ def sisa_model(tmp_path_factory):
 
     with one_torch_thread():
         return build_demo_model(WorldConfig(people=24, seed=3), TrainingRecipe(epochs=40, seed=3),
-                                tmp_path_factory.mktemp("sisa-store"), sisa=SisaConfig(SHARDS, SLICES, seed=3))
+                                tmp_path_factory.mktemp("sisa-store"), config=SisaConfig(SHARDS, SLICES, seed=3))
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_registration_stores_each_records_shard_and_slice(governed, sisa_model):
     stored = {r.record_id: (r.shard, r.slice) for r in TrainingRecord.objects.filter(asset=governed)}
     assert stored == {record_id: (p.shard, p.slice) for record_id, p in placements.items()}
     version = governed.current_version
-    assert load_lineage(version.lineage_path, version.lineage_sha256) == sisa_model.placement_lineage
+    assert load_lineage(version.lineage_path, version.lineage_sha256, SisaLineage) == sisa_model.placement_lineage
 
 
 def test_legal_sees_the_exact_deletion_plan_before_approving(governed, sisa_model, submit, legal_api):
@@ -101,7 +102,7 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
 
     before = sisa_model.placement_lineage
     after_version = job.result_version
-    after = load_lineage(after_version.lineage_path, after_version.lineage_sha256)
+    after = load_lineage(after_version.lineage_path, after_version.lineage_sha256, SisaLineage)
     assert not deleted & set(after.placements)
     for shard in range(SHARDS):  # from the learners' own logs of every kept checkpoint
         assert not deleted & trained_ids(after, shard)
@@ -175,7 +176,7 @@ def s3t_model(tmp_path_factory):
         return build_demo_model(
             WorldConfig(people=20, seed=3), TrainingRecipe(n_layer=2, n_embd=64, epochs=10, seed=3),
             tmp_path_factory.mktemp("s3t-store"),
-            s3t_config=S3TConfig(shards=2, slices=3, orders_per_shard=3, epochs_per_slice=3, batch_size=16, seed=3))
+            config=S3TConfig(shards=2, slices=3, orders_per_shard=3, epochs_per_slice=3, batch_size=16, seed=3))
 
 
 def test_an_s3t_deletion_switches_adapters_off_without_training_and_is_audited_against_a_retrained_stack(

@@ -37,9 +37,9 @@ def test_an_owner_key_resolves_to_exactly_their_records(tiny_model, governed):
 
 def test_scheduling_queues_one_job_and_is_safe_to_repeat(tiny_model, governed, submit, legal_user):
     request = approved(submit, legal_user, tiny_model.world.trained_people[0])
-    request = services.schedule_request(request_id=request.pk)
+    request = unlearning_services.schedule_request(request_id=request.pk)
     assert request.status == RequestStatus.SCHEDULED
-    services.schedule_request(request_id=request.pk)
+    unlearning_services.schedule_request(request_id=request.pk)
     job = UnlearningJob.objects.get()
     assert job.status == JobStatus.QUEUED and list(job.requests.all()) == [request]
 
@@ -47,8 +47,8 @@ def test_scheduling_queues_one_job_and_is_safe_to_repeat(tiny_model, governed, s
 def test_requests_for_one_model_are_batched_into_its_queued_job(tiny_model, governed, submit, legal_user):
     first = approved(submit, legal_user, tiny_model.world.trained_people[0])
     second = approved(submit, legal_user, tiny_model.world.trained_people[1])
-    services.schedule_request(request_id=first.pk)
-    services.schedule_request(request_id=second.pk)
+    unlearning_services.schedule_request(request_id=first.pk)
+    unlearning_services.schedule_request(request_id=second.pk)
     job = UnlearningJob.objects.get()
     assert {r.pk for r in job.requests.all()} == {first.pk, second.pk}
 
@@ -56,7 +56,7 @@ def test_requests_for_one_model_are_batched_into_its_queued_job(tiny_model, gove
 def test_claiming_freezes_the_forget_set_and_only_one_claim_wins(tiny_model, governed, submit, legal_user):
     people = tiny_model.world.trained_people[:2]
     for person in people:
-        services.schedule_request(request_id=approved(submit, legal_user, person).pk)
+        unlearning_services.schedule_request(request_id=approved(submit, legal_user, person).pk)
     job = UnlearningJob.objects.get()
     claimed = unlearning_services.claim_job(job.pk)
     assert unlearning_services.claim_job(job.pk) is None  # a second delivery of the task does nothing
@@ -68,9 +68,9 @@ def test_claiming_freezes_the_forget_set_and_only_one_claim_wins(tiny_model, gov
 def test_a_models_next_job_waits_for_its_running_job_and_starts_when_it_ends(
         tiny_model, governed, submit, legal_user, django_capture_on_commit_callbacks):
     first, second = tiny_model.world.trained_people[:2]
-    services.schedule_request(request_id=approved(submit, legal_user, first).pk)
+    unlearning_services.schedule_request(request_id=approved(submit, legal_user, first).pk)
     running = unlearning_services.claim_job(UnlearningJob.objects.get().pk)
-    services.schedule_request(request_id=approved(submit, legal_user, second).pk)  # a new job: the first has started
+    unlearning_services.schedule_request(request_id=approved(submit, legal_user, second).pk)  # a new job: the first has started
     waiting = UnlearningJob.objects.get(status=JobStatus.QUEUED)
     # Run at once, both would start from the same version and the later result would undo the other.
     assert unlearning_services.claim_job(waiting.pk) is None
@@ -83,6 +83,6 @@ def test_a_models_next_job_waits_for_its_running_job_and_starts_when_it_ends(
 
 
 def test_a_verified_identity_without_records_fails_at_scoping(governed, submit, legal_user, tiny_model):
-    request = services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.holdout_people[0]).pk)
+    request = unlearning_services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.holdout_people[0]).pk)
     assert request.status == RequestStatus.FAILED and request.failed_step == "scope"
     assert not UnlearningJob.objects.exists()

@@ -1,9 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from django.utils.html import format_html_join
-from django.utils.safestring import mark_safe
-
-from compliance.admin import ReadOnlyAdmin
+from compliance.admin import ReadOnlyAdmin, plan_summaries
+from compliance.errors import ServiceError
+from unlearning import services
 from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob
 from unlearning.selectors import deletion_plan
 
@@ -27,15 +26,31 @@ class TrainingRecordAdmin(ReadOnlyAdmin):
     search_fields = ("record_id", "owner_key")
 
 
-def plan_summaries(plans: list[dict]) -> str:
-    return format_html_join(mark_safe("<br>"), "<b>{}</b> ({}): {}", ((p["model"], p["kind"], p["summary"]) for p in plans)) or "—"
-
-
 @admin.register(UnlearningJob)
 class UnlearningJobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "asset", "method", "status", "attempts", "progress", "created_at", "finished_at")
+    list_display = ("id", "asset", "method", "status", "attempts", "progress", "heartbeat_at", "created_at", "finished_at")
     list_filter = ("status", "method", "asset")
     readonly_fields = ("deletion_plan",)
+    actions = ("requeue_stuck_jobs", "fail_stuck_jobs")
+
+    def _act(self, request, queryset, act, done: str) -> None:
+        """Each selected job through its service (with its audit event); refusals reported per job."""
+        for job in queryset:
+            try:
+                act(job_id=job.pk, user=request.user)
+                self.message_user(request, f"Job {job.pk}: {done}.", messages.SUCCESS)
+            except ServiceError as error:
+                self.message_user(request, f"Job {job.pk}: {error.detail}", messages.ERROR)
+
+    @admin.action(description="Re-queue selected stuck jobs (their worker was lost)")
+    def requeue_stuck_jobs(self, request, queryset):
+        self._act(request, queryset, lambda **kw: services.operator_requeue_job(reason="re-queued in the admin", **kw),
+                  "re-queued")
+
+    @admin.action(description="Fail selected stuck jobs (and their requests)")
+    def fail_stuck_jobs(self, request, queryset):
+        self._act(request, queryset, lambda **kw: services.operator_fail_job(reason="failed in the admin by an operator",
+                                                                              **kw), "failed")
 
     @admin.display(description="Deletion plan")
     def deletion_plan(self, job) -> str:

@@ -6,7 +6,7 @@ Pure ML code (no Django): the management command registers what this returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from unlearning import s3t
@@ -54,16 +54,13 @@ class DemoModel:
 
 
 def build_demo_model(world_config: WorldConfig, recipe: TrainingRecipe, store: Path,
-                     on_epoch: Callable[[int, float], None] | None = None, sisa: SisaConfig | None = None,
-                     s3t_config: s3t.S3TConfig | None = None) -> DemoModel:
-    """One plain model; with `sisa` an ensemble of SISA shards (each by the same recipe); with
-    `s3t_config` a frozen base (by the recipe, on text about no one) and S3T adapter stacks."""
+                     on_epoch: Callable[[int, float], None] | None = None,
+                     config: SisaConfig | s3t.S3TConfig | None = None) -> DemoModel:
+    """One plain model; with a SisaConfig an ensemble of SISA shards (each by the same recipe); with
+    an S3TConfig a frozen base (by the recipe, on text about no one) and S3T adapter stacks."""
     world = World.generate(world_config)
     tokenizer = train_tokenizer(tokenizer_corpus(world_config.seed), recipe.vocab_size)
     return DemoModel(world, recipe, train_governed(
         [record.as_json() for record in world.training_records()], [record.as_json() for record in world.holdout_records()],
-        tokenizer, recipe, store, sisa=sisa, s3t_config=s3t_config, on_epoch=on_epoch))
+        tokenizer, recipe, store, config=config, on_epoch=on_epoch))
 
-
-def recipe_dict(recipe: TrainingRecipe) -> dict:
-    return asdict(recipe)

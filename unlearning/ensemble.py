@@ -1,5 +1,5 @@
-"""An ensemble of causal LMs that answers as one model (SISA's aggregation for language models,
-DESIGN §8). Two aggregations, both functions of the members alone (so exact unlearning stays exact):
+"""An ensemble of causal LMs that answers as one model (SISA's aggregation for language models;
+Bourtoule et al. 2021 average the members' predictions). Two aggregations, both functions of the members alone (so exact unlearning stays exact):
 
 - "sequence" (default): the uniform mixture of the members as distributions over whole texts,
   P(x) = mean_k P_k(x). Its next-token distribution is the average of the members' weighted by

@@ -1,4 +1,5 @@
-"""Small causal language models: tokenizer, training, hash-pinned checkpoints, greedy generation.
+"""Small causal language models: tokenizer, training, scoring, greedy generation (the store that
+pins checkpoints by hash is unlearning.store; the loader for every stored format, unlearning.loading).
 
 Pure ML code: it never imports Django, so the engines run from a script as well as from a worker.
 Loading goes through `from_pretrained(path)`, so a user's own Hugging Face checkpoint works unchanged.
@@ -7,17 +8,13 @@ Loading goes through `from_pretrained(path)`, so a user's own Hugging Face check
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
-import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -28,10 +25,7 @@ from transformers import (
 
 from transformers.utils import logging as transformers_logging
 
-from unlearning.ensemble import EnsembleCausalLM
-from unlearning.recipe import TrainingRecipe, training_steps  # noqa: F401  (re-exported: the recipe's home for ML code)
-from unlearning.s3t import MANIFEST_NAME as S3T_MANIFEST
-from unlearning.sisa import is_served_ensemble, served_member_dirs
+from unlearning.recipe import TrainingRecipe, training_steps
 
 END_OF_TEXT = "<|endoftext|>"
 # Workers log; they do not draw progress bars into log files, nor repeat advice that does not
@@ -42,8 +36,6 @@ transformers_logging.set_verbosity_error()
 
 def train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (GPT-2 style) whose only special token is <|endoftext|>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -185,76 +177,10 @@ def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_ra
     return tuned
 
 
-def checkpoint_sha256(directory: Path) -> str:
-    """SHA-256 over every file of a checkpoint (weights, config, tokenizer) in sorted path order.
-
-    Each file contributes its relative path and its own digest, so renaming a file changes the hash too.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-# Keys transformers adds to a tokenizer's config when it is loaded, and writes back on save: they
-# describe how it was loaded, not what it is, and would give identical checkpoints different hashes.
-_LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only")
-
-
-def _drop_load_time_keys(tokenizer_config: Path) -> None:
-    if not tokenizer_config.exists():
-        return
-    config = json.loads(tokenizer_config.read_text())
-    if any(key in config for key in _LOAD_TIME_TOKENIZER_KEYS):
-        for key in _LOAD_TIME_TOKENIZER_KEYS:
-            config.pop(key, None)
-        tokenizer_config.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def save_tokenizer(tokenizer, directory: Path) -> None:
-    tokenizer.save_pretrained(directory)
-    _drop_load_time_keys(Path(directory) / "tokenizer_config.json")
-
-
-def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
-    """Write a checkpoint into a content-addressed store: `store/<sha256>/`, never overwritten."""
-
-    def write(staging: Path) -> None:
-        model.save_pretrained(staging)
-        save_tokenizer(tokenizer, staging)
-
-    return store_directory(write, store)
-
-
-def store_directory(write: Callable[[Path], None], store: Path) -> tuple[str, Path]:
-    """Let `write` fill a staging folder, then move it to `store/<sha256 of its files>/`: a reader never
-    sees a half-written checkpoint, and an address once written is never overwritten."""
-    store = Path(store)
-    store.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=store))
-    write(staging)
-    sha256 = checkpoint_sha256(staging)
-    final = store / sha256
-    if final.exists():  # the same bytes were stored before: keep the original
-        shutil.rmtree(staging)
-    else:
-        staging.rename(final)
-    return sha256, final
-
-
-def load_checkpoint(path: Path):
-    """Any causal LM checkpoint folder: ours, a SISA ensemble of shard models (unlearning.sisa), an
-    S3T base with its active adapters (unlearning.s3t), or a user's own `save_pretrained` output."""
-    path = Path(path)
-    if (path / S3T_MANIFEST).is_file():
-        from unlearning.s3t import load_s3t_model  # it loads its base through this function, so not at the top
-
-        return load_s3t_model(path)
-    if is_served_ensemble(path):
-        model = EnsembleCausalLM([AutoModelForCausalLM.from_pretrained(d) for d in served_member_dirs(path)])
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path)
+def load_pretrained(path: Path):
+    """(model, tokenizer) of a plain Hugging Face causal LM folder: ours, or an operator's own
+    `save_pretrained` output (unlearning.loading picks the loader for a stored model's format)."""
+    model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return model, load_tokenizer(path)
 

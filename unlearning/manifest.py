@@ -13,19 +13,15 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from unlearning.store import store_file
+
 REQUIRED_FIELDS = ("record_id", "kind", "text")
 ROW_FIELDS = ("record_id", "kind", "features", "target")
 
 
 def write_manifest(records: Iterable[dict], store: Path) -> tuple[str, Path]:
     lines = [json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records]
-    payload = ("\n".join(lines) + "\n").encode()
-    sha256 = hashlib.sha256(payload).hexdigest()
-    path = Path(store) / "datasets" / f"{sha256}.jsonl"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload)
-    return sha256, path
+    return store_file(("\n".join(lines) + "\n").encode(), store, "datasets", ".jsonl")
 
 
 def read_manifest(path: Path) -> list[dict]:

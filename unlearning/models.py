@@ -8,7 +8,7 @@ class ModelKind(models.TextChoices):
 
 
 class TrainingRegime(models.TextChoices):
-    """How the service trained the model, which decides how a record can leave it (DESIGN §8)."""
+    """How the service trained the model, which decides how a record can leave it (unlearning.regimes)."""
 
     PLAIN = "plain", "plain (one model: approximate unlearning, or full retraining)"
     SISA = "sisa", "SISA (isolated shards trained slice by slice: exact deletion by shard retraining)"
@@ -107,6 +107,10 @@ class UnlearningJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Written while a worker works on the job (workers.heartbeat): a RUNNING job whose heartbeat
+    # stopped lost its worker, and the next delivery or the sweep claims it again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)  # the worker of the latest claim: host and process id
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

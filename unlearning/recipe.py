@@ -23,10 +23,9 @@ class TrainingRecipe:
 
 
 # A SISA language model's training compute per shard, relative to plain training's on its records
-# (unlearning.sisa.SisaConfig.epoch_scale). Measured on the demo world with 4×4 shards and two
-# SISA seeds (bench/RESULTS.md): at 1.0 the ensemble answered 86.5–93% of retained people's
-# questions against the plain model's 96.5%; at 1.25, 96–96.5%, with a one-person deletion still
-# 2.9–3.3× faster than retraining the plain model (1.5: the same QA, 2.5–2.9×; 2.0: 1.8×).
+# (unlearning.sisa.SisaConfig.epoch_scale): the smallest that kept retained people's QA at the plain
+# model's while a one-person deletion stays well over twice as fast as full retraining
+# (bench/RESULTS.md, "SISA's epoch scale on the demo world LM").
 SISA_EPOCH_SCALE = 1.25
 
 

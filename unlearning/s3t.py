@@ -1,5 +1,5 @@
 """S3T, Sequence-aware Sharded Sliced Training (Chowdhury et al. 2024): exact unlearning that
-mostly needs no training at all (DESIGN §8).
+mostly needs no training at all.
 
 The model of the code:
 
@@ -20,50 +20,33 @@ The model of the code:
 - The served model: per shard, the base with the active adapters of its served order merged in;
   across shards, `EnsembleCausalLM` averages the next-token distributions.
 
-Why peft, with frozen adapters merged rather than stacked as several active peft adapters: merging
-an adapter into the weights before training the next one is the same function as keeping it active
-and frozen, costs no extra matrix products per training step, and makes the model a step trained
-against bit-for-bit the model that `load_s3t_model` rebuilds (which merges the same adapters in the
-same order). Each adapter is saved in peft's standard format (adapter_config.json and
-adapter_model.safetensors), its `base_model_name_or_path` the base's content address, so a user's
-own tooling can apply a stack in order: `PeftModel.from_pretrained(model, adapter).merge_and_unload()`.
-
-Paths in the lineage are relative to the content-addressed store. Planning needs neither torch nor
-the store: only the functions that train, export or load import torch, so the web process can show
-a plan. Pure ML code: no Django.
+Paths in the lineage are relative to the content-addressed store. This module is torch-free: the
+adapters are trained and loaded by unlearning.s3t_lm (torch, peft), which the engine is handed
+as an `AdapterTrainer`, so the web process can show a plan. Pure ML code: no Django.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
+from typing import Protocol
 
-from unlearning.recipe import TrainingRecipe
 from unlearning.sisa import Placement, SisaConfig, SliceSchedule, assign
+from unlearning.store import S3T_MANIFEST, store_directory, verified_folder
 
-MANIFEST_NAME = "s3t.json"
+MANIFEST_NAME = S3T_MANIFEST
 MANIFEST_FORMAT = "s3t-served-model/1"
-# GPT-2's attention and MLP projections (Conv1D layers, hence fan_in_fan_out). A regular expression
-# rather than a list: peft keeps a list as a set, whose order in adapter_config.json follows
-# Python's per-process hash seed, and the order would change the adapter's content address.
-GPT2_LORA_TARGETS = r".*\.(c_attn|c_proj|c_fc)$"
 
 
 @dataclass(frozen=True)
 class S3TConfig:
     """Everything that decides the trained adapters. The paper's defaults are 4 shards, 8 slices and
-    rank 32; fewer shards and slices suit the demo world's few people. Facts need many passes: on a
-    30-person world the served model answered 97% of retained people's questions with 40 epochs
-    per slice, 30% with 15 (rank 16)."""
+    rank 32; fewer shards and slices suit the demo world's few people. Facts need many passes per
+    slice (bench/RESULTS.md, "S3T's epochs per slice")."""
 
     shards: int = 2
     slices: int = 4
@@ -227,11 +210,20 @@ class S3TDeletionPlan:
     def retraining_needed(self) -> bool:
         return any(shard.retrain for shard in self.shards)
 
+    @property
+    def estimated_steps(self) -> int:
+        """0 when every affected shard only switches adapters off."""
+        return sum(shard.estimated_steps for shard in self.shards)
+
+    @property
+    def estimated_seconds(self) -> float:
+        return sum(shard.estimated_seconds for shard in self.shards)
+
     def summary(self) -> str:
         return f"Delete {len(self.deleted_record_ids)} records: " + "; ".join(map(_shard_summary, self.shards))
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "estimated_steps": self.estimated_steps, "estimated_seconds": self.estimated_seconds}
 
     @classmethod
     def from_dict(cls, data: dict) -> S3TDeletionPlan:
@@ -263,39 +255,22 @@ def choose_orders(slices: int, budget: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple((start + offset) % slices for offset in range(slices)) for start in starts)
 
 
-def train_base_model(records: Iterable[dict], tokenizer, recipe: TrainingRecipe, store: Path) -> FrozenBase:
-    """The frozen base, trained on the records that have no owner (text about no one) and nothing else."""
-    from unlearning.lm import save_checkpoint, train_causal_lm  # torch: only training imports it
+class AdapterTrainer(Protocol):
+    """Trains one shard's orders of adapter stacks on a lineage's frozen base (torch:
+    unlearning.s3t_lm.S3TAdapterTrainer); the engine decides on which records."""
 
-    general = [record for record in records if not record.get("owner_key")]
-    started = time.perf_counter()
-    model = train_causal_lm([record["text"] for record in general], tokenizer, recipe)
-    seconds = time.perf_counter() - started
-    sha256, path = save_checkpoint(model, tokenizer, store)
-    return FrozenBase(sha256, path.name, tuple(sorted(r["record_id"] for r in general)), asdict(recipe), seconds)
+    def train_shard(self, shard: int, slices: Sequence[Sequence[dict]]) -> ShardState: ...
 
 
-def train_s3t(records: Iterable[dict], base: FrozenBase, config: S3TConfig, store: Path) -> S3TLineage:
+def train_s3t(records: Iterable[dict], base: FrozenBase, config: S3TConfig, trainer: AdapterTrainer) -> S3TLineage:
     """Place every record the base did not see, and train each shard's orders of adapter stacks."""
     in_base = set(base.record_ids)
     placed = [record for record in records if record["record_id"] not in in_base]
     # One placement rule for both exact engines: a record sits where SISA would put it.
     placements = assign(placed, SisaConfig(shards=config.shards, slices=config.slices, seed=config.seed))
-    base_model, tokenizer = _load_base(base, store)
-    shards = tuple(_train_shard(shard, _slices_of_shard(placed, placements, shard, config), base_model, tokenizer,
-                                config, store)
+    shards = tuple(trainer.train_shard(shard, _slices_of_shard(placed, placements, shard, config))
                    for shard in range(config.shards))
     return S3TLineage(config, base, placements, shards, deletions=())
-
-
-def _load_base(base: FrozenBase, store: Path):
-    from unlearning.lm import load_checkpoint  # torch: see train_base_model
-
-    model, tokenizer = load_checkpoint(_verified(Path(store) / base.path, base.sha256))
-    # Adapters name their base by content address, not by this machine's path to it, so that the
-    # same training gives the same adapter bytes in any store.
-    model.name_or_path = model.config._name_or_path = base.sha256
-    return model, tokenizer
 
 
 def _slices_of_shard(records: Iterable[dict], placements: dict[str, Placement], shard: int,
@@ -308,63 +283,6 @@ def _slices_of_shard(records: Iterable[dict], placements: dict[str, Placement], 
         if place and place.shard == shard:
             slices[place.slice].append(record)
     return slices
-
-
-def _train_shard(shard: int, slices: Sequence[Sequence[dict]], base_model, tokenizer, config: S3TConfig,
-                 store: Path) -> ShardState:
-    orders = tuple(_train_order(shard, index, order, slices, base_model, tokenizer, config, store)
-                   for index, order in enumerate(choose_orders(config.slices, config.orders_per_shard)))
-    return ShardState(shard, orders, served_order=0, active_adapters=config.slices, retired_slices=())
-
-
-def _train_order(shard: int, order_index: int, order: tuple[int, ...], slices: Sequence[Sequence[dict]], base_model,
-                 tokenizer, config: S3TConfig, store: Path) -> OrderTraining:
-    from unlearning.lm import store_directory  # torch: see train_base_model
-
-    model = copy.deepcopy(base_model)
-    seen: list[dict] = []
-    adapters = []
-    for position, slice_index in enumerate(order):
-        seen += slices[slice_index]
-        seed = _derived_seed(config.seed, shard, order_index, position)
-        adapter, fed_ids, steps, seconds = _train_adapter(model, tokenizer, seen, config, seed)
-        # No embedding layers to save (LoRA leaves them alone); asking peft to check would look the
-        # base up on the Hugging Face hub by name.
-        sha256, path = store_directory(partial(adapter.save_pretrained, save_embedding_layers=False), store)
-        adapters.append(AdapterTraining(position, slice_index, sha256, path.name, tuple(sorted(fed_ids)),
-                                        steps, seconds))
-        # Merged, the adapter is active and frozen under the next one (see the module docstring).
-        model = adapter.merge_and_unload()
-    return OrderTraining(order, tuple(adapters))
-
-
-def _derived_seed(*parts: int) -> int:
-    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
-
-
-def _train_adapter(model, tokenizer, records: Sequence[dict], config: S3TConfig, seed: int):
-    """A fresh LoRA adapter on `model` (whose own weights stay frozen), trained with AdamW, the rate
-    decaying linearly to 0 (memorising facts needs the small final steps). Returns the peft model,
-    the ids of every record in a batch it stepped on, steps and seconds."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from unlearning.lm import encode, optimise
-
-    torch.manual_seed(seed)  # LoRA's A matrices are drawn at random
-    with _peft_quietly():
-        adapter = get_peft_model(model, LoraConfig(
-            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=GPT2_LORA_TARGETS,
-            fan_in_fan_out=True,
-        ))
-    sequences = encode(tokenizer, [record["text"] for record in records], model.config.n_positions)
-    total_steps = max(1, config.schedule.steps_for(len(sequences)))  # an empty slice still builds a schedule
-    started = time.perf_counter()
-    log = optimise(adapter, sequences, tokenizer.pad_token_id, epochs=config.epochs_per_slice,
-                   batch_size=config.batch_size, learning_rate=config.learning_rate, seed=seed,
-                   rate_factor=lambda step: 1 - step / total_steps)
-    fed_ids = {records[i]["record_id"] for i in log.trained_indices}
-    return adapter, fed_ids, log.steps, time.perf_counter() - started
 
 
 def plan_deletion(lineage: S3TLineage, deleted_ids: Iterable[str]) -> S3TDeletionPlan:
@@ -422,9 +340,11 @@ def _retraining_estimate(lineage: S3TLineage, state: ShardState, deleted: tuple[
     return steps, steps * seconds_per_step
 
 
-def execute_deletion(lineage: S3TLineage, plan: S3TDeletionPlan, records: Iterable[dict], store: Path) -> S3TLineage:
+def execute_deletion(lineage: S3TLineage, plan: S3TDeletionPlan, records: Iterable[dict],
+                     trainer: AdapterTrainer | None = None) -> S3TLineage:
     """The lineage after carrying out the plan: adapters switched off, or, where the orders are
-    exhausted, the shard retrained from the base on its remaining records (taken from `records`)."""
+    exhausted, the shard retrained from the base on its remaining records (taken from `records`) by
+    `trainer` (needed only then: `plan.retraining_needed`)."""
     if plan != plan_deletion(lineage, plan.deleted_record_ids):
         raise ValueError("the plan was made for another state of this model; plan the deletion again")
     started = time.perf_counter()
@@ -438,26 +358,26 @@ def execute_deletion(lineage: S3TLineage, plan: S3TDeletionPlan, records: Iterab
                                                retired_slices=shard_plan.retired_slices)
     retrained = tuple(shard_plan.shard for shard_plan in plan.shards if shard_plan.retrain)
     if retrained:
-        shards = _retrain_shards(lineage, shards, retrained, placements, records, store)
+        shards = _retrain_shards(shards, retrained, placements, records, lineage.config, trainer)
     steps = sum(shards[shard].training_steps for shard in retrained)
     event = DeletionRecord(plan.deleted_record_ids, tuple(p.shard for p in plan.shards), retrained, steps,
                            time.perf_counter() - started)
     return replace(lineage, placements=placements, shards=tuple(shards), deletions=lineage.deletions + (event,))
 
 
-def _retrain_shards(lineage: S3TLineage, shards: list[ShardState], retrained: tuple[int, ...],
-                    placements: dict[str, Placement], records: Iterable[dict], store: Path) -> list[ShardState]:
+def _retrain_shards(shards: list[ShardState], retrained: tuple[int, ...], placements: dict[str, Placement],
+                    records: Iterable[dict], config: S3TConfig, trainer: AdapterTrainer | None) -> list[ShardState]:
     """Fresh stacks from the base for these shards, on the records still placed in them (deleted
     records have left the placements, so they are not trained on even when `records` holds them)."""
     records = list(records)
     given = {record["record_id"] for record in records}
     if missing := sorted(i for i, place in placements.items() if place.shard in retrained and i not in given):
         raise ValueError(f"retraining needs records that were not given: {', '.join(missing)}")
-    base_model, tokenizer = _load_base(lineage.base, store)
+    if trainer is None:
+        raise ValueError(f"shards {list(retrained)} must be retrained: an adapter trainer is needed")
     shards = list(shards)
     for shard in retrained:
-        slices = _slices_of_shard(records, placements, shard, lineage.config)
-        shards[shard] = _train_shard(shard, slices, base_model, tokenizer, lineage.config, store)
+        shards[shard] = trainer.train_shard(shard, _slices_of_shard(records, placements, shard, config))
     return shards
 
 
@@ -465,12 +385,10 @@ def export_served_model(lineage: S3TLineage, store: Path) -> tuple[str, Path]:
     """A self-contained, content-addressed folder: the base checkpoint, each shard's active adapters
     in their order, and an s3t.json manifest naming them all by sha256 (no timings, so the same
     served adapters give the same address)."""
-    from unlearning.lm import store_directory  # torch: see train_base_model
-
     store = Path(store)
 
     def write(folder: Path) -> None:
-        shutil.copytree(_verified(store / lineage.base.path, lineage.base.sha256), folder / "base")
+        shutil.copytree(verified_folder(store / lineage.base.path, lineage.base.sha256), folder / "base")
         manifest = {"format": MANIFEST_FORMAT, "base": {"sha256": lineage.base.sha256, "path": "base"},
                     "shards": [_export_shard(state, store, folder) for state in lineage.shards]}
         (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -482,7 +400,7 @@ def _export_shard(state: ShardState, store: Path, folder: Path) -> dict:
     adapters = []
     for adapter in state.served_adapters:
         relative = f"shards/{state.shard}/{adapter.position}"
-        shutil.copytree(_verified(store / adapter.path, adapter.sha256), folder / relative)
+        shutil.copytree(verified_folder(store / adapter.path, adapter.sha256), folder / relative)
         adapters.append({"position": adapter.position, "slice": adapter.slice, "sha256": adapter.sha256,
                          "path": relative})
     return {"shard": state.shard, "served_order": state.served_order,
@@ -490,50 +408,8 @@ def _export_shard(state: ShardState, store: Path, folder: Path) -> dict:
             "active_adapters": state.active_adapters, "adapters": adapters}
 
 
-def load_s3t_model(path: Path):
-    """(model, tokenizer) of an exported folder: per shard, the base with its adapters merged in
-    order; the shards' next-token distributions averaged. Every part must match its sha256."""
-    from unlearning.ensemble import EnsembleCausalLM  # torch: see train_base_model
-    from unlearning.lm import load_checkpoint
-
-    path = Path(path)
-    manifest = json.loads((path / MANIFEST_NAME).read_text())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} is not an exported S3T model ({manifest.get('format')!r})")
-    base, tokenizer = load_checkpoint(_verified(path / manifest["base"]["path"], manifest["base"]["sha256"]))
-    members = [_with_adapters(base, [_verified(path / a["path"], a["sha256"]) for a in shard["adapters"]])
-               for shard in manifest["shards"]]
-    return EnsembleCausalLM(members).eval(), tokenizer
-
-
-def _verified(folder: Path, sha256: str) -> Path:
-    from unlearning.lm import checkpoint_sha256  # torch: see train_base_model
-
-    if checkpoint_sha256(folder) != sha256:
-        raise ValueError(f"{folder} no longer hashes to {sha256}")
-    return folder
-
-
-def _with_adapters(base, adapter_folders: Sequence[Path]):
-    from peft import PeftModel
-
-    model = copy.deepcopy(base)
-    for folder in adapter_folders:
-        with _peft_quietly():
-            model = PeftModel.from_pretrained(model, folder).merge_and_unload()
-    return model.eval()
-
-
-@contextmanager
-def _peft_quietly():
-    """peft asks transformers a question by its deprecated name (the answer is unchanged): keep
-    that FutureWarning out of every worker's log."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
-
-
-def retrain_without(lineage: S3TLineage, deleted_ids: Iterable[str], records: Iterable[dict], store: Path) -> S3TLineage:
+def retrain_without(lineage: S3TLineage, deleted_ids: Iterable[str], records: Iterable[dict],
+                    trainer: AdapterTrainer) -> S3TLineage:
     """The affected shards' adapter stacks retrained from the base without these records, whether or
     not switching adapters off would do: the retrained reference that the audits compare a
     switched-off model with, made by the same machinery."""
@@ -541,5 +417,5 @@ def retrain_without(lineage: S3TLineage, deleted_ids: Iterable[str], records: It
     deleted = set(plan.deleted_record_ids)
     placements = {record_id: place for record_id, place in lineage.placements.items() if record_id not in deleted}
     affected = tuple(shard_plan.shard for shard_plan in plan.shards)
-    shards = _retrain_shards(lineage, list(lineage.shards), affected, placements, records, store)
+    shards = _retrain_shards(list(lineage.shards), affected, placements, records, lineage.config, trainer)
     return replace(lineage, placements=placements, shards=tuple(shards))

@@ -1,21 +1,17 @@
-"""Reads of the unlearning domain (lineage)."""
+"""Reads of the unlearning domain: lineage, deletion plans, and which work waits or is stuck."""
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from django.db.models import Count
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
 
-from unlearning import s3t, sisa
-from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, TrainingRegime, UnlearningJob
-from unlearning.recipe import TrainingRecipe, training_steps
-
-# What a model's jobs run: an approximate method on a plain model's weights; on SISA and S3T, an
-# exact deletion, which is no method applied to weights (unlearning.runner): SISA retrains shards,
-# S3T switches adapters off (and retrains a shard only when its orders are exhausted).
-METHOD_BY_REGIME = {TrainingRegime.PLAIN: "graddiff", TrainingRegime.SISA: "sisa_shard_retraining",
-                    TrainingRegime.S3T: "s3t_adapter_switch_off"}
-LINEAGE_TYPES = {TrainingRegime.SISA: sisa.SisaLineage, TrainingRegime.S3T: s3t.S3TLineage}
-PLANNERS = {TrainingRegime.SISA: sisa.plan_deletion, TrainingRegime.S3T: s3t.plan_deletion}
+from compliance.errors import NotFound
+from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.regimes import ModelState, Regime, get_regime
+from unlearning.store import load_lineage
 
 
 def assets_holding(owner_key: str) -> list[tuple[ModelAsset, int]]:
@@ -71,48 +67,71 @@ def version_before_removal(job: UnlearningJob) -> ModelVersion:
     return earlier[0].base_version if earlier else job.base_version
 
 
+def regime(asset: ModelAsset) -> Regime:
+    return get_regime(asset.regime)
+
+
 @lru_cache(maxsize=8)
-def _stored_lineage(path: str, sha256: str, regime: str):
-    return sisa.load_lineage(Path(path), sha256, LINEAGE_TYPES[regime])
+def _stored_lineage(path: str, sha256: str, regime_name: str):
+    return load_lineage(Path(path), sha256, get_regime(regime_name).lineage_type)
 
 
 def version_lineage(version: ModelVersion):
-    """A SISA or S3T version's lineage: immutable for its hash, so read and verified once per process."""
+    """A SISA or S3T version's lineage (None for a plain one): immutable for its hash, so read and
+    verified once per process."""
+    if not version.lineage_sha256:
+        return None
     return _stored_lineage(version.lineage_path, version.lineage_sha256, version.asset.regime)
 
 
-def still_placed(version: ModelVersion, record_ids: list[str]) -> list[str]:
-    """The records this SISA or S3T version still holds (an earlier deletion took out the rest)."""
-    placements = version_lineage(version).placements
-    return [record_id for record_id in record_ids if record_id in placements]
-
-
-def exact_plan(version: ModelVersion, record_ids: list[str]):
-    """The deletion plan of these records from this version (unlearning.sisa / unlearning.s3t)."""
-    return PLANNERS[version.asset.regime](version_lineage(version), record_ids)
+def model_state(version: ModelVersion) -> ModelState:
+    """The version as its regime sees it."""
+    asset = version.asset
+    return ModelState(kind=asset.kind, path=Path(version.storage_path), sha256=version.sha256,
+                      lineage=version_lineage(version), recipe=asset.training_recipe,
+                      training_records=asset.records.count(), removed_record_ids=frozenset(removed_record_ids(asset)))
 
 
 def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
     """What removing these owners' records from the model's current version will do and cost,
     worked out before any training (shown to legal before approval and to operators in the admin)."""
-    record_ids = forget_record_ids(asset, owner_keys)
-    version = asset.current_version
-    method = METHOD_BY_REGIME[asset.regime]
-    model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": method}
-    if asset.regime in LINEAGE_TYPES:
-        placed = still_placed(version, record_ids)
-        if not placed:
-            return {**model, "kind": "exact", "records": 0,
-                    "summary": "Every record of this owner has already been deleted from this model."}
-        plan = exact_plan(version, placed)
-        return {**model, "kind": "exact", "records": len(placed), "summary": plan.summary(), "plan": plan.as_dict()}
-    recipe = TrainingRecipe(**asset.training_recipe) if asset.training_recipe else None
-    kept = asset.records.count() - len(removed_record_ids(asset) | set(record_ids))
-    retraining = f"; exact removal would retrain the whole model (~{training_steps(kept, recipe)} optimizer steps)" if recipe else ""
-    return {**model, "kind": "approximate", "records": len(record_ids),
-            "summary": f"Approximate unlearning ({method}) of {len(record_ids)} records: a suppression of what "
-                       f"the model learned, verified by the audits, not a removal{retraining}."}
+    training = regime(asset)
+    state = model_state(asset.current_version)
+    held = training.held(state, forget_record_ids(asset, owner_keys))
+    model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": training.default_method,
+             "kind": "exact" if training.exact else "approximate", "records": len(held)}
+    if not held:
+        return {**model, "summary": "Every record of this owner has already been deleted from this model."}
+    plan = training.plan(state, held, training.default_method)
+    return {**model, "summary": plan.summary(), "estimated_steps": plan.estimated_steps,
+            "estimated_seconds": plan.estimated_seconds, **({"plan": plan.as_dict()} if training.exact else {})}
 
 
 def deletion_plans(owner_key: str) -> list[dict]:
     return [deletion_plan(asset, [owner_key]) for asset, _ in assets_holding(owner_key)]
+
+
+def job_detail(job_id) -> UnlearningJob:
+    job = (UnlearningJob.objects.select_related("asset", "base_version", "result_version").filter(pk=int(job_id)).first()
+           if str(job_id).isdecimal() else None)
+    if job is None:
+        raise NotFound(f"no unlearning job with id {job_id}")
+    return job
+
+
+def next_queued_job(asset_id: int) -> UnlearningJob | None:
+    """The model's oldest job waiting for a worker (jobs of one model run one at a time, in order)."""
+    return UnlearningJob.objects.filter(asset_id=asset_id, status=JobStatus.QUEUED).order_by("pk").first()
+
+
+def stale_claim(now=None) -> Q:
+    """A RUNNING claim whose worker is gone: no heartbeat for `JOB_STALE_AFTER_SECONDS`, or running
+    past the task's hard time limit (Celery has killed it by then). For jobs and audit runs alike."""
+    now = now or timezone.now()
+    silent = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    overdue = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=silent) | Q(heartbeat_at=None) | Q(started_at__lt=overdue))
+
+
+def stale_jobs() -> list[int]:
+    return list(UnlearningJob.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True))

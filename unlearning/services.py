@@ -1,35 +1,34 @@
-"""State changes of governed models and unlearning jobs: atomic, each with its audit event."""
+"""State changes of governed models and unlearning jobs: atomic, each with its audit event.
+
+What runs next is not decided here: services report what happened (unlearning.signals) and the
+pipeline (workers.pipeline) enqueues the follow-up once the transaction commits. A request's own
+status changes go through compliance.services.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from compliance import auditlog
 from compliance import services as compliance_services
+from compliance.errors import ServiceError, TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import (
-    JobStatus,
-    ModelAsset,
-    ModelKind,
-    ModelVersion,
-    TrainingRecord,
-    TrainingRegime,
-    UnlearningJob,
-    VersionRole,
-)
-from unlearning.selectors import LINEAGE_TYPES, METHOD_BY_REGIME, forget_record_ids
-from unlearning.sisa import save_lineage
+from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
+from unlearning.regimes import get_regime, regime_of_lineage
+from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
+from unlearning.signals import job_finished, job_queued
+from unlearning.store import save_lineage
 
-
-def regime_of(lineage) -> str:
-    return next((regime for regime, kind in LINEAGE_TYPES.items() if isinstance(lineage, kind)), TrainingRegime.PLAIN)
+WORKER = compliance_services.WORKER
 
 
 def lineage_fields(lineage) -> dict:
@@ -48,8 +47,8 @@ def register_model(
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
     (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
-    regime = regime_of(lineage)
-    if kind != ModelKind.CAUSAL_LM and regime != TrainingRegime.SISA:
+    regime = regime_of_lineage(lineage)
+    if kind != ModelKind.CAUSAL_LM and regime != "sisa":
         # Classifiers and regressors have no approximate method here: only SISA's exact deletion.
         raise ValueError(f"a {kind} is governed as SISA shards (one shard of one slice for a plain model)")
     asset = ModelAsset.objects.create(
@@ -78,6 +77,25 @@ def register_model(
     return asset
 
 
+@transaction.atomic
+def schedule_request(*, request_id):
+    """Resolve an approved request's verified identity to training records through lineage and
+    queue one job per model that holds any. Safe to run twice: a request that is no longer
+    `approved` is left as it is."""
+    request = compliance_services.lock_request(request_id)
+    if request.status != RequestStatus.APPROVED:
+        return request
+    holdings = assets_holding(request.subject_key)
+    if not holdings:
+        compliance_services.fail(request, step="scope",
+                                 reason="no training record of any governed model belongs to the verified identity")
+        return request
+    jobs = [queue_unlearning(asset=asset, request=request) for asset, _ in holdings]
+    compliance_services.advance(request, RequestStatus.SCHEDULED, models=[asset.name for asset, _ in holdings],
+                                records=sum(count for _, count in holdings), jobs=[job.pk for job in jobs])
+    return request
+
+
 def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
     """Attach a request to the model's queued job, or queue a new one (call inside a transaction).
 
@@ -87,34 +105,38 @@ def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
     job = asset.jobs.select_for_update().filter(status=JobStatus.QUEUED).first()
     created = job is None
     if created:
-        job = UnlearningJob.objects.create(asset=asset, method=METHOD_BY_REGIME[asset.regime])
-        from workers import tasks
-
-        transaction.on_commit(lambda: tasks.run_unlearning_job.delay(job.pk))
+        job = UnlearningJob.objects.create(asset=asset, method=get_regime(asset.regime).default_method)
+        job_queued.send(sender=UnlearningJob, job_id=job.pk)
     job.requests.add(request)
-    auditlog.append(actor=compliance_services.WORKER, action="job.queued" if created else "job.request_added",
+    auditlog.append(actor=WORKER, action="job.queued" if created else "job.request_added",
                     obj=job, data={"model": asset.name, "method": job.method, "request": request.reference})
     return job
 
 
 def claim_job(job_id: int) -> UnlearningJob | None:
-    """Take a queued job for this worker; None when another worker has it, it is finished, or
-    another job of the same model is running (that job starts this one when it ends).
+    """Take a job for this worker; None when another worker has it, it is finished, it is out of
+    attempts, or another job of the same model is running (that job starts this one when it ends).
 
-    The claim is a conditional UPDATE: of two deliveries of the same task, exactly one changes a row.
-    The forget set and the base version are frozen at the claim, in the same transaction. Jobs of
-    one model run one at a time, because each builds on the version the one before produced: two
-    at once would both start from the same base, and the later result would bring back what the
-    earlier one removed. The model's row lock makes the check and the claim one step.
+    A job is claimable when queued, or when running with a stale claim (its worker stopped
+    heartbeating: unlearning.selectors.stale_claim); each claim counts an attempt, and a stale job
+    out of attempts fails with the reason. The claim is a conditional UPDATE: of two deliveries of
+    the same task, exactly one changes a row. The forget set and the base version are frozen at the
+    claim, in the same transaction. Jobs of one model run one at a time, because each builds on the
+    version the one before produced: two at once would both start from the same base, and the later
+    result would bring back what the earlier one removed. The model's row lock makes the check and
+    the claim one step.
     """
     with transaction.atomic():
         asset_id = UnlearningJob.objects.filter(pk=job_id).values_list("asset_id", flat=True).first()
         if asset_id is None or model_busy(asset_id, job_id):
             return None
-        claimed = UnlearningJob.objects.filter(
-            pk=job_id, status=JobStatus.QUEUED, attempts__lt=settings.JOB_MAX_ATTEMPTS
-        ).update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now())
+        now = timezone.now()
+        claimable = Q(status=JobStatus.QUEUED) | stale_claim(now)
+        claimed = UnlearningJob.objects.filter(claimable, pk=job_id, attempts__lt=settings.JOB_MAX_ATTEMPTS).update(
+            status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
+            claimed_by=this_worker())
         if not claimed:
+            fail_if_out_of_attempts(job_id)
             return None
         job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
         requests = list(job.requests.select_for_update().order_by("pk"))
@@ -127,11 +149,32 @@ def claim_job(job_id: int) -> UnlearningJob | None:
         job.save()
         for request in requests:
             compliance_services.advance(request, RequestStatus.UNLEARNING, job=job.pk)
-        auditlog.append(actor=compliance_services.WORKER, action="job.started", obj=job, data={
-            "attempt": job.attempts, "base_sha256": job.base_version.sha256,
+        auditlog.append(actor=WORKER, action="job.started", obj=job, data={
+            "attempt": job.attempts, "worker": job.claimed_by, "base_sha256": job.base_version.sha256,
             "forget_records": len(job.forget_record_ids), "forget_set_sha256": job.forget_set_sha256,
         })
         return job
+
+
+def this_worker() -> str:
+    """Who holds a claim: this host and process (an operator's first question about a stuck job)."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def fail_if_out_of_attempts(job_id: int) -> None:
+    """A job whose claim went stale with no attempt left fails, with the reason (call in a transaction)."""
+    job = UnlearningJob.objects.filter(stale_claim(), pk=job_id, attempts__gte=settings.JOB_MAX_ATTEMPTS).first()
+    if job is not None:
+        fail_job(job_id=job.pk, step="unlearning", error=out_of_attempts(job.attempts, job.heartbeat_at))
+
+
+def out_of_attempts(attempts: int, heartbeat_at) -> str:
+    return (f"WorkerLost: the worker stopped during attempt {attempts} of {settings.JOB_MAX_ATTEMPTS} "
+            f"(last heartbeat {moment(heartbeat_at)}); no attempt is left")
+
+
+def moment(at) -> str:
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC" if at else "never"
 
 
 def model_busy(asset_id: int, job_id: int) -> bool:
@@ -140,18 +183,15 @@ def model_busy(asset_id: int, job_id: int) -> bool:
     return UnlearningJob.objects.filter(asset_id=asset_id, status=JobStatus.RUNNING).exclude(pk=job_id).exists()
 
 
-def start_next_job(asset: ModelAsset) -> None:
-    """Once a job of the model ends, send its queued job (if any) to the workers (call in a transaction)."""
-    queued = asset.jobs.filter(status=JobStatus.QUEUED).order_by("pk").first()
-    if queued is not None:
-        from workers import tasks
-
-        transaction.on_commit(lambda: tasks.run_unlearning_job.delay(queued.pk))
-
-
 def record_progress(job_id: int, fraction: float, message: str) -> None:
-    # Progress lives in the database (not only a result backend) so the API and portal can show it.
-    UnlearningJob.objects.filter(pk=job_id).update(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200])
+    # Progress lives in the database (not only a result backend) so the API and portal can show it;
+    # it is a heartbeat too.
+    UnlearningJob.objects.filter(pk=job_id).update(progress=min(max(fraction, 0.0), 1.0),
+                                                   progress_message=message[:200], heartbeat_at=timezone.now())
+
+
+def record_heartbeat(job_id: int) -> None:
+    UnlearningJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
 
 
 @transaction.atomic
@@ -163,7 +203,7 @@ def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, p
                   **lineage_fields(lineage)},
     )
     if created:
-        auditlog.append(actor=compliance_services.WORKER, action="model.version_stored", obj=version,
+        auditlog.append(actor=WORKER, action="model.version_stored", obj=version,
                         data={"model": asset.name, "sha256": sha256, "role": role, "parent": parent.sha256 if parent else None})
     return version
 
@@ -182,25 +222,76 @@ def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
     job.status, job.result_version, job.outcome = JobStatus.SUCCEEDED, version, outcome
     job.progress, job.finished_at = 1.0, timezone.now()
     job.save()
-    auditlog.append(actor=compliance_services.WORKER, action="job.succeeded", obj=job, data={
+    auditlog.append(actor=WORKER, action="job.succeeded", obj=job, data={
         "result_sha256": sha256, "steps": outcome.get("steps"), "stopped_because": outcome.get("stopped_because"),
     })
     for request in job.requests.select_for_update().order_by("pk"):
         if not request.jobs.exclude(status=JobStatus.SUCCEEDED).exists():
             compliance_services.advance(request, RequestStatus.AUDITING)
-    from workers import tasks
-
-    transaction.on_commit(lambda: tasks.run_audit.delay(job.pk))
-    start_next_job(job.asset)
+    job_finished.send(sender=UnlearningJob, job_id=job.pk, asset_id=job.asset_id, succeeded=True)
     return job
 
 
 @transaction.atomic
-def fail_job(*, job_id: int, step: str, error: str) -> None:
+def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER) -> UnlearningJob:
     job = UnlearningJob.objects.select_for_update().get(pk=job_id)
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return job
     job.status, job.error, job.finished_at = JobStatus.FAILED, error[:4000], timezone.now()
     job.save()
-    auditlog.append(actor=compliance_services.WORKER, action="job.failed", obj=job, data={"step": step, "error": error[:500]})
+    auditlog.append(actor=actor, action="job.failed", obj=job, data={"step": step, "error": error[:500]})
     for request in job.requests.select_for_update().order_by("pk"):
         compliance_services.fail(request, step=step, reason=error)
-    start_next_job(job.asset)
+    job_finished.send(sender=UnlearningJob, job_id=job.pk, asset_id=job.asset_id, succeeded=False)
+    return job
+
+
+@transaction.atomic
+def requeue_job(*, job_id: int, reason: str, actor: str = WORKER) -> UnlearningJob:
+    """Put a running job whose worker is gone back in the queue (its attempt stays counted); the
+    next claim starts it again from its base version."""
+    job = UnlearningJob.objects.select_for_update().get(pk=job_id)
+    if job.status != JobStatus.RUNNING:
+        raise TransitionNotAllowed(f"only a running job can be re-queued; job {job.pk} is {job.status}")
+    if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+        raise TransitionNotAllowed(f"job {job.pk} has used its {settings.JOB_MAX_ATTEMPTS} attempts: fail it instead")
+    job.status, job.progress, job.progress_message = JobStatus.QUEUED, 0.0, ""
+    job.save(update_fields=["status", "progress", "progress_message"])
+    auditlog.append(actor=actor, action="job.requeued", obj=job, data={"attempts": job.attempts, "reason": reason[:500]})
+    job_queued.send(sender=UnlearningJob, job_id=job.pk)
+    return job
+
+
+def operator_fail_job(*, job_id: int, user, reason: str) -> UnlearningJob:
+    """An operator gives up on a stuck job: it fails with their reason, and so do its requests."""
+    if not reason.strip():
+        raise ServiceError("failing a job needs a reason its requests' owners can read")
+    job = UnlearningJob.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.RUNNING:
+        raise TransitionNotAllowed(f"only a running job can be failed by an operator; job {job_id} is "
+                                   f"{job.status if job else 'unknown'}")
+    return fail_job(job_id=job_id, step="unlearning", error=f"Stopped by an operator: {reason.strip()}",
+                    actor=compliance_services.user_actor(user))
+
+
+def operator_requeue_job(*, job_id: int, user, reason: str = "") -> UnlearningJob:
+    return requeue_job(job_id=job_id, reason=reason.strip() or "re-queued by an operator",
+                       actor=compliance_services.user_actor(user))
+
+
+def sweep_stale_jobs() -> dict[str, list[int]]:
+    """Running jobs whose worker is gone: re-queued while attempts remain, failed with the reason
+    after. Safe to run at any time and from several places (each job is locked and checked again)."""
+    swept: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for job_id in stale_jobs():
+        with transaction.atomic():
+            job = UnlearningJob.objects.select_for_update().filter(stale_claim(), pk=job_id).first()
+            if job is None:
+                continue  # it heartbeated or finished meanwhile
+            if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+                fail_job(job_id=job.pk, step="unlearning", error=out_of_attempts(job.attempts, job.heartbeat_at))
+                swept["failed"].append(job.pk)
+            else:
+                requeue_job(job_id=job.pk, reason=f"no heartbeat since {moment(job.heartbeat_at)}: the worker was lost")
+                swept["requeued"].append(job.pk)
+    return swept

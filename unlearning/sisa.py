@@ -14,32 +14,31 @@ The model of the code:
   lineage. Shards the deletion does not touch keep their checkpoints, byte for byte.
 - `export_served_model` writes the ensemble the service serves and pins by sha256: `sisa.json`
   and each shard's final checkpoint. Loaders aggregate the members' predictions
-  (`unlearning.lm.load_checkpoint` for LMs, `unlearning.tabular.load_tabular_ensemble`).
+  (`unlearning.loading`).
 
 Plain training is the same code path with one shard and one slice; deleting from it retrains it.
-Only the functions that write checkpoints import the (torch) checkpoint store, so the web process
-can compute and show a plan. Pure ML code: no Django.
+Torch lives in the learners (unlearning.sisa_lm, unlearning.tabular) and the checkpoint store
+(unlearning.store) is torch-free, so the web process can compute and show a plan. Pure ML code:
+no Django.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
-logger = logging.getLogger(__name__)
+from unlearning.store import SISA_ENSEMBLE_MANIFEST, canonical_json, save_tokenizer, store_directory, verified_folder
 
-SERVED_MANIFEST = "sisa.json"
+SERVED_MANIFEST = SISA_ENSEMBLE_MANIFEST
 SERVED_FORMAT = "sisa-ensemble/1"
 
 
@@ -151,13 +150,17 @@ class Learner(Protocol):
 
     def load(self, directory: Path) -> Any: ...
 
+    def threads(self) -> int:
+        """The intra-op threads training runs with now (recorded in the lineage)."""
+        ...
+
+    def pinned_threads(self, threads: int | None) -> AbstractContextManager:
+        """A context in which training runs with `threads` (None: as it is)."""
+        ...
+
 
 def describe(learner: Learner) -> dict:
     return {"name": learner.name, "hyperparameters": learner.hyperparameters(), "schedule": asdict(learner.schedule)}
-
-
-def canonical_json(data) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -250,28 +253,9 @@ def _shard_slices(records: Sequence[dict], placements: dict[str, Placement], con
     return slices
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with this many torch intra-op threads (None: leave them as they are)."""
-    import torch  # only training sets threads; planning stays torch-free
-
-    previous = torch.get_num_threads()
-    if threads:
-        if threads > (os.cpu_count() or threads):
-            logger.warning("training with %d torch threads on %d cores, as the lineage was trained: threads will "
-                           "wait for each other (slow), but the result stays reproducible", threads, os.cpu_count())
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _train_slices(learner: Learner, state: Any, slices: list[list[dict]], first_slice: int, parent: str | None,
                   *, config: SisaConfig, shard: int, store: Path, generation: int) -> list[SliceCheckpoint]:
     """Train a shard's slices from `first_slice` on, storing a checkpoint after each."""
-    from unlearning.lm import store_directory  # torch: only the training side needs the checkpoint store
-
     cumulative = [record for records in slices[:first_slice] for record in records]
     checkpoints = []
     for index in range(first_slice, len(slices)):
@@ -295,8 +279,6 @@ def _train_slices(learner: Learner, state: Any, slices: list[list[dict]], first_
 
 def train_sisa(records: Sequence[dict], learner: Learner, config: SisaConfig, store: Path) -> SisaLineage:
     """Train every shard slice by slice, a checkpoint after each slice, and return the lineage."""
-    from torch import get_num_threads  # torch: see _train_slices
-
     store = Path(store)
     placements = assign(records, config)
     empty = sorted(set(range(config.shards)) - {p.shard for p in placements.values()})
@@ -309,7 +291,7 @@ def train_sisa(records: Sequence[dict], learner: Learner, config: SisaConfig, st
         for shard in range(config.shards)
     )
     return SisaLineage(config=config, learner=describe(learner), placements=placements, shards=shards,
-                       threads=get_num_threads())
+                       threads=learner.threads())
 
 
 @dataclass(frozen=True)
@@ -424,11 +406,7 @@ def plan_deletion(lineage: SisaLineage, deleted_ids: Iterable[str]) -> DeletionP
 
 def _load_verified(learner: Learner, store: Path, checkpoint: SliceCheckpoint) -> Any:
     """Resume only from the bytes the lineage names."""
-    from unlearning.lm import checkpoint_sha256  # torch: see _train_slices
-
-    if checkpoint_sha256(store / checkpoint.path) != checkpoint.sha256:
-        raise RuntimeError(f"checkpoint {checkpoint.path} no longer hashes to {checkpoint.sha256}")
-    return learner.load(store / checkpoint.path)
+    return learner.load(verified_folder(store / checkpoint.path, checkpoint.sha256))
 
 
 def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence[dict], learner: Learner,
@@ -453,7 +431,7 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
         raise ValueError(f"the records lack {len(missing)} placed ids, e.g. {', '.join(missing[:5])}")
     generation = lineage.generation + 1
     shards = list(lineage.shards)
-    with torch_threads(lineage.threads):
+    with learner.pinned_threads(lineage.threads):
         for shard_plan in plan.shards:
             first_slice = 0 if from_scratch else shard_plan.first_slice
             kept = lineage.shards[shard_plan.shard][:first_slice]
@@ -486,8 +464,6 @@ def served_manifest(lineage: SisaLineage) -> dict:
 def export_served_model(lineage: SisaLineage, store: Path, tokenizer=None) -> tuple[str, Path]:
     """Write the served ensemble into the content-addressed store: `sisa.json`, each shard's final
     checkpoint under `shards/<k>/` and, for LMs, the tokenizer at the root (where loaders look)."""
-    from unlearning.lm import save_tokenizer, store_directory  # torch: see _train_slices
-
     store = Path(store)
 
     def write(staging: Path) -> None:
@@ -500,36 +476,9 @@ def export_served_model(lineage: SisaLineage, store: Path, tokenizer=None) -> tu
     return store_directory(write, store)
 
 
-def is_served_ensemble(path: Path) -> bool:
-    return (Path(path) / SERVED_MANIFEST).is_file()
-
-
 def read_served_manifest(path: Path) -> dict:
     return json.loads((Path(path) / SERVED_MANIFEST).read_text())
 
 
 def served_member_dirs(path: Path) -> list[Path]:
     return [Path(path) / shard["path"] for shard in read_served_manifest(path)["shards"]]
-
-
-def save_lineage(lineage, store: Path) -> tuple[str, Path]:
-    """Store a lineage (SISA's, or any with `as_dict`, like S3T's) as `lineage/<sha256>.json`
-    (content-addressed, never overwritten)."""
-    data = canonical_json(lineage.as_dict())
-    sha256 = hashlib.sha256(data).hexdigest()
-    path = Path(store) / "lineage" / f"{sha256}.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".staging")
-        staging.write_bytes(data)
-        staging.rename(path)
-    return sha256, path
-
-
-def load_lineage(path: Path, sha256: str, lineage_type: type = SisaLineage):
-    """The lineage stored at `path` (a `lineage_type`), refused unless its bytes still hash to `sha256`."""
-    data = Path(path).read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise RuntimeError(f"lineage {path} hashes to {actual}, not the pinned {sha256}")
-    return lineage_type.from_dict(json.loads(data))

@@ -18,10 +18,11 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 from unlearning.lm import TrainingRecipe, new_model, train_from
+from unlearning.numerics import PinnedNumerics
 from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining
 
 
-class CausalLMLearner:
+class CausalLMLearner(PinnedNumerics):
     name = "gpt2-causal-lm"
 
     def __init__(self, tokenizer, recipe: TrainingRecipe, config: SisaConfig):

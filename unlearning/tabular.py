@@ -27,6 +27,7 @@ from sklearn import datasets
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 
+from unlearning.numerics import PinnedNumerics
 from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining, read_served_manifest, served_member_dirs
 
 CLASSIFICATION = "classification"
@@ -146,7 +147,7 @@ def load_mlp(directory: Path) -> torch.nn.Sequential:
     return model.eval()
 
 
-class TabularLearner:
+class TabularLearner(PinnedNumerics):
     """An MLP trained with AdamW in shuffled mini-batches: cross-entropy for classes, MSE for regression."""
 
     def __init__(self, task: str, features: int, outputs: int, recipe: MLPRecipe, config: SisaConfig):

@@ -1,36 +1,55 @@
-"""Celery tasks: thin. Each loads by id and calls one service or runner; each is safe to run twice
-(the services claim rows with conditional updates and skip work that is already done).
-
-The runners are imported inside the tasks because the web process imports this module to
-enqueue work and must never import torch.
+"""Celery tasks: thin. Each loads by id, claims its row, and calls one service or runner; each is
+safe to run twice (claims are conditional updates, and work already done is skipped). What runs
+next is workers.pipeline's, which sends these by name: only worker processes (and the embedded
+mode) import this module, and with it the engines and torch.
 """
 
+import logging
+
 from celery import shared_task
+
+from audits import runner as audit_runner
+from audits import services as audit_services
+from unlearning import runner as unlearning_runner
+from unlearning import services as unlearning_services
+from workers.heartbeat import heartbeat
+
+log = logging.getLogger(__name__)
 
 
 @shared_task
 def schedule_request(request_id: str) -> None:
-    from compliance.services import schedule_request as schedule
+    unlearning_services.schedule_request(request_id=request_id)
 
-    schedule(request_id=request_id)
+
+def claim_and_run(claim, record_heartbeat, work, key: int, what: str) -> None:
+    """Claim the row for `key`, then work on it while a heartbeat says this worker is alive."""
+    claimed = claim(key)
+    if claimed is None:
+        log.info("%s %s is not claimable (taken, finished, waiting for its model or out of attempts)", what, key)
+        return
+    with heartbeat(record_heartbeat, claimed.pk):
+        work(claimed)
 
 
 @shared_task
 def run_unlearning_job(job_id: int) -> None:
-    from unlearning.runner import run_job
-
-    run_job(job_id)
+    claim_and_run(unlearning_services.claim_job, unlearning_services.record_heartbeat,
+                  unlearning_runner.run_claimed_job, job_id, "unlearning job")
 
 
 @shared_task
 def run_audit(job_id: int) -> None:
-    from audits.runner import run_audit as audit
-
-    audit(job_id)
+    claim_and_run(audit_services.claim_audit, audit_services.record_heartbeat, audit_runner.run_claimed_audit, job_id,
+                  "the audit of job")
 
 
 @shared_task
 def issue_certificate(request_id: str) -> None:
-    from audits.services import issue_certificate as issue
+    audit_services.issue_certificate(request_id=request_id)
 
-    issue(request_id=request_id)
+
+@shared_task
+def sweep_stale_work() -> dict:
+    """Periodic (Celery beat): re-queue or fail jobs and audit runs whose worker was lost."""
+    return {"jobs": unlearning_services.sweep_stale_jobs(), "audits": audit_services.sweep_stale_audits()}

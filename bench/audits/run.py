@@ -28,7 +28,8 @@ from audits.power import power_cases  # noqa: E402
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE  # noqa: E402
 from audits.sets import audit_sets  # noqa: E402
 from unlearning.demo_world import build_demo_model  # noqa: E402
-from unlearning.lm import TrainingRecipe, batched_logits, load_checkpoint  # noqa: E402
+from unlearning.lm import TrainingRecipe, batched_logits  # noqa: E402
+from unlearning.loading import load_checkpoint  # noqa: E402
 from unlearning.manifest import read_manifest  # noqa: E402
 from unlearning.world import WorldConfig  # noqa: E402
 

@@ -35,7 +35,9 @@ import torch  # noqa: E402
 from audits.checks import QAItem  # noqa: E402
 from audits.checks.knowledge_qa import KnowledgeQAParams, qa_correctness  # noqa: E402
 from unlearning import s3t, sisa  # noqa: E402
-from unlearning.lm import TrainingRecipe, load_checkpoint, train_causal_lm, train_tokenizer, training_steps  # noqa: E402
+from unlearning.lm import TrainingRecipe, train_causal_lm, train_tokenizer, training_steps  # noqa: E402
+from unlearning.loading import load_checkpoint  # noqa: E402
+from unlearning.s3t_lm import S3TAdapterTrainer, load_s3t_model, train_base_model  # noqa: E402
 from unlearning.recipe import SISA_EPOCH_SCALE  # noqa: E402
 from unlearning.sisa_lm import CausalLMLearner  # noqa: E402
 from unlearning.tabular import (CLASSIFICATION, MLPRecipe, TabularLearner, held_out_accuracy, held_out_r2,  # noqa: E402
@@ -151,7 +153,8 @@ def sisa_lm_deletion(lineage: sisa.SisaLineage, learner: CausalLMLearner, setup:
 def s3t_deletion(lineage: s3t.S3TLineage, setup: LanguageSetup, deleted: set[str]):
     def delete():
         plan = s3t.plan_deletion(lineage, deleted)
-        after = s3t.execute_deletion(lineage, plan, setup.records, setup.store)
+        trainer = S3TAdapterTrainer(lineage.base, lineage.config, setup.store) if plan.retraining_needed else None
+        after = s3t.execute_deletion(lineage, plan, setup.records, trainer)
         return plan, after, s3t.export_served_model(after, setup.store)[1]
 
     (plan, after, path), seconds = timed(delete)
@@ -172,10 +175,6 @@ def s3t_what_ran(plan: s3t.S3TDeletionPlan) -> str:
             parts.append(f"shard {shard.shard} serves {shard.active_adapters}/{S3T_CONFIG.slices} adapters "
                          f"({len(shard.switched_off)} switched off across its orders)")
     return ("**retraining**: " if plan.retraining_needed else "no training: ") + "; ".join(parts)
-
-
-def s3t_planned(plan: s3t.S3TDeletionPlan) -> tuple[int, float]:
-    return sum(s.estimated_steps for s in plan.shards), sum(s.estimated_seconds for s in plan.shards)
 
 
 def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa.SisaConfig,
@@ -201,9 +200,10 @@ def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa
 
     if with_s3t:
         log("S3T: training the frozen base, then the adapters")
-        base, base_seconds = timed(lambda: s3t.train_base_model(setup.records, setup.tokenizer, setup.recipe, setup.store))
-        s3t_lineage, seconds = timed(lambda: s3t.train_s3t(setup.records, base, S3T_CONFIG, setup.store))
-        served, _ = s3t.load_s3t_model(s3t.export_served_model(s3t_lineage, setup.store)[1])
+        base, base_seconds = timed(lambda: train_base_model(setup.records, setup.tokenizer, setup.recipe, setup.store))
+        s3t_lineage, seconds = timed(lambda: s3t.train_s3t(setup.records, base, S3T_CONFIG,
+                                                           S3TAdapterTrainer(base, S3T_CONFIG, setup.store)))
+        served, _ = load_s3t_model(s3t.export_served_model(s3t_lineage, setup.store)[1])
         before["S3T"] = qa_points(served, setup.tokenizer, setup.questions)
         steps = sum(shard.training_steps for shard in s3t_lineage.shards)
         training_rows.append(
@@ -229,9 +229,9 @@ def language_bench(setup: LanguageSetup, deletions: list[int], sisa_config: sisa
         if with_s3t:
             log(f"deleting {people} people: S3T")
             plan, after, path, seconds = s3t_deletion(s3t_lineage, setup, deleted)
-            planned_steps, planned_seconds = s3t_planned(plan)
-            model, _ = s3t.load_s3t_model(path)
-            measured.append(Deletion("S3T", people, len(deleted), s3t_what_ran(plan), planned_steps, planned_seconds,
+            model, _ = load_s3t_model(path)
+            measured.append(Deletion("S3T", people, len(deleted), s3t_what_ran(plan), plan.estimated_steps,
+                                     plan.estimated_seconds,
                                      after.deletions[-1].training_steps, seconds,
                                      qa_points(model, setup.tokenizer, setup.questions)))
         log(" | ".join(f"{d.regime} {d.seconds:.1f} s, QA {d.utility:.1f}" for d in measured if d.people == people))

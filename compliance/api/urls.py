@@ -17,6 +17,9 @@ urlpatterns = [
          name="api-audit-results-csv"),
     path("requests/<str:request_id>/audits/<str:run_id>/items.csv", views.AuditRunItemsCsvApi.as_view(),
          name="api-audit-items-csv"),
+    path("jobs/<str:job_id>/", views.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<str:job_id>/requeue/", views.RequeueJobApi.as_view(), name="api-job-requeue"),
+    path("jobs/<str:job_id>/fail/", views.FailJobApi.as_view(), name="api-job-fail"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[], authentication_classes=[]), name="api-docs"),
 ]

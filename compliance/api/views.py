@@ -14,6 +14,8 @@ from audits import selectors as audit_selectors
 from compliance import selectors, services
 from compliance.errors import NotFound
 from compliance.models import DenialGround, RequestStatus
+from unlearning import selectors as unlearning_selectors
+from unlearning import services as unlearning_services
 
 
 class JobOutput(serializers.Serializer):
@@ -31,6 +33,10 @@ class JobOutput(serializers.Serializer):
     executed_plan = serializers.JSONField(source="outcome.plan", default=None,
                                           help_text="exact deletions: the deletion plan that was executed")
     error = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True, help_text="the worker's last sign of life while running")
+    claimed_by = serializers.CharField(help_text="the worker of the latest claim: host and process id")
+    finished_at = serializers.DateTimeField(allow_null=True)
 
     def get_forget_records(self, job) -> int:
         return len(job.forget_record_ids)
@@ -181,6 +187,52 @@ class DenyRequestApi(APIView):
         data.is_valid(raise_exception=True)
         services.deny_request(request_id=request_id, user=request.user, **data.validated_data)
         return Response(RequestDetailOutput(selectors.request_detail(request_id)).data)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutput)
+    def get(self, request, job_id):
+        return Response(JobOutput(unlearning_selectors.job_detail(job_id)).data)
+
+
+class RequeueJobInput(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class FailJobInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="what the requests' owners and the audit log read")
+
+
+class JobActionApi(APIView):
+    """An operator's action on a stuck job: one service each, with its audit event."""
+
+    Input: type[serializers.Serializer]
+
+    @staticmethod
+    def act(*, job_id: int, user, reason: str) -> None: ...
+
+    def post(self, request, job_id):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = unlearning_selectors.job_detail(job_id)
+        self.act(job_id=job.pk, user=request.user, **data.validated_data)
+        return Response(JobOutput(unlearning_selectors.job_detail(job.pk)).data)
+
+
+@extend_schema_view(post=extend_schema(request=RequeueJobInput, responses=JobOutput))
+class RequeueJobApi(JobActionApi):
+    """Put a running job whose worker is gone back in the queue (it keeps its attempt count)."""
+
+    Input = RequeueJobInput
+    act = staticmethod(unlearning_services.operator_requeue_job)
+
+
+@extend_schema_view(post=extend_schema(request=FailJobInput, responses=JobOutput))
+class FailJobApi(JobActionApi):
+    """Give up on a running job: it fails with the reason, and so do its requests."""
+
+    Input = FailJobInput
+    act = staticmethod(unlearning_services.operator_fail_job)
 
 
 class RequestEventsApi(APIView):

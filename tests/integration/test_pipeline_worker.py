@@ -6,11 +6,12 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
-from django.conf import settings
 from django.db import connection
 from django.test import Client
 
@@ -24,30 +25,33 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PIPELINE_TIMEOUT_SECONDS = 600
 
 
-@pytest.fixture
-def worker(tmp_path, settings, audit_log_reset_allowed):
-    """A real `celery worker` process over Redis, on the test database, with its own data folder."""
+@contextmanager
+def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool = False) -> Iterator[Path]:
+    """A real `celery worker` process over Redis, on the test database, with its own data folder
+    (`env`: more settings for it; `beat`: Celery beat embedded, for the periodic sweep). Yields the
+    path of its log."""
     if connection.vendor != "postgresql":
-        pytest.skip("the integration test runs on PostgreSQL (make test sets DATABASE_URL)")
+        pytest.skip("the integration tests run on PostgreSQL (make test sets DATABASE_URL)")
     from config.celery import app
 
     var = tmp_path / "var"
     settings.VAR_DIR, settings.MODEL_STORE_DIR, settings.SIGNING_DIR = var, var / "models", var / "signing"
     db = connection.settings_dict
-    env = {
+    environment = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CELERY_BROKER_URL": REDIS_URL, "VAR_DIR": str(var), "SECRET_KEY": settings.SECRET_KEY,
-        "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT,
+        "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT, **(env or {}),
     }
     redis.Redis.from_url(REDIS_URL).flushdb()  # no stale tasks from an earlier run
     app.conf.update(task_always_eager=False, broker_url=REDIS_URL)
     log_path = tmp_path / "worker.log"
+    beat_options = ["--beat", "--schedule", str(tmp_path / "celerybeat-schedule")] if beat else []
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,cpu", "--concurrency", "1",
-             "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"pytest-{os.getpid()}@%h"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+             "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"pytest-{os.getpid()}@%h", *beat_options],
+            cwd=settings.BASE_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 300  # a hang guard: on two busy cores the worker once took 120 s to start
@@ -58,6 +62,12 @@ def worker(tmp_path, settings, audit_log_reset_allowed):
         process.terminate()
         process.wait(timeout=60)
         app.conf.update(task_always_eager=True, broker_url="memory://")
+
+
+@pytest.fixture
+def worker(tmp_path, settings, audit_log_reset_allowed):
+    with celery_worker(tmp_path, settings) as log_path:
+        yield log_path
 
 
 def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
@@ -73,7 +83,7 @@ def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
 def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path):
     from audits.certificates import signing_identity
     from audits.signing import pdfsig_report, validate_pdf
-    from unlearning.lm import checkpoint_sha256
+    from unlearning.store import checkpoint_sha256
 
     asset = register_tiny_model(tiny_model)
     subject = tiny_model.world.trained_people[0]

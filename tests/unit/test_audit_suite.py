@@ -15,7 +15,8 @@ from audits.checks.quantisation import quantised_copy
 from audits.metrics import sampled_extraction_probability
 from audits.scoring import continuation_ids, continuation_scores
 from audits.sets import audit_sets
-from unlearning.lm import fine_tune, greedy_continue, load_checkpoint
+from unlearning.lm import fine_tune, greedy_continue
+from unlearning.loading import load_checkpoint
 from unlearning.manifest import read_manifest
 from unlearning.world import qa_prompt
 

@@ -1,6 +1,7 @@
 import pytest
 
-from unlearning.lm import load_checkpoint, mean_text_loss
+from unlearning.lm import mean_text_loss
+from unlearning.loading import load_checkpoint
 from unlearning.methods import UnlearningData, get_method
 
 

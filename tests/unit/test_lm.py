@@ -1,6 +1,8 @@
 import torch
 
-from unlearning.lm import checkpoint_sha256, greedy_generate, load_checkpoint, save_checkpoint
+from unlearning.lm import greedy_generate
+from unlearning.loading import load_checkpoint
+from unlearning.store import checkpoint_sha256, save_checkpoint
 from unlearning.world import qa_prompt
 
 

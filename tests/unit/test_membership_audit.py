@@ -3,7 +3,7 @@ import pytest
 from audits.checks import AUDITS, AuditSets, MetricScore, SuiteContext
 from audits.checks.membership import MembershipParams
 from audits.metrics import roc_auc
-from unlearning.lm import load_checkpoint
+from unlearning.loading import load_checkpoint
 
 PANEL = {"mia_loss_auc", "mia_zlib_auc", "mia_lowercase_auc", "mia_min_k_20_auc", "mia_min_k_40_auc", "mia_min_k_pp_auc"}
 

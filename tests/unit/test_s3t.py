@@ -6,24 +6,29 @@ import time
 
 import pytest
 
-from unlearning.lm import TrainingRecipe, checkpoint_sha256, greedy_generate, train_tokenizer
+from unlearning.lm import TrainingRecipe, greedy_generate, train_tokenizer
+from unlearning.numerics import torch_threads
 from unlearning.s3t import (
     S3TConfig,
     S3TDeletionPlan,
     S3TLineage,
     choose_orders,
-    execute_deletion,
     export_served_model,
-    load_s3t_model,
     plan_deletion,
-    train_base_model,
     train_s3t,
 )
-from unlearning.sisa import torch_threads
+from unlearning.s3t import execute_deletion as execute_with
+from unlearning.s3t_lm import S3TAdapterTrainer, load_s3t_model, train_base_model
+from unlearning.store import checkpoint_sha256
 from unlearning.world import World, WorldConfig, qa_prompt, tokenizer_corpus
 
 SEED = 3
 CONFIG = S3TConfig(shards=2, slices=3, orders_per_shard=3, epochs_per_slice=3, batch_size=16, seed=SEED)
+
+
+def execute_deletion(lineage, plan, records, store):
+    """The engine's deletion, with the adapter trainer it needs when orders are exhausted."""
+    return execute_with(lineage, plan, records, S3TAdapterTrainer(lineage.base, lineage.config, store))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,7 @@ def trained(tmp_path_factory):
         tokenizer = train_tokenizer(tokenizer_corpus(SEED), 3000)
         store = tmp_path_factory.mktemp("s3t-store")
         base = train_base_model(records, tokenizer, TrainingRecipe(n_layer=2, n_embd=64, epochs=10, seed=SEED), store)
-        yield world, records, store, train_s3t(records, base, CONFIG, store)
+        yield world, records, store, train_s3t(records, base, CONFIG, S3TAdapterTrainer(base, CONFIG, store))
 
 
 def owners_by_slice(lineage: S3TLineage, records: list[dict], shard: int) -> dict[int, list[str]]:
@@ -190,14 +195,7 @@ def test_the_same_seed_trains_the_same_adapters(trained):
     personal = [r for r in records if r.get("owner_key")][:20]
 
     def adapter_shas(records_in_some_order):
-        trained_again = train_s3t(records_in_some_order, lineage.base, small, store)
+        trained_again = train_s3t(records_in_some_order, lineage.base, small, S3TAdapterTrainer(lineage.base, small, store))
         return [a.sha256 for state in trained_again.shards for order in state.orders for a in order.adapters]
 
     assert adapter_shas(personal) == adapter_shas(personal[::-1])
-
-
-def test_planning_imports_neither_torch_nor_django():
-    from tests.test_boundaries import loaded_after_importing
-
-    loaded = loaded_after_importing(["unlearning.s3t"], setup_django=False)
-    assert "torch" not in loaded and not any(name == "django" or name.startswith("django.") for name in loaded)

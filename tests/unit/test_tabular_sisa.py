@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, torch_threads, train_sisa
+from unlearning.numerics import torch_threads
+from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, train_sisa
 from unlearning.tabular import (CLASSIFICATION, MLPRecipe, TabularEnsemble, TabularLearner, held_out_accuracy,
                                 held_out_r2, held_out_rmse, load_mlp, load_tabular, load_tabular_ensemble,
                                 majority_vote)
@@ -118,7 +119,7 @@ def test_a_deletion_retrains_with_the_thread_count_of_the_original_training(tmp_
 
 
 def test_the_epoch_scale_sets_the_schedule_and_deletions_retrain_by_it(tmp_path):
-    from unlearning.governed import sisa_learner
+    from unlearning.learners import learners_for
     from unlearning.sisa import describe
 
     dataset, recipe = load_tabular("breast_cancer"), MLPRecipe(epochs=10)
@@ -127,7 +128,7 @@ def test_the_epoch_scale_sets_the_schedule_and_deletions_retrain_by_it(tmp_path)
     assert learner.schedule.epochs == round(2 * 10 * 2.0 / (3 + 1))  # twice plain training's share
     lineage = train_sisa(dataset.train, learner, config, tmp_path)
     assert lineage.config.epoch_scale == 2.0
-    rebuilt = sisa_learner("classifier", lineage, tmp_path, {})
+    rebuilt = learners_for("classifier", tmp_path, {}).sisa(lineage.config, lineage.learner)
     assert describe(rebuilt) == lineage.learner  # what the service retrains a deletion with
     plan = plan_deletion(lineage, [dataset.train[0]["record_id"]])
     after = execute_deletion(lineage, plan, dataset.train, rebuilt, tmp_path)

@@ -1,6 +1,6 @@
 """GradDiff: gradient ascent on the forget set, gradient descent on the retain set.
 
-loss = -γ · NLL(forget) + α · NLL(retain)   (γ = α = 1 by default, as in the TOFU baselines)
+loss = -γ · NLL(forget) + α · NLL(retain)   (γ = 1 and α = 5 by default; TOFU's baselines use α = 1)
 
 Plain gradient ascent is unbounded and collapses a model if left running, so the loop evaluates
 every few steps and stops when the forget texts' mean per-text loss reaches that of never-trained texts
@@ -27,7 +27,7 @@ class GradDiffParams:
     batch_size: int = 32
     forget_weight: float = 1.0  # γ
     # α: weighted up from TOFU's 1 because one data subject's texts share their templates with
-    # everyone else's; measured on the demo world, α=5 keeps retained QA within 6 points where α=1 lost 15.
+    # everyone else's (bench/RESULTS.md, "GradDiff's retain weight").
     retain_weight: float = 5.0
     eval_every: int = 5
     # Largest allowed rise of the retain loss, relative to the starting model (utility floor).
@@ -57,7 +57,8 @@ def unlearn(model, tokenizer, data: UnlearningData, params: GradDiffParams, prog
         return point
 
     history = [evaluate(0)]
-    retain_ceiling = history[0]["retain_loss"] * (1 + params.max_retain_loss_increase)
+    # The utility floor, as a retain loss: above it, the model lost more utility than allowed.
+    floor_retain_loss = history[0]["retain_loss"] * (1 + params.max_retain_loss_increase)
     best_state = copy.deepcopy(model.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=0.0)
     stopped_because = "max_steps"
@@ -76,7 +77,7 @@ def unlearn(model, tokenizer, data: UnlearningData, params: GradDiffParams, prog
         history.append(point)
         if progress:
             progress(step / params.max_steps, f"step {step}: forget loss {point['forget_loss']:.3f}")
-        if point["retain_loss"] > retain_ceiling:
+        if point["retain_loss"] > floor_retain_loss:
             stopped_because = "utility_floor"  # keep best_state: the last state above the floor
             break
         best_state = copy.deepcopy(model.state_dict())

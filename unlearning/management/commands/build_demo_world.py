@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from unlearning.management.regimes import add_regime_arguments, regime_configs, register_trained
+from unlearning.management.regimes import add_regime_arguments, regime_config, register_trained
 from unlearning.models import ModelAsset
 
 DEMO_MODEL_NAME = "demo-world-lm"
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         from unlearning.world import WorldConfig
 
         recipe = TrainingRecipe(epochs=epochs, seed=seed)
-        configs = regime_configs(regime, shards, slices, seed, epoch_scale)
+        config = regime_config(regime, shards, slices, seed, epoch_scale)
         self.stdout.write(f"Training {name} ({regime}) on a world of {people} fictitious people ({epochs} epochs, CPU)...")
 
         def report(epoch: int, loss: float) -> None:
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  epoch {epoch:3d}/{epochs}  loss {loss:.3f}")
 
         built = build_demo_model(WorldConfig(people=people, seed=seed), recipe, settings.MODEL_STORE_DIR,
-                                 on_epoch=report, **configs)
+                                 on_epoch=report, config=config)
         asset = register_trained(name=name, recipe=recipe, built=built.governed)
         self.stdout.write(self.style.SUCCESS(
             f"Registered {asset.name} @ {built.checkpoint_sha256[:16]}… in {built.training_seconds:.0f} s: "

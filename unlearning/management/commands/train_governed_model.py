@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
-from unlearning.management.regimes import add_regime_arguments, regime_configs, register_trained
+from unlearning.management.regimes import add_regime_arguments, regime_config, register_trained
 from unlearning.models import ModelAsset
 
 
@@ -30,12 +30,12 @@ class Command(BaseCommand):
         if ModelAsset.objects.filter(name=name).exists():
             raise CommandError(f"a model named {name} is already registered")
         training, never_trained = read(manifest), read(holdout) if holdout else []
-        configs = regime_configs(regime, shards, slices, seed, epoch_scale)
+        config = regime_config(regime, shards, slices, seed, epoch_scale)
         recipe = TrainingRecipe(epochs=epochs, vocab_size=vocab_size, seed=seed)
         tokenizer = train_tokenizer([record["text"] for record in training + never_trained], vocab_size)
         self.stdout.write(f"Training {name} ({regime}) on {len(training)} records ({epochs} epochs)...")
         try:
-            built = train_governed(training, never_trained, tokenizer, recipe, settings.MODEL_STORE_DIR, **configs)
+            built = train_governed(training, never_trained, tokenizer, recipe, settings.MODEL_STORE_DIR, config=config)
         except ValueError as error:  # e.g. a record id twice, or more shards than people
             raise CommandError(str(error)) from None
         asset = register_trained(name=name, recipe=recipe, built=built)

@@ -40,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, name, dataset, manifest, holdout, task, shards, slices, epochs, hidden, seed,
                epoch_scale, **options):
         from unlearning.governed import train_governed_rows
-        from unlearning.management.regimes import regime_configs
+        from unlearning.management.regimes import regime_config
         from unlearning.services import register_model
         from unlearning.tabular import MLPRecipe, load_tabular, rows_dataset
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                     else rows_dataset(name, task, read(manifest, kind="row"), read(holdout, kind="row")))
         except ValueError as error:
             raise CommandError(str(error)) from None
-        sisa = regime_configs("sisa", shards, slices, seed, epoch_scale)["sisa"]
+        sisa = regime_config("sisa", shards, slices, seed, epoch_scale)
         recipe = MLPRecipe(hidden=hidden, epochs=epochs)
         self.stdout.write(f"Training {name} ({data.task}, SISA {shards}×{slices}) on {len(data.train)} rows...")
         try:

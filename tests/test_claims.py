@@ -1,0 +1,147 @@
+"""Claims that recover: a job or audit run whose worker stopped heartbeating is claimed again (an
+attempt counted), re-queued by the sweep, failed with the reason once out of attempts, and an
+operator can re-queue or fail a stuck job from the API, each step in the audit log. The pipeline
+sends each follow-up task once the transaction commits."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from audits import services as audit_services
+from audits.models import AuditRun, AuditStatus
+from compliance.models import AuditEvent, RequestStatus
+from tests.test_api import assert_problem
+from tests.test_lineage import approved, governed  # noqa: F401  (fixture)
+from unlearning import services as unlearning_services
+from unlearning.models import JobStatus, UnlearningJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def running_job(tiny_model, governed, submit, legal_user):  # noqa: F811
+    unlearning_services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.trained_people[0]).pk)
+    return unlearning_services.claim_job(UnlearningJob.objects.get().pk)
+
+
+def silence(job_or_run, seconds: int) -> None:
+    """As if its worker had died `seconds` ago."""
+    type(job_or_run).objects.filter(pk=job_or_run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_running_job_is_not_claimed_again_while_its_worker_heartbeats(running_job, settings):
+    assert unlearning_services.claim_job(running_job.pk) is None
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS - 10)
+    assert unlearning_services.claim_job(running_job.pk) is None
+    running_job.refresh_from_db()
+    assert running_job.status == JobStatus.RUNNING and running_job.attempts == 1
+
+
+def test_a_stale_claim_is_taken_by_the_next_delivery_with_its_attempt_counted(running_job, settings):
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
+    again = unlearning_services.claim_job(running_job.pk)
+    assert again is not None and again.attempts == 2 and again.base_version == running_job.base_version
+    assert AuditEvent.objects.filter(action="job.started", object_id=str(running_job.pk)).count() == 2
+    assert "pid" in again.claimed_by
+
+
+def test_a_claim_past_the_hard_time_limit_is_stale_even_with_a_heartbeat(running_job, settings):
+    UnlearningJob.objects.filter(pk=running_job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 1))
+    assert unlearning_services.claim_job(running_job.pk).attempts == 2
+
+
+def test_the_sweep_requeues_a_lost_job_and_the_pipeline_sends_it_again(running_job, settings,
+                                                                       django_capture_on_commit_callbacks):
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        swept = unlearning_services.sweep_stale_jobs()
+    assert swept == {"requeued": [running_job.pk], "failed": []}
+    assert len(callbacks) == 1  # run_unlearning_job, once the re-queue commits
+    running_job.refresh_from_db()
+    assert running_job.status == JobStatus.QUEUED and running_job.attempts == 1
+    event = AuditEvent.objects.get(action="job.requeued")
+    assert event.actor == "worker" and "the worker was lost" in event.data["reason"]
+    assert unlearning_services.sweep_stale_jobs() == {"requeued": [], "failed": []}  # nothing twice
+    assert unlearning_services.claim_job(running_job.pk).attempts == 2
+
+
+def test_out_of_attempts_a_lost_job_fails_with_the_reason_and_so_does_its_request(running_job, settings):
+    settings.JOB_MAX_ATTEMPTS = 1
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
+    assert unlearning_services.claim_job(running_job.pk) is None  # the next delivery sees it and fails it
+    running_job.refresh_from_db()
+    assert running_job.status == JobStatus.FAILED and running_job.error.startswith("WorkerLost: ")
+    assert "attempt 1 of 1" in running_job.error
+    request = running_job.requests.get()
+    assert request.status == RequestStatus.FAILED and request.failed_step == "unlearning"
+    assert "WorkerLost" in request.failure_reason
+
+
+def test_the_sweep_fails_a_lost_job_out_of_attempts(running_job, settings):
+    settings.JOB_MAX_ATTEMPTS = 1
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
+    call_command("sweep_stale_work")
+    running_job.refresh_from_db()
+    assert running_job.status == JobStatus.FAILED and "no attempt is left" in running_job.error
+
+
+def test_an_operator_requeues_or_fails_a_stuck_job_on_the_api(running_job, legal_api, legal_user,
+                                                               django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {"reason": "node rebooted"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert len(callbacks) == 1
+    event = AuditEvent.objects.get(action="job.requeued")
+    assert event.actor.startswith(f"user:{legal_user.pk}:") and event.data["reason"] == "node rebooted"
+    # Queued, it is no longer stuck: neither action applies; problems, and nothing changes.
+    assert_problem(legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {}, format="json"), 409)
+    assert_problem(legal_api.post(f"/api/v1/jobs/{running_job.pk}/fail/", {"reason": "x"}, format="json"), 409)
+
+    unlearning_services.claim_job(running_job.pk)
+    assert_problem(legal_api.post(f"/api/v1/jobs/{running_job.pk}/fail/", {}, format="json"), 400)  # no reason
+    response = legal_api.post(f"/api/v1/jobs/{running_job.pk}/fail/", {"reason": "GPU node retired"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "failed"
+    request = running_job.requests.get()
+    assert request.status == RequestStatus.FAILED and request.failure_reason == "Stopped by an operator: GPU node retired"
+    assert AuditEvent.objects.get(action="job.failed").actor.startswith(f"user:{legal_user.pk}:")
+    assert_problem(legal_api.get("/api/v1/jobs/999999/"), 404)
+    assert_problem(legal_api.get("/api/v1/jobs/not-a-number/"), 404)
+
+
+def test_an_operator_cannot_requeue_a_job_out_of_attempts(running_job, legal_api, settings):
+    settings.JOB_MAX_ATTEMPTS = 1
+    assert_problem(legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {}, format="json"), 409)
+    running_job.refresh_from_db()
+    assert running_job.status == JobStatus.RUNNING
+
+
+def test_a_lost_audit_is_claimed_again_swept_and_finally_failed(running_job, settings,
+                                                                 django_capture_on_commit_callbacks):
+    run = audit_services.claim_audit(running_job.pk)
+    assert run.status == AuditStatus.RUNNING and audit_services.claim_audit(running_job.pk) is None
+    silence(run, settings.JOB_STALE_AFTER_SECONDS + 1)
+    assert audit_services.claim_audit(running_job.pk).attempts == 2
+    silence(run, settings.JOB_STALE_AFTER_SECONDS + 1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert audit_services.sweep_stale_audits() == {"requeued": [run.pk], "failed": []}
+    assert len(callbacks) == 1  # run_audit
+    assert AuditRun.objects.get(pk=run.pk).status == AuditStatus.QUEUED
+    settings.JOB_MAX_ATTEMPTS = 3
+    audit_services.claim_audit(running_job.pk)  # the third attempt
+    silence(run, settings.JOB_STALE_AFTER_SECONDS + 1)
+    assert audit_services.sweep_stale_audits() == {"requeued": [], "failed": [run.pk]}
+    run.refresh_from_db()
+    assert run.status == AuditStatus.FAILED and "no attempt is left" in run.error
+    assert running_job.requests.get().failed_step == "audit"
+
+
+def test_approval_sends_the_scheduling_task_only_once_it_commits(verified_request, legal_user,
+                                                                 django_capture_on_commit_callbacks):
+    from compliance import services
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.approve_request(request_id=verified_request.pk, user=legal_user)
+    assert len(callbacks) == 1

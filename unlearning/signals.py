@@ -1,0 +1,6 @@
+"""Domain events of unlearning jobs (see compliance.signals)."""
+
+from django.dispatch import Signal
+
+job_queued = Signal()  # job_id: a job is waiting for a worker (new, or re-queued after a lost worker)
+job_finished = Signal()  # job_id, asset_id, succeeded: the model may take its next queued job

@@ -1,0 +1,16 @@
+"""Re-queue (or, out of attempts, fail) jobs and audit runs whose worker was lost: what the Celery
+beat schedule runs every JOB_SWEEP_SECONDS, for deployments without beat and for operators."""
+
+from django.core.management.base import BaseCommand
+
+from audits.services import sweep_stale_audits
+from unlearning.services import sweep_stale_jobs
+
+
+class Command(BaseCommand):
+    help = ("Re-queue jobs and audit runs that stopped heartbeating (their worker was lost) while attempts remain; "
+            "fail them, with the reason, after JOB_MAX_ATTEMPTS.")
+
+    def handle(self, *args, **options):
+        for kind, swept in (("jobs", sweep_stale_jobs()), ("audit runs", sweep_stale_audits())):
+            self.stdout.write(f"{kind}: re-queued {swept['requeued'] or 'none'}, failed {swept['failed'] or 'none'}")

@@ -1,0 +1,75 @@
+"""The pipeline: the one place that decides what runs next.
+
+Services report what happened as domain events (compliance.signals, unlearning.signals,
+audits.signals) inside their transactions; each receiver here enqueues the follow-up task once
+that transaction commits, so a worker never reads a row that was rolled back:
+
+    request approved ──> schedule_request ──> (a job queued) ──> run_unlearning_job
+    job succeeded ─────> run_audit, and the model's next queued job
+    job failed ────────> the model's next queued job
+    audit finished ────> issue_certificate, for each request whose audits are all done
+    job or audit re-queued (lost worker, operator) ──> run_unlearning_job / run_audit
+
+Tasks are sent by name: the web process enqueues work without importing workers.tasks (which
+imports the engines, and torch). In the embedded mode (no broker: `CELERY_TASK_ALWAYS_EAGER`) the
+work runs in this process, so the tasks are loaded here by name.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from audits.selectors import requests_ready_for_certificate
+from audits.signals import audit_finished, audit_queued
+from compliance.signals import request_approved
+from config.celery import app
+from unlearning.selectors import next_queued_job
+from unlearning.signals import job_finished, job_queued
+
+TASKS_MODULE = "workers.tasks"
+
+
+def enqueue(task: str, *args) -> None:
+    """Send `workers.tasks.<task>(*args)` once the current transaction commits."""
+    transaction.on_commit(lambda: send(f"{TASKS_MODULE}.{task}", args))
+
+
+def send(name: str, args: tuple) -> None:
+    if app.conf.task_always_eager:
+        import_module(TASKS_MODULE)  # registers the tasks with the app
+        app.tasks[name].apply_async(args)
+    else:
+        app.send_task(name, args)
+
+
+@receiver(request_approved, dispatch_uid="pipeline.schedule_approved_request")
+def schedule_approved_request(sender, request_id: str, **_) -> None:
+    enqueue("schedule_request", request_id)
+
+
+@receiver(job_queued, dispatch_uid="pipeline.start_queued_job")
+def start_queued_job(sender, job_id: int, **_) -> None:
+    enqueue("run_unlearning_job", job_id)
+
+
+@receiver(job_finished, dispatch_uid="pipeline.after_job")
+def after_job(sender, job_id: int, asset_id: int, succeeded: bool, **_) -> None:
+    if succeeded:
+        enqueue("run_audit", job_id)
+    waiting = next_queued_job(asset_id)  # it waited for this job: jobs of one model run one at a time
+    if waiting is not None:
+        enqueue("run_unlearning_job", waiting.pk)
+
+
+@receiver(audit_queued, dispatch_uid="pipeline.start_queued_audit")
+def start_queued_audit(sender, job_id: int, **_) -> None:
+    enqueue("run_audit", job_id)
+
+
+@receiver(audit_finished, dispatch_uid="pipeline.certify_when_audited")
+def certify_when_audited(sender, run_id: int, **_) -> None:
+    for request_id in requests_ready_for_certificate(run_id):
+        enqueue("issue_certificate", request_id)
