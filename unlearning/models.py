@@ -1,5 +1,7 @@
 from django.db import models
 
+from unlearning.regimes import REGIMES
+
 
 class ModelKind(models.TextChoices):
     CAUSAL_LM = "causal_lm", "Causal language model"
@@ -7,12 +9,9 @@ class ModelKind(models.TextChoices):
     REGRESSOR = "regressor"
 
 
-class TrainingRegime(models.TextChoices):
-    """How the service trained the model, which decides how a record can leave it (unlearning.regimes)."""
-
-    PLAIN = "plain", "plain (one model: approximate unlearning, or full retraining)"
-    SISA = "sisa", "SISA (isolated shards trained slice by slice: exact deletion by shard retraining)"
-    S3T = "s3t", "S3T (frozen base, LoRA adapters per slice: exact deletion by switching adapters off)"
+# How the service trained the model, which decides how a record can leave it: one per registered
+# regime (unlearning.regimes), so adding a regime adds its choice (and a migration of the choices).
+TrainingRegime = models.TextChoices("TrainingRegime", [(r.name.upper(), (r.name, r.label)) for r in REGIMES.values()])
 
 
 class ModelAsset(models.Model):

@@ -23,7 +23,7 @@ from compliance.errors import ServiceError, TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
-from unlearning.regimes import get_regime, regime_of_lineage
+from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
 from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
 from unlearning.signals import job_finished, job_queued
 from unlearning.store import save_lineage
@@ -48,9 +48,10 @@ def register_model(
     """Put a trained model under governance, with the lineage of every record it was trained on
     (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
     regime = regime_of_lineage(lineage)
-    if kind != ModelKind.CAUSAL_LM and regime != "sisa":
-        # Classifiers and regressors have no approximate method here: only SISA's exact deletion.
-        raise ValueError(f"a {kind} is governed as SISA shards (one shard of one slice for a plain model)")
+    if kind not in get_regime(regime).model_kinds:
+        governs = ", ".join(sorted(r.name for r in REGIMES.values() if kind in r.model_kinds))
+        raise ValueError(f"a {kind} cannot be governed as {regime}; it can be as: {governs} "
+                         "(one shard of one slice is SISA's plain model)")
     asset = ModelAsset.objects.create(
         name=name, kind=kind, architecture=architecture, training_recipe=training_recipe,
         training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""), regime=regime,

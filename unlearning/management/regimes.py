@@ -12,8 +12,7 @@ from unlearning.regimes import REGIMES
 
 def add_regime_arguments(parser) -> None:
     parser.add_argument("--regime", choices=sorted(REGIMES), default="plain",
-                        help="plain: one model (approximate unlearning); sisa: shards retrained for exact deletion; "
-                             "s3t: a frozen base with LoRA adapters switched off for exact deletion")
+                        help="; ".join(regime.label for regime in REGIMES.values()))
     parser.add_argument("--shards", type=int, default=4, help="sisa (s3t: unlearning.s3t.S3TConfig's defaults)")
     parser.add_argument("--slices", type=int, default=4, help="sisa (s3t: unlearning.s3t.S3TConfig's defaults)")
     parser.add_argument("--epoch-scale", type=float, default=SISA_EPOCH_SCALE,

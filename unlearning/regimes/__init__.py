@@ -83,10 +83,12 @@ class Trained:
 
 class Regime(Protocol):
     name: str
+    label: str  # what the admin and the API's choices say
     exact: bool  # removal by construction; otherwise an approximate method (suppression)
     default_method: str  # what its jobs run (unlearning.methods, or the exact deletion's name)
     lineage_type: type | None
     config_type: type | None  # the hyperparameters of its training (SisaConfig, S3TConfig), if any
+    model_kinds: frozenset[str]  # unlearning.models.ModelKind values it can govern
 
     def configure(self, *, shards: int, slices: int, seed: int, epoch_scale: float) -> Any:
         """Its training hyperparameters from the training commands' options (None: it has none)."""
@@ -131,4 +133,5 @@ def regime_of_lineage(lineage) -> str:
                 "plain")
 
 
-from unlearning.regimes import plain, s3t, sisa  # noqa: E402,F401  (each registers itself)
+# Each registers itself; this order is the order of unlearning.models.TrainingRegime's choices.
+from unlearning.regimes import plain, sisa, s3t  # noqa: E402,F401,I001

@@ -34,10 +34,12 @@ class ApproximatePlan:
 
 class PlainRegime:
     name = "plain"
+    label = "plain (one model: approximate unlearning, or full retraining)"
     exact = False
     default_method = "graddiff"
     lineage_type = None
     config_type = None
+    model_kinds = frozenset({"causal_lm"})  # classifiers and regressors have no approximate method yet
 
     def configure(self, **options) -> None:
         return None

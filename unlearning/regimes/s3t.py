@@ -13,10 +13,12 @@ from unlearning.regimes import Deletion, ModelState, Trained, Workbench, registe
 
 class S3TRegime:
     name = "s3t"
+    label = "S3T (frozen base, LoRA adapters per slice: exact deletion by switching adapters off)"
     exact = True
     default_method = "s3t_adapter_switch_off"
     lineage_type = s3t.S3TLineage
     config_type = s3t.S3TConfig
+    model_kinds = frozenset({"causal_lm"})  # LoRA adapters on a language model's base
 
     def configure(self, *, seed: int, **options) -> s3t.S3TConfig:
         """S3TConfig's defaults (its shards and slices suit the demo world), seeded."""

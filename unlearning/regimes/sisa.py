@@ -13,10 +13,12 @@ from unlearning.regimes import Deletion, ModelState, Trained, Workbench, registe
 
 class SisaRegime:
     name = "sisa"
+    label = "SISA (isolated shards trained slice by slice: exact deletion by shard retraining)"
     exact = True
     default_method = "sisa_shard_retraining"
     lineage_type = sisa.SisaLineage
     config_type = sisa.SisaConfig
+    model_kinds = frozenset({"causal_lm", "classifier", "regressor"})
 
     def configure(self, *, shards: int, slices: int, seed: int, epoch_scale: float) -> sisa.SisaConfig:
         return sisa.SisaConfig(shards=shards, slices=slices, seed=seed, epoch_scale=epoch_scale)
