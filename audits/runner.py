@@ -78,8 +78,8 @@ def run_claimed_audit(run) -> None:
                                for role, version in versions.items()}, sets,
                               compare_with_never_trained=comparison == AGAINST_HOLDOUT)
         judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy), comparison)
-        services.complete_audit(run_id=run.pk, versions=versions, comparison=comparison, judgements=judgements,
-                                scores=scores, verdict=overall([j.verdict for j in judgements]))
+        services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
+                                judgements=judgements, scores=scores, verdict=overall([j.verdict for j in judgements]))
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
-        services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}")
+        services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

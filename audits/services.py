@@ -4,6 +4,7 @@ through compliance.services."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from compliance.errors import TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning.models import UnlearningJob
 from unlearning.selectors import stale_claim
-from unlearning.services import moment, this_worker
+from unlearning.services import lost_worker, this_worker
 
 WORKER = compliance_services.WORKER
+log = logging.getLogger(__name__)
 
 
 def claim_audit(job_id: int) -> AuditRun | None:
@@ -43,8 +45,9 @@ def claim_audit(job_id: int) -> AuditRun | None:
         ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
                  claimed_by=this_worker())
         if not claimed:
-            if AuditRun.objects.filter(stale_claim(now), pk=run.pk).exists():  # stale, and no attempt left
-                fail_audit(run_id=run.pk, error=out_of_attempts(run))
+            stale = AuditRun.objects.filter(stale_claim(now), pk=run.pk).first()
+            if stale is not None:  # and no attempt left
+                fail_audit(run_id=run.pk, error=f"{lost_worker(stale)}; no attempt is left")
             return None
         run.refresh_from_db()
         auditlog.append(actor=WORKER, action="audit.started", obj=run,
@@ -53,13 +56,9 @@ def claim_audit(job_id: int) -> AuditRun | None:
         return run
 
 
-def out_of_attempts(run: AuditRun) -> str:
-    return (f"WorkerLost: the worker stopped during attempt {run.attempts} of {settings.JOB_MAX_ATTEMPTS} "
-            f"(last heartbeat {moment(run.heartbeat_at)}); no attempt is left")
-
-
-def record_heartbeat(run_id: int) -> None:
-    AuditRun.objects.filter(pk=run_id, status=AuditStatus.RUNNING).update(heartbeat_at=timezone.now())
+def record_heartbeat(run_id: int, attempt: int) -> None:
+    """While `attempt` is the run's current claim (see unlearning.services.current_claim)."""
+    AuditRun.objects.filter(pk=run_id, status=AuditStatus.RUNNING, attempts=attempt).update(heartbeat_at=timezone.now())
 
 
 def result_details(judgement, scores: dict) -> dict:
@@ -81,15 +80,16 @@ def per_item_scores(rule, scores: dict) -> dict:
 
 
 @transaction.atomic
-def complete_audit(*, run_id: int, versions: dict, comparison: str, judgements: list, scores: dict,
+def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str, judgements: list, scores: dict,
                    verdict: str) -> AuditRun:
-    """Store the results; when every audit of a request is done, queue its certificate.
+    """Store the results, if the worker's claim (`attempt`) is still the run's current one; once
+    every audit of a request is done, its certificate follows (workers.pipeline).
 
     `versions[role]` is a ModelVersion (no "reference" when compared with never-trained people);
     `scores[role][metric]` a MetricScore (per-item values kept).
     """
-    run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
-    if run.status != AuditStatus.RUNNING:
+    run = AuditRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
+    if run.status != AuditStatus.RUNNING or run.attempts != attempt:
         return run
     rules = {rule.metric: rule for rule in VerdictPolicy.from_dict(run.policy).rules}
     for judgement in judgements:
@@ -118,9 +118,11 @@ def complete_audit(*, run_id: int, versions: dict, comparison: str, judgements: 
 
 
 @transaction.atomic
-def fail_audit(*, run_id: int, error: str) -> None:
-    run = AuditRun.objects.select_for_update().select_related("job").get(pk=run_id)
-    if run.status in (AuditStatus.DONE, AuditStatus.FAILED):
+def fail_audit(*, run_id: int, error: str, attempt: int | None = None) -> None:
+    """The run failed, and so do its requests; a worker passes its claim (`attempt`), and a claim
+    that was taken over fails nothing."""
+    run = AuditRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
+    if run.status in (AuditStatus.DONE, AuditStatus.FAILED) or attempt not in (None, run.attempts):
         return
     run.status, run.error, run.finished_at = AuditStatus.FAILED, error[:4000], timezone.now()
     run.save()
@@ -130,24 +132,37 @@ def fail_audit(*, run_id: int, error: str) -> None:
 
 
 def sweep_stale_audits() -> dict[str, list[int]]:
-    """Running audits whose worker is gone: re-queued while attempts remain, failed after."""
+    """Running audits whose worker is gone: re-queued while attempts remain, failed after (as
+    unlearning.services.sweep_stale_jobs)."""
     swept: dict[str, list[int]] = {"requeued": [], "failed": []}
     for run_id in AuditRun.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True):
-        with transaction.atomic():
-            run = AuditRun.objects.select_for_update().filter(stale_claim(), pk=run_id).first()
-            if run is None:
-                continue
-            if run.attempts >= settings.JOB_MAX_ATTEMPTS:
-                fail_audit(run_id=run.pk, error=out_of_attempts(run))
-                swept["failed"].append(run.pk)
-                continue
-            run.status = AuditStatus.QUEUED
-            run.save(update_fields=["status"])
-            auditlog.append(actor=WORKER, action="audit.requeued", obj=run, data={
-                "attempts": run.attempts, "reason": f"no heartbeat since {moment(run.heartbeat_at)}: the worker was lost"})
-            audit_queued.send(sender=AuditRun, job_id=run.job_id)
-            swept["requeued"].append(run.pk)
+        try:
+            outcome = sweep_stale_audit(run_id)
+        except Exception:
+            log.exception("could not sweep audit run %s", run_id)
+            continue
+        if outcome:
+            swept[outcome].append(run_id)
     return swept
+
+
+@transaction.atomic
+def sweep_stale_audit(run_id: int) -> str | None:
+    job_id = AuditRun.objects.filter(pk=run_id).values_list("job_id", flat=True).first()
+    # claim_audit's lock order, the job before its run: a claim and the sweep never wait on each other.
+    list(UnlearningJob.objects.select_for_update().filter(pk=job_id).values_list("pk", flat=True))
+    run = AuditRun.objects.select_for_update().filter(stale_claim(), pk=run_id).first()
+    if run is None:
+        return None
+    if run.attempts >= settings.JOB_MAX_ATTEMPTS:
+        fail_audit(run_id=run.pk, error=f"{lost_worker(run)}; no attempt is left")
+        return "failed"
+    reason = lost_worker(run)
+    run.status = AuditStatus.QUEUED
+    run.save(update_fields=["status"])
+    auditlog.append(actor=WORKER, action="audit.requeued", obj=run, data={"attempts": run.attempts, "reason": reason})
+    audit_queued.send(sender=AuditRun, job_id=run.job_id)
+    return "requeued"
 
 
 def _serial() -> str:

@@ -63,7 +63,8 @@ def test_the_sweep_requeues_a_lost_job_and_the_pipeline_sends_it_again(running_j
     running_job.refresh_from_db()
     assert running_job.status == JobStatus.QUEUED and running_job.attempts == 1
     event = AuditEvent.objects.get(action="job.requeued")
-    assert event.actor == "worker" and "the worker was lost" in event.data["reason"]
+    assert event.actor == "worker" and event.data["reason"].startswith("WorkerLost: attempt 1 of 3 on ")
+    assert "no heartbeat since" in event.data["reason"]
     assert unlearning_services.sweep_stale_jobs() == {"requeued": [], "failed": []}  # nothing twice
     assert unlearning_services.claim_job(running_job.pk).attempts == 2
 
@@ -73,8 +74,8 @@ def test_out_of_attempts_a_lost_job_fails_with_the_reason_and_so_does_its_reques
     silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
     assert unlearning_services.claim_job(running_job.pk) is None  # the next delivery sees it and fails it
     running_job.refresh_from_db()
-    assert running_job.status == JobStatus.FAILED and running_job.error.startswith("WorkerLost: ")
-    assert "attempt 1 of 1" in running_job.error
+    assert running_job.status == JobStatus.FAILED and running_job.error.startswith("WorkerLost: attempt 1 of 1 on ")
+    assert running_job.error.endswith("no attempt is left")
     request = running_job.requests.get()
     assert request.status == RequestStatus.FAILED and request.failed_step == "unlearning"
     assert "WorkerLost" in request.failure_reason
@@ -88,8 +89,13 @@ def test_the_sweep_fails_a_lost_job_out_of_attempts(running_job, settings):
     assert running_job.status == JobStatus.FAILED and "no attempt is left" in running_job.error
 
 
-def test_an_operator_requeues_or_fails_a_stuck_job_on_the_api(running_job, legal_api, legal_user,
+def test_an_operator_requeues_or_fails_a_stuck_job_on_the_api(running_job, legal_api, legal_user, settings,
                                                                django_capture_on_commit_callbacks):
+    # While its worker heartbeats, a job is not stuck: re-queued, two workers would run it.
+    refused = legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {"reason": "node rebooted"}, format="json")
+    assert_problem(refused, 409)
+    assert "it is working" in refused.json()["detail"]
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
     with django_capture_on_commit_callbacks() as callbacks:
         response = legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {"reason": "node rebooted"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "queued"
@@ -113,9 +119,38 @@ def test_an_operator_requeues_or_fails_a_stuck_job_on_the_api(running_job, legal
 
 def test_an_operator_cannot_requeue_a_job_out_of_attempts(running_job, legal_api, settings):
     settings.JOB_MAX_ATTEMPTS = 1
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
     assert_problem(legal_api.post(f"/api/v1/jobs/{running_job.pk}/requeue/", {}, format="json"), 409)
     running_job.refresh_from_db()
     assert running_job.status == JobStatus.RUNNING
+
+
+def test_a_claim_that_was_taken_over_writes_nothing(running_job, settings):
+    """The first worker was only slow: its late heartbeat, progress, failure or result must not
+    touch the job a second worker now holds."""
+    silence(running_job, settings.JOB_STALE_AFTER_SECONDS + 1)
+    second = unlearning_services.claim_job(running_job.pk)
+    first_attempt = running_job.attempts
+    stamp = UnlearningJob.objects.get(pk=second.pk).heartbeat_at
+    unlearning_services.record_heartbeat(second.pk, first_attempt)
+    unlearning_services.record_progress(second.pk, first_attempt, 0.9, "late")
+    unlearning_services.fail_job(job_id=second.pk, step="unlearning", error="late", attempt=first_attempt)
+    unlearning_services.complete_job(job_id=second.pk, attempt=first_attempt, sha256=second.base_version.sha256,
+                                     path=second.base_version.storage_path, outcome={})
+    job = UnlearningJob.objects.get(pk=second.pk)
+    assert (job.status, job.attempts, job.progress, job.heartbeat_at) == (JobStatus.RUNNING, 2, 0.0, stamp)
+    assert job.requests.get().status == RequestStatus.UNLEARNING
+    unlearning_services.record_progress(second.pk, second.attempts, 0.5, "going")
+    assert UnlearningJob.objects.get(pk=second.pk).progress == 0.5  # the current claim writes
+
+
+def test_a_running_claim_from_before_heartbeats_is_stale_only_past_the_time_limit(running_job, settings):
+    UnlearningJob.objects.filter(pk=running_job.pk).update(heartbeat_at=None)
+    assert unlearning_services.sweep_stale_jobs() == {"requeued": [], "failed": []}
+    UnlearningJob.objects.filter(pk=running_job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 1))
+    assert unlearning_services.sweep_stale_jobs() == {"requeued": [running_job.pk], "failed": []}
+    assert "running past the hard time limit" in AuditEvent.objects.get(action="job.requeued").data["reason"]
 
 
 def test_a_lost_audit_is_claimed_again_swept_and_finally_failed(running_job, settings,

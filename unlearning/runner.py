@@ -34,7 +34,7 @@ def run_claimed_job(job) -> None:
             unlearn_approximately(job)
     except Exception as exc:
         log.exception("unlearning job %s failed", job.pk)
-        services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}")
+        services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}", attempt=job.attempts)
 
 
 def unlearn_approximately(job) -> None:
@@ -51,9 +51,10 @@ def unlearn_approximately(job) -> None:
     method = get_method(job.method)
     params = method.params(job.params)
     outcome = method.unlearn(model, tokenizer, data, params,
-                             progress=lambda fraction, message: services.record_progress(job.pk, fraction, message))
+                             progress=lambda fraction, message: services.record_progress(job.pk, job.attempts, fraction,
+                                                                                         message))
     sha256, path = save_checkpoint(outcome.model, tokenizer, settings.MODEL_STORE_DIR)
-    services.complete_job(job_id=job.pk, sha256=sha256, path=path, outcome={
+    services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=sha256, path=path, outcome={
         # What actually ran, defaults resolved: the certificate cites this, not today's defaults.
         "method_kind": method.kind, "params": asdict(params), "steps": outcome.steps,
         "stopped_because": outcome.stopped_because, "history": outcome.history,
@@ -72,7 +73,7 @@ def workbench(version) -> Workbench:
 def delete_exactly(job) -> None:
     """One exact deletion for every request batched in the job, as its regime plans it. Records an
     earlier job already deleted are not in the base version's lineage any more: they need nothing."""
-    services.record_progress(job.pk, 0.0, "exact deletion")
+    services.record_progress(job.pk, job.attempts, 0.0, "exact deletion")
     training = regime(job.asset)
     state = model_state(job.base_version)
     held = training.held(state, job.forget_record_ids)
@@ -80,7 +81,8 @@ def delete_exactly(job) -> None:
         complete_unchanged(job)
         return
     done = training.execute(state, held, workbench(job.base_version))
-    services.complete_job(job_id=job.pk, sha256=done.sha256, path=done.path, lineage=done.lineage, outcome={
+    services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=done.sha256, path=done.path, lineage=done.lineage,
+                          outcome={
         "method_kind": "exact", "params": asdict(done.lineage.config), "steps": done.steps,
         "stopped_because": "deletion plan executed", "plan": done.plan.as_dict(), "plan_summary": done.plan.summary(),
     })
@@ -93,7 +95,8 @@ def complete_unchanged(job) -> None:
     summary = (f"Nothing left to delete: the {len(job.forget_record_ids)} records were deleted from this model by "
                f"{by}; the model is unchanged (no training).")
     lineage = version_lineage(base)
-    services.complete_job(job_id=job.pk, sha256=base.sha256, path=Path(base.storage_path), lineage=lineage, outcome={
+    services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=base.sha256, path=Path(base.storage_path),
+                          lineage=lineage, outcome={
         "method_kind": "exact", "params": asdict(lineage.config), "steps": 0,
         "stopped_because": "already deleted", "plan": None, "plan_summary": summary,
     })

@@ -217,7 +217,7 @@ class S3TDeletionPlan:
 
     @property
     def estimated_seconds(self) -> float:
-        return sum(shard.estimated_seconds for shard in self.shards)
+        return round(sum(shard.estimated_seconds for shard in self.shards), 3)
 
     def summary(self) -> str:
         return f"Delete {len(self.deleted_record_ids)} records: " + "; ".join(map(_shard_summary, self.shards))

@@ -126,11 +126,16 @@ def next_queued_job(asset_id: int) -> UnlearningJob | None:
 
 def stale_claim(now=None) -> Q:
     """A RUNNING claim whose worker is gone: no heartbeat for `JOB_STALE_AFTER_SECONDS`, or running
-    past the task's hard time limit (Celery has killed it by then). For jobs and audit runs alike."""
+    past the task's hard time limit (Celery has killed it by then). For jobs and audit runs alike
+    (their statuses share the value "running"). A claim with no heartbeat at all was taken by a
+    worker from before heartbeats: only the time limit can tell that it is lost."""
     now = now or timezone.now()
     silent = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
-    overdue = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    return Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=silent) | Q(heartbeat_at=None) | Q(started_at__lt=overdue))
+    return Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=silent) | overdue_claim(now))
+
+
+def overdue_claim(now) -> Q:
+    return Q(status=JobStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT))
 
 
 def stale_jobs() -> list[int]:

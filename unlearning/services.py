@@ -7,6 +7,7 @@ status changes go through compliance.services.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import asdict
@@ -24,11 +25,12 @@ from compliance.models import RequestStatus
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
-from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
+from unlearning.selectors import assets_holding, forget_record_ids, overdue_claim, stale_claim, stale_jobs
 from unlearning.signals import job_finished, job_queued
 from unlearning.store import save_lineage
 
 WORKER = compliance_services.WORKER
+log = logging.getLogger(__name__)
 
 
 def lineage_fields(lineage) -> dict:
@@ -166,12 +168,16 @@ def fail_if_out_of_attempts(job_id: int) -> None:
     """A job whose claim went stale with no attempt left fails, with the reason (call in a transaction)."""
     job = UnlearningJob.objects.filter(stale_claim(), pk=job_id, attempts__gte=settings.JOB_MAX_ATTEMPTS).first()
     if job is not None:
-        fail_job(job_id=job.pk, step="unlearning", error=out_of_attempts(job.attempts, job.heartbeat_at))
+        fail_job(job_id=job.pk, step="unlearning", error=f"{lost_worker(job)}; no attempt is left")
 
 
-def out_of_attempts(attempts: int, heartbeat_at) -> str:
-    return (f"WorkerLost: the worker stopped during attempt {attempts} of {settings.JOB_MAX_ATTEMPTS} "
-            f"(last heartbeat {moment(heartbeat_at)}); no attempt is left")
+def lost_worker(claim) -> str:
+    """Why a stale claim (a job's or an audit run's) is taken to have lost its worker."""
+    overdue = type(claim).objects.filter(overdue_claim(timezone.now()), pk=claim.pk).exists()
+    why = (f"running past the hard time limit of {settings.CELERY_TASK_TIME_LIMIT} s" if overdue
+           else f"no heartbeat since {moment(claim.heartbeat_at)}")
+    return (f"WorkerLost: attempt {claim.attempts} of {settings.JOB_MAX_ATTEMPTS} on {claim.claimed_by or 'a worker'}: "
+            f"{why}")
 
 
 def moment(at) -> str:
@@ -184,15 +190,21 @@ def model_busy(asset_id: int, job_id: int) -> bool:
     return UnlearningJob.objects.filter(asset_id=asset_id, status=JobStatus.RUNNING).exclude(pk=job_id).exists()
 
 
-def record_progress(job_id: int, fraction: float, message: str) -> None:
+def current_claim(job_id: int, attempt: int):
+    """The job while `attempt` is its current claim: a worker whose claim was taken over (it went
+    stale, and another worker claimed the job again) writes nothing more."""
+    return UnlearningJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt)
+
+
+def record_progress(job_id: int, attempt: int, fraction: float, message: str) -> None:
     # Progress lives in the database (not only a result backend) so the API and portal can show it;
     # it is a heartbeat too.
-    UnlearningJob.objects.filter(pk=job_id).update(progress=min(max(fraction, 0.0), 1.0),
-                                                   progress_message=message[:200], heartbeat_at=timezone.now())
+    current_claim(job_id, attempt).update(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200],
+                                          heartbeat_at=timezone.now())
 
 
-def record_heartbeat(job_id: int) -> None:
-    UnlearningJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+def record_heartbeat(job_id: int, attempt: int) -> None:
+    current_claim(job_id, attempt).update(heartbeat_at=timezone.now())
 
 
 @transaction.atomic
@@ -210,10 +222,11 @@ def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, p
 
 
 @transaction.atomic
-def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
+def complete_job(*, job_id: int, attempt: int, sha256: str, path: Path, outcome: dict,
                  lineage=None) -> UnlearningJob:
+    """Record the worker's result, if its claim (`attempt`) is still the job's current one."""
     job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
-    if job.status != JobStatus.RUNNING:
+    if job.status != JobStatus.RUNNING or job.attempts != attempt:
         return job
     version = register_version(asset=job.asset, sha256=sha256, path=path, role=VersionRole.UNLEARNED,
                                parent=job.base_version, job=job, details={"method": job.method},
@@ -234,9 +247,11 @@ def complete_job(*, job_id: int, sha256: str, path: Path, outcome: dict,
 
 
 @transaction.atomic
-def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER) -> UnlearningJob:
+def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER, attempt: int | None = None) -> UnlearningJob:
+    """The job failed, and so do its requests. A worker passes its claim (`attempt`): a claim that
+    was taken over fails nothing."""
     job = UnlearningJob.objects.select_for_update().get(pk=job_id)
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) or attempt not in (None, job.attempts):
         return job
     job.status, job.error, job.finished_at = JobStatus.FAILED, error[:4000], timezone.now()
     job.save()
@@ -249,11 +264,17 @@ def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER) -> Unle
 
 @transaction.atomic
 def requeue_job(*, job_id: int, reason: str, actor: str = WORKER) -> UnlearningJob:
-    """Put a running job whose worker is gone back in the queue (its attempt stays counted); the
-    next claim starts it again from its base version."""
+    """Put a running job whose worker is gone (a stale claim) back in the queue (its attempt stays
+    counted); the next claim starts it again from its base version. A job whose worker still
+    heartbeats is refused: two workers would run it."""
     job = UnlearningJob.objects.select_for_update().get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         raise TransitionNotAllowed(f"only a running job can be re-queued; job {job.pk} is {job.status}")
+    if not UnlearningJob.objects.filter(stale_claim(), pk=job.pk).exists():
+        raise TransitionNotAllowed(
+            f"job {job.pk}'s worker ({job.claimed_by or 'unknown'}) sent a heartbeat at {moment(job.heartbeat_at)}: "
+            f"it is working; it can be re-queued once it has been silent for {settings.JOB_STALE_AFTER_SECONDS} s, "
+            "or failed now")
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
         raise TransitionNotAllowed(f"job {job.pk} has used its {settings.JOB_MAX_ATTEMPTS} attempts: fail it instead")
     job.status, job.progress, job.progress_message = JobStatus.QUEUED, 0.0, ""
@@ -282,17 +303,27 @@ def operator_requeue_job(*, job_id: int, user, reason: str = "") -> UnlearningJo
 
 def sweep_stale_jobs() -> dict[str, list[int]]:
     """Running jobs whose worker is gone: re-queued while attempts remain, failed with the reason
-    after. Safe to run at any time and from several places (each job is locked and checked again)."""
+    after. Safe to run at any time and from several places (each job is locked and checked again);
+    one job that cannot be swept is logged and does not stop the others."""
     swept: dict[str, list[int]] = {"requeued": [], "failed": []}
     for job_id in stale_jobs():
-        with transaction.atomic():
-            job = UnlearningJob.objects.select_for_update().filter(stale_claim(), pk=job_id).first()
-            if job is None:
-                continue  # it heartbeated or finished meanwhile
-            if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-                fail_job(job_id=job.pk, step="unlearning", error=out_of_attempts(job.attempts, job.heartbeat_at))
-                swept["failed"].append(job.pk)
-            else:
-                requeue_job(job_id=job.pk, reason=f"no heartbeat since {moment(job.heartbeat_at)}: the worker was lost")
-                swept["requeued"].append(job.pk)
+        try:
+            outcome = sweep_stale_job(job_id)
+        except Exception:
+            log.exception("could not sweep unlearning job %s", job_id)
+            continue
+        if outcome:
+            swept[outcome].append(job_id)
     return swept
+
+
+@transaction.atomic
+def sweep_stale_job(job_id: int) -> str | None:
+    job = UnlearningJob.objects.select_for_update().filter(stale_claim(), pk=job_id).first()
+    if job is None:
+        return None  # it heartbeated or finished meanwhile
+    if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+        fail_job(job_id=job.pk, step="unlearning", error=f"{lost_worker(job)}; no attempt is left")
+        return "failed"
+    requeue_job(job_id=job.pk, reason=lost_worker(job))
+    return "requeued"

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import close_old_connections, connection
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def heartbeat(record: Callable[[int], None], pk: int) -> Iterator[None]:
+def heartbeat(record: Callable[[], None], name: str) -> Iterator[None]:
+    """Call `record()` every JOB_HEARTBEAT_SECONDS while the block runs."""
     if connection.in_atomic_block:
         yield
         return
@@ -30,14 +31,16 @@ def heartbeat(record: Callable[[int], None], pk: int) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(settings.JOB_HEARTBEAT_SECONDS):
+                # A connection that broke (a database restart, a failover) is replaced, not reused.
+                close_old_connections()
                 try:
-                    record(pk)
-                except DatabaseError:  # a busy database misses one beat, not the rest
-                    log.warning("heartbeat of %s missed", pk, exc_info=True)
+                    record()
+                except Exception:  # one missed beat, not the rest: a silent claim would be taken over
+                    log.warning("heartbeat of %s missed", name, exc_info=True)
         finally:
             connection.close()  # this thread's own connection
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{pk}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat {name}", daemon=True)
     thread.start()
     try:
         yield

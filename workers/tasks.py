@@ -28,7 +28,7 @@ def claim_and_run(claim, record_heartbeat, work, key: int, what: str) -> None:
     if claimed is None:
         log.info("%s %s is not claimable (taken, finished, waiting for its model or out of attempts)", what, key)
         return
-    with heartbeat(record_heartbeat, claimed.pk):
+    with heartbeat(lambda: record_heartbeat(claimed.pk, claimed.attempts), f"{what} {key}"):
         work(claimed)
 
 

@@ -66,5 +66,6 @@ def test_a_worker_killed_mid_job_is_recovered_and_the_job_completes_once(
     claims = [action for action in events if action in ("job.started", "job.requeued", "job.succeeded", "job.failed")]
     assert claims == ["job.started", "job.requeued", "job.started", "job.succeeded"]
     requeued = AuditEvent.objects.get(action="job.requeued", object_id=str(job.pk))
-    assert requeued.actor == "worker" and "the worker was lost" in requeued.data["reason"]
+    assert requeued.actor == "worker" and requeued.data["reason"].startswith("WorkerLost: attempt 1 of 3 on ")
+    assert f"pid {pid}: no heartbeat since" in requeued.data["reason"]
     assert verify_chain().ok
