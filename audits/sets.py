@@ -10,7 +10,19 @@ from unlearning.world import qa_prompt
 
 RETAIN_SAMPLE = 200
 HOLDOUT_SAMPLE = 100  # never-trained people's records: the comparison when there is no retrained reference
-MIA_KINDS = ("biography", "qa")  # same kinds on both sides, so the attack sees one distribution
+
+
+def is_qa(record: dict) -> bool:
+    """A question/answer record (the demo world's kind "qa", or any record with both fields): the
+    knowledge audits ask its question."""
+    return bool(record.get("question")) and bool(record.get("answer"))
+
+
+def text_kinds(holdout: list[dict]) -> set[str]:
+    """The kinds of text a model is membership-tested on: those its never-trained records have, so
+    that both sides of an attack come from one distribution (a support desk's tickets, notes and
+    resolutions; the demo world's biographies and QA lines). Canaries are judged by exposure."""
+    return {r["kind"] for r in holdout if not r.get("secret")}
 
 
 def qa_item(record: dict) -> QAItem:
@@ -20,7 +32,7 @@ def qa_item(record: dict) -> QAItem:
 
 def extraction_pair(record: dict) -> tuple[str, str]:
     """Where extraction starts: a question's answer, a canary's secret, the second half of other text."""
-    if record["kind"] == "qa":
+    if is_qa(record):
         return qa_prompt(record["question"]), " " + record["answer"]
     if record.get("secret"):
         return Canary(record["text"], record["secret"]).continuation()
@@ -45,19 +57,27 @@ def whole_people_sample(records: list[dict], max_records: int) -> list[dict]:
 
 
 def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str]) -> AuditSets:
+    """Any text data: every text record of the subject of a kind the holdout also has is
+    membership-tested against the never-trained records of the kinds the subject's texts have;
+    question/answer records add the knowledge audits; records about no one measure general utility.
+    A set that is empty (no QA, no text about no one) leaves its audits with nothing to measure."""
+    kinds = text_kinds(holdout)
     forget = [r for r in manifest if r["record_id"] in forget_ids]
+    members = [r for r in forget if r["kind"] in kinds and not r.get("secret")]
+    member_kinds = {r["kind"] for r in members}
     retained = [r for r in manifest if r.get("owner_key") and r["record_id"] not in removed_ids]
     never_trained = whole_people_sample(holdout, HOLDOUT_SAMPLE)
     return AuditSets(
-        forget_texts=[r["text"] for r in forget if r["kind"] in MIA_KINDS],
-        holdout_texts=[r["text"] for r in holdout if r["kind"] in MIA_KINDS],
-        forget_qa=[qa_item(r) for r in forget if r["kind"] == "qa"],
-        retain_qa=every_nth([qa_item(r) for r in retained if r["kind"] == "qa"], RETAIN_SAMPLE),
+        forget_texts=[r["text"] for r in members],
+        holdout_texts=[r["text"] for r in holdout if r["kind"] in member_kinds and not r.get("secret")],
+        forget_qa=[qa_item(r) for r in forget if is_qa(r)],
+        retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
         extraction=[extraction_pair(r) for r in forget],
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],
-        retain_texts=every_nth([r["text"] for r in retained if r["kind"] in MIA_KINDS], RETAIN_SAMPLE),
+        retain_texts=every_nth([r["text"] for r in retained if r["kind"] in kinds and not r.get("secret")],
+                               RETAIN_SAMPLE),
         general_texts=[r["text"] for r in manifest if not r.get("owner_key")],
-        holdout_qa=[qa_item(r) for r in never_trained if r["kind"] == "qa"],
+        holdout_qa=[qa_item(r) for r in never_trained if is_qa(r)],
         holdout_extraction=[extraction_pair(r) for r in never_trained],
     )
 

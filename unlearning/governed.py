@@ -35,8 +35,10 @@ class GovernedModel:
 
 def regime_for_config(config) -> str:
     """The regime whose training hyperparameters `config` is (None: plain)."""
+    if config is None:
+        return "plain"
     for regime in REGIMES.values():
-        if (regime.config_type is None and config is None) or (regime.config_type and isinstance(config, regime.config_type)):
+        if regime.config_type is not None and isinstance(config, regime.config_type):
             return regime.name
     raise ValueError(f"no training regime is configured by a {type(config).__name__}")
 

@@ -53,9 +53,23 @@ def train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokeniz
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """<bos> text <eos>, truncated: the first token is predicted too, and the model learns where a text ends."""
+    """<bos> text <eos>, truncated: the first token is predicted too, and the model learns where a text
+    ends. A tokenizer without a <bos> (Qwen2's, say) starts with the text itself."""
+    if not texts:
+        return []  # a fast tokenizer cannot batch zero texts
     bodies = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [([tokenizer.bos_token_id] + ids + [tokenizer.eos_token_id])[:max_length] for ids in bodies]
+    return [(_bos(tokenizer) + ids + [tokenizer.eos_token_id])[:max_length] for ids in bodies]
+
+
+def _bos(tokenizer) -> list[int]:
+    return [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+
+
+def context_length(model) -> int:
+    """How many positions the model attends over: GPT-2's `n_positions`, most others'
+    `max_position_embeddings`."""
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 2048
 
 
 def collate(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -166,7 +180,7 @@ def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_ra
     attack's budget, identical for every model it is applied to); the model itself is untouched."""
     torch.manual_seed(seed)
     tuned = copy.deepcopy(model).requires_grad_(True)  # every weight, even those a served model keeps frozen
-    batch = collate(encode(tokenizer, texts, tuned.config.n_positions), tokenizer.pad_token_id)
+    batch = collate(encode(tokenizer, texts, context_length(tuned)), tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(tuned.parameters(), lr=learning_rate, weight_decay=0.0)
     tuned.train()
     for _ in range(steps):
@@ -194,8 +208,8 @@ def load_tokenizer(path: Path):
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Prompts start with <bos> exactly as training texts did."""
-    return [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    """Prompts start exactly as training texts did (with <bos>, when the tokenizer has one)."""
+    return _bos(tokenizer) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()
@@ -204,7 +218,7 @@ def greedy_continue(model, prompts: Sequence[Sequence[int]], max_new_tokens: int
     by_length: dict[int, list[int]] = defaultdict(list)
     for index, ids in enumerate(prompts):
         by_length[len(ids)].append(index)
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 10**9)
+    limit = context_length(model)
     outputs: list[list[int]] = [[] for _ in prompts]
     for length, indices in by_length.items():
         room = min(max_new_tokens, limit - length)
@@ -228,7 +242,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
 
 def batched_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 64):
     """Yield (batch, logits) for the texts in order, in right-padded batches; logits[:, t] predicts token t + 1."""
-    yield from batched_sequence_logits(model, encode(tokenizer, texts, model.config.n_positions),
+    yield from batched_sequence_logits(model, encode(tokenizer, texts, context_length(model)),
                                        tokenizer.pad_token_id, batch_size)
 
 

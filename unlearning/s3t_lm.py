@@ -27,7 +27,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from unlearning.ensemble import EnsembleCausalLM
-from unlearning.lm import encode, load_pretrained, optimise, train_causal_lm
+from unlearning.lm import context_length, encode, load_pretrained, optimise, train_causal_lm
 from unlearning.recipe import TrainingRecipe
 from unlearning.s3t import (
     MANIFEST_FORMAT,
@@ -101,7 +101,7 @@ class S3TAdapterTrainer:
                 r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=GPT2_LORA_TARGETS,
                 fan_in_fan_out=True,
             ))
-        sequences = encode(self.tokenizer, [record["text"] for record in records], model.config.n_positions)
+        sequences = encode(self.tokenizer, [record["text"] for record in records], context_length(model))
         total_steps = max(1, config.schedule.steps_for(len(sequences)))  # an empty slice still builds a schedule
         started = time.perf_counter()
         log = optimise(adapter, sequences, self.tokenizer.pad_token_id, epochs=config.epochs_per_slice,

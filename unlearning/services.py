@@ -45,11 +45,12 @@ def lineage_fields(lineage) -> dict:
 def register_model(
     *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
     training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
-    lineage=None, kind: str = ModelKind.CAUSAL_LM,
+    lineage=None, kind: str = ModelKind.CAUSAL_LM, regime: str | None = None,
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
-    (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in)."""
-    regime = regime_of_lineage(lineage)
+    (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in). The regime
+    follows from the lineage, unless given (an external checkpoint's)."""
+    regime = regime or regime_of_lineage(lineage)
     if kind not in get_regime(regime).model_kinds:
         governs = ", ".join(sorted(r.name for r in REGIMES.values() if kind in r.model_kinds))
         raise ValueError(f"a {kind} cannot be governed as {regime}; it can be as: {governs} "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from audits.checks import AuditSets, MetricScore, QAItem, mean_score, register
 from audits.metrics import answer_is_correct, normalise_answer
-from unlearning.lm import greedy_generate, prompt_ids
+from unlearning.lm import context_length, greedy_generate, prompt_ids
 from unlearning.world import qa_prompt, qa_text
 
 # The demo world's questions in German; a fact with no template here skips that style.
@@ -64,7 +64,7 @@ def prompts_for(item: QAItem, index: int, sets: AuditSets, demonstrations: list[
 
 def demonstrations_that_fit(model, tokenizer, sets: AuditSets, params: InContextParams) -> list[str]:
     """As many retained people's QA lines as leave room for a question and its answer."""
-    room = model.config.n_positions - params.max_new_tokens - max(
+    room = context_length(model) - params.max_new_tokens - max(
         (len(prompt_ids(tokenizer, qa_prompt(item.question))) for item in sets.forget_qa), default=0)
     chosen: list[str] = []
     for item in sets.retain_qa[: params.many_shot_examples]:

@@ -11,8 +11,8 @@ from unlearning.regimes import REGIMES
 
 
 def add_regime_arguments(parser) -> None:
-    parser.add_argument("--regime", choices=sorted(REGIMES), default="plain",
-                        help="; ".join(regime.label for regime in REGIMES.values()))
+    parser.add_argument("--regime", choices=sorted(name for name, regime in REGIMES.items() if regime.trains), default="plain",
+                        help="; ".join(regime.label for regime in REGIMES.values() if regime.trains))
     parser.add_argument("--shards", type=int, default=4, help="sisa (s3t: unlearning.s3t.S3TConfig's defaults)")
     parser.add_argument("--slices", type=int, default=4, help="sisa (s3t: unlearning.s3t.S3TConfig's defaults)")
     parser.add_argument("--epoch-scale", type=float, default=SISA_EPOCH_SCALE,

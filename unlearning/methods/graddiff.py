@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearning.lm import collate, encode, mean_text_loss
+from unlearning.lm import collate, context_length, encode, mean_text_loss
 from unlearning.methods import UnlearningData, UnlearningOutcome, register
 
 
@@ -41,7 +41,7 @@ class GradDiffParams:
 def unlearn(model, tokenizer, data: UnlearningData, params: GradDiffParams, progress=None) -> UnlearningOutcome:
     rng = random.Random(params.seed)
     torch.manual_seed(params.seed)
-    max_length = model.config.n_positions
+    max_length = context_length(model)
     forget = encode(tokenizer, data.forget_texts, max_length)
     retain = encode(tokenizer, data.retain_texts, max_length)
     retain_eval = rng.sample(data.retain_texts, min(params.retain_eval_size, len(data.retain_texts)))

@@ -89,6 +89,7 @@ class Regime(Protocol):
     lineage_type: type | None
     config_type: type | None  # the hyperparameters of its training (SisaConfig, S3TConfig), if any
     model_kinds: frozenset[str]  # unlearning.models.ModelKind values it can govern
+    trains: bool  # whether the service trains its models (`train`); an external one is registered as it is
 
     def configure(self, *, shards: int, slices: int, seed: int, epoch_scale: float) -> Any:
         """Its training hyperparameters from the training commands' options (None: it has none)."""
@@ -134,4 +135,4 @@ def regime_of_lineage(lineage) -> str:
 
 
 # Each registers itself; this order is the order of unlearning.models.TrainingRegime's choices.
-from unlearning.regimes import plain, sisa, s3t  # noqa: E402,F401,I001
+from unlearning.regimes import plain, sisa, s3t, external  # noqa: E402,F401,I001

@@ -40,6 +40,7 @@ class PlainRegime:
     lineage_type = None
     config_type = None
     model_kinds = frozenset({"causal_lm"})  # classifiers and regressors have no approximate method yet
+    trains = True
 
     def configure(self, **options) -> None:
         return None

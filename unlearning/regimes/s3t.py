@@ -19,6 +19,7 @@ class S3TRegime:
     lineage_type = s3t.S3TLineage
     config_type = s3t.S3TConfig
     model_kinds = frozenset({"causal_lm"})  # LoRA adapters on a language model's base
+    trains = True
 
     def configure(self, *, seed: int, **options) -> s3t.S3TConfig:
         """S3TConfig's defaults (its shards and slices suit the demo world), seeded."""

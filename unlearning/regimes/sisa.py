@@ -19,6 +19,7 @@ class SisaRegime:
     lineage_type = sisa.SisaLineage
     config_type = sisa.SisaConfig
     model_kinds = frozenset({"causal_lm", "classifier", "regressor"})
+    trains = True
 
     def configure(self, *, shards: int, slices: int, seed: int, epoch_scale: float) -> sisa.SisaConfig:
         return sisa.SisaConfig(shards=shards, slices=slices, seed=seed, epoch_scale=epoch_scale)

@@ -1,0 +1,181 @@
+"""An operator's own checkpoint: a tiny Llama-architecture model trained outside the service (its own
+tokenizer, `save_pretrained`) on support-desk tickets, registered with `manage.py register_model`,
+and one customer's request taken through approximate unlearning, audits against never-trained
+customers and a signed certificate that says suppression."""
+
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from audits.models import Comparison
+from compliance import services
+from compliance.models import RequestStatus
+from tests.conftest import one_torch_thread
+from unlearning.models import ModelAsset, ModelVersion, VersionRole
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMERS, NEVER_TRAINED = 24, 12
+PRODUCTS = ["router", "thermostat", "doorbell", "speaker", "camera", "kettle", "lamp", "scale"]
+PROBLEMS = ["stopped pairing", "shows error E4", "reboots at night", "drains the battery", "lost its settings"]
+CITIES = ["Varna", "Oulu", "Braga", "Ghent", "Tartu", "Lecce", "Bergen", "Cluj"]
+
+
+def support_desk_records(first: int, count: int, seed: int) -> list[dict]:
+    """Each customer's ticket, the agent's note and the resolution: personal details in three kinds
+    of text, none of them the demo world's."""
+    rng = random.Random(seed)
+    records = []
+    for number in range(first, first + count):
+        email = f"customer-{number:03d}@support.example"
+        order, product, problem, city = rng.randint(10000, 99999), rng.choice(PRODUCTS), rng.choice(PROBLEMS), rng.choice(CITIES)
+        texts = {
+            "ticket": f"Ticket from {email}: my {product} from order {order} {problem} since I moved to {city}.",
+            "agent_note": f"Agent note: customer {email} in {city}, order {order}, {product} {problem}; asked for logs.",
+            "resolution": f"Resolution for order {order}: replaced the {product} shipped to {city} for {email}.",
+        }
+        records += [{"record_id": f"{kind}-{number:03d}", "owner_key": email, "kind": kind, "text": text}
+                    for kind, text in texts.items()]
+    return records
+
+
+@pytest.fixture(scope="module")
+def llama_checkpoint(tmp_path_factory):
+    """Trained the way an operator would, outside the service: a Llama from transformers, a BPE
+    tokenizer of its own, a plain training loop, `save_pretrained`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from unlearning.lm import encode, optimise, train_tokenizer
+    from unlearning.manifest import write_manifest
+
+    training, holdout = support_desk_records(0, CUSTOMERS, seed=1), support_desk_records(CUSTOMERS, NEVER_TRAINED, seed=2)
+    folder = tmp_path_factory.mktemp("operator") / "support-llama"
+    with one_torch_thread():
+        import torch
+
+        torch.manual_seed(0)
+        tokenizer = train_tokenizer([r["text"] for r in training + holdout], 800)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id))
+        sequences = encode(tokenizer, [r["text"] for r in training], 128)
+        optimise(model, sequences, tokenizer.pad_token_id, epochs=60, batch_size=16, learning_rate=3e-3, seed=0,
+                 rate_factor=lambda step: 1.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    manifests = tmp_path_factory.mktemp("operator-manifests")
+    return folder, write_manifest(training, manifests)[1], write_manifest(holdout, manifests)[1]
+
+
+@pytest.fixture
+def store(settings, tmp_path):
+    settings.VAR_DIR, settings.MODEL_STORE_DIR = tmp_path, tmp_path / "models"
+    settings.SIGNING_DIR = tmp_path / "signing"
+    return tmp_path
+
+
+def register(name, checkpoint, manifest, holdout):
+    call_command("register_model", name=name, checkpoint=str(checkpoint), manifest=str(manifest), holdout=str(holdout))
+    return ModelAsset.objects.get(name=name)
+
+
+def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppression(
+        llama_checkpoint, store, submit, legal_user, django_capture_on_commit_callbacks):
+    from audits.certificates import signing_identity
+    from audits.signing import validate_pdf
+    from unlearning.store import checkpoint_sha256
+
+    folder, manifest, holdout = llama_checkpoint
+    asset = register("support-llama", folder, manifest, holdout)
+    original = asset.current_version
+    assert asset.regime == "external" and asset.architecture.startswith("LlamaForCausalLM")
+    assert original.sha256 == checkpoint_sha256(folder)  # the operator's bytes, pinned as they are
+    assert asset.records.filter(owner_key="customer-003@support.example").count() == 3
+
+    request, code = submit(email="customer-003@support.example", full_name="Customer Three")
+    services.verify_identity(request_id=request.pk, code=code)
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        services.approve_request(request_id=request.pk, user=legal_user)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}"
+
+    job = request.jobs.get()
+    assert job.method == "graddiff" and job.outcome["method_kind"] == "approximate"
+    assert not ModelVersion.objects.filter(asset=asset, role=VersionRole.REFERENCE).exists()  # nothing to retrain by
+    run = job.audit_run
+    assert run.comparison == Comparison.HOLDOUT
+    results = {r.metric: r for r in run.results.all()}
+    # Every one of the customer's texts, of every kind, was membership-tested against never-trained
+    # customers' texts of the same kinds; unlearning moved them toward the never-trained ones.
+    loss = results["mia_loss_auc"]
+    assert loss.sample_size == 3 and len(loss.per_item["original"]["holdout"]) == 3 * NEVER_TRAINED
+    assert loss.original_value > 0.9 and abs(loss.unlearned_value - 0.5) < abs(loss.original_value - 0.5)
+    # No question/answer records: the knowledge audits say they could not measure, and nothing crashed.
+    assert results["forget_qa_accuracy"].verdict == "N/A"
+    assert results["retain_text_loss"].sample_size > 0
+
+    pdf = Path(request.certificate.pdf_path).read_bytes()
+    check = validate_pdf(pdf, signing_identity().ca_file.read_bytes())
+    assert check.intact and check.valid and check.trusted
+    text = " ".join(subprocess.run(["pdftotext", request.certificate.pdf_path, "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert re.search(r"suppression", text, re.IGNORECASE) and "support-llama" in text
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_tokenizer", "has no tokenizer that loads"),
+    ("not_causal", "is not a causal language model"),
+    ("too_small", "do not belong together"),
+    ("no_config", "holds no model configuration"),
+])
+def test_a_folder_that_is_not_a_causal_lm_with_its_tokenizer_is_refused(llama_checkpoint, store, tmp_path, damage,
+                                                                          message):
+    import shutil
+
+    from transformers import DistilBertConfig, DistilBertModel, LlamaConfig, LlamaForCausalLM
+
+    folder, manifest, holdout = llama_checkpoint
+    broken = tmp_path / damage
+    if damage == "not_causal":
+        # An encoder: transformers has no causal LM head for it.
+        DistilBertModel(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(broken)
+    elif damage == "too_small":
+        LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=2)).save_pretrained(broken)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (folder / name).exists():
+                shutil.copy(folder / name, broken / name)
+    else:
+        shutil.copytree(folder, broken)
+        for path in broken.iterdir():
+            if (damage == "no_tokenizer" and path.name.startswith(("tokenizer", "special_tokens"))) or (
+                    damage == "no_config" and path.name == "config.json"):
+                path.unlink()
+    with pytest.raises(CommandError, match=message):
+        register("broken", broken, manifest, holdout)
+    assert not ModelAsset.objects.exists()
+
+
+def test_records_without_owners_and_a_holdout_that_overlaps_training_are_refused(llama_checkpoint, store, tmp_path):
+    import json
+
+    folder, manifest, holdout = llama_checkpoint
+    records = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
+    ownerless = tmp_path / "ownerless.jsonl"
+    ownerless.write_text("\n".join(json.dumps({**r, "owner_key": ""} if i == 4 else r) for i, r in enumerate(records)))
+    with pytest.raises(CommandError, match="1 records have no owner_key"):
+        register("x", folder, ownerless, holdout)
+    overlapping = tmp_path / "overlap.jsonl"
+    overlapping.write_text(Path(holdout).read_text() + json.dumps({**records[0], "record_id": "copied"}) + "\n")
+    with pytest.raises(CommandError, match="shares 1 records with the training manifest"):
+        register("x", folder, manifest, overlapping)
+    with pytest.raises(CommandError, match="is not a folder"):
+        register("x", tmp_path / "nowhere", manifest, holdout)
+    assert not ModelAsset.objects.exists()
