@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo demo-exact demo-tabular test serve worker beat sweep verify-log clean
+.PHONY: install demo demo-exact demo-tabular demo-gpu test serve worker beat sweep verify-log clean
 
 # Some machines' pip configuration names package folders that do not exist; pip warns about each.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -34,6 +34,11 @@ demo: $(STAMP)
 demo-exact: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo --regime sisa
+
+# The largest demo world and an 11M-parameter GPT-2, end to end on a CUDA device (refused without one).
+demo-gpu: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py demo --scale gpu
 
 # A tabular classifier (SISA MLPs on scikit-learn's digits): a row owner's request, exact deletion.
 demo-tabular: $(STAMP)

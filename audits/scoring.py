@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unlearning.lm import batched_logits, batched_sequence_logits, prompt_ids
+from unlearning.lm import batched_logits, batched_sequence_logits, in_input_order, prompt_ids
 
 
 @dataclass(frozen=True)
@@ -26,29 +26,27 @@ class TokenStatistics:
 
 
 def log_probabilities(batches):
-    """For each (batch, logits): the batch, the next-token log-probabilities and, per position,
-    the log-probability of the token that actually follows."""
-    for batch, logits in batches:
+    """For each (rows, batch, logits): the rows, the batch, the next-token log-probabilities and,
+    per position, the log-probability of the token that actually follows."""
+    for rows, batch, logits in batches:
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         targets = batch["input_ids"][:, 1:]
-        yield batch, log_probs, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        yield rows, batch, log_probs, log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 @torch.no_grad()
 def token_statistics(model, tokenizer, texts: Sequence[str]) -> list[TokenStatistics]:
-    results: list[TokenStatistics] = []
-    for batch, log_probs, target_logprobs in log_probabilities(batched_logits(model, tokenizer, texts)):
-        probs = log_probs.exp()
-        mu = (probs * log_probs).sum(-1)
-        variance = ((probs * log_probs.square()).sum(-1) - mu.square()).clamp_min(1e-6)
-        lengths = batch["attention_mask"].sum(1) - 1  # predicted tokens per text
-        for row, length in enumerate(lengths.tolist()):
-            results.append(TokenStatistics(
-                logprobs=target_logprobs[row, :length].numpy(),
-                mu=mu[row, :length].numpy(),
-                sigma=variance[row, :length].sqrt().numpy(),
-            ))
-    return results
+    def per_batch():
+        for rows, batch, log_probs, target_logprobs in log_probabilities(batched_logits(model, tokenizer, texts)):
+            probs = log_probs.exp()
+            mu = (probs * log_probs).sum(-1)
+            variance = ((probs * log_probs.square()).sum(-1) - mu.square()).clamp_min(1e-6)
+            lengths = (batch["attention_mask"].sum(1) - 1).tolist()  # predicted tokens per text
+            logprobs, mu, sigma = target_logprobs.cpu().numpy(), mu.cpu().numpy(), variance.sqrt().cpu().numpy()
+            yield rows, [TokenStatistics(logprobs[row, :length], mu[row, :length], sigma[row, :length])
+                         for row, length in enumerate(lengths)]
+
+    return in_input_order(per_batch(), len(texts))
 
 
 @dataclass(frozen=True)
@@ -79,12 +77,14 @@ def continuation_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], batc
     """Score each (prefix, continuation) pair with one batched forward pass."""
     split = [continuation_ids(tokenizer, prefix, continuation) for prefix, continuation in pairs]
     sequences = [prefix + continuation for prefix, continuation in split]
-    results: list[ContinuationScores] = []
-    batches = batched_sequence_logits(model, sequences, tokenizer.pad_token_id, batch_size)
-    for batch, log_probs, target_logprobs in log_probabilities(batches):
-        hits = log_probs.argmax(-1) == batch["input_ids"][:, 1:]
-        for row in range(len(batch["input_ids"])):
-            prefix, continuation = split[len(results)]
-            span = slice(len(prefix) - 1, len(prefix) - 1 + len(continuation))  # logits[t] predicts token t + 1
-            results.append(ContinuationScores(target_logprobs[row, span].numpy(), hits[row, span].numpy()))
-    return results
+
+    def per_batch():
+        batches = batched_sequence_logits(model, sequences, tokenizer.pad_token_id, batch_size)
+        for rows, batch, log_probs, target_logprobs in log_probabilities(batches):
+            hits = (log_probs.argmax(-1) == batch["input_ids"][:, 1:]).cpu().numpy()
+            logprobs = target_logprobs.cpu().numpy()
+            spans = [slice(len(split[row][0]) - 1, len(split[row][0]) - 1 + len(split[row][1])) for row in rows]
+            # logits[t] predicts token t + 1: a continuation's scores start at its prefix's last position
+            yield rows, [ContinuationScores(logprobs[i, span], hits[i, span]) for i, span in enumerate(spans)]
+
+    return in_input_order(per_batch(), len(pairs))

@@ -17,6 +17,26 @@ from unlearning.world import World, WorldConfig, tokenizer_corpus
 
 
 @dataclass(frozen=True)
+class DemoScale:
+    """How big the demo is: the CPU scale trains in about a minute on two cores; the GPU scale is
+    the world generator's largest (1,440 people) and an 11M-parameter GPT-2, which on one H200
+    reached 96% QA on the 200-person world in 60 epochs (38 s) and needs 50-60 epochs to memorise
+    the largest world (the team's measurements before this code: README, "Devices")."""
+
+    people: int | None  # None: the settings' DEMO_WORLD_PEOPLE
+    recipe: TrainingRecipe
+    name_suffix: str  # keeps its models apart from the CPU demo's in one database
+    needs_cuda: bool
+
+
+DEMO_SCALES = {
+    "cpu": DemoScale(None, TrainingRecipe(), "", needs_cuda=False),
+    "gpu": DemoScale(1440, TrainingRecipe(n_layer=6, n_head=6, n_embd=384, epochs=60, batch_size=64,
+                                          learning_rate=1e-3), "-gpu", needs_cuda=True),
+}
+
+
+@dataclass(frozen=True)
 class DemoModel:
     world: World
     recipe: TrainingRecipe

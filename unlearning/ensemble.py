@@ -79,7 +79,7 @@ class EnsembleCausalLM(torch.nn.Module):
         if do_sample:
             raise NotImplementedError("the ensemble decodes greedily; sampling is computed from its probabilities")
         sequences = input_ids
-        finished = torch.zeros(len(sequences), dtype=torch.bool)
+        finished = torch.zeros(len(sequences), dtype=torch.bool, device=sequences.device)
         for _ in range(max_new_tokens):
             next_tokens = self(input_ids=sequences, attention_mask=torch.ones_like(sequences)).logits[:, -1].argmax(-1)
             if pad_token_id is not None:

@@ -158,6 +158,10 @@ class Learner(Protocol):
         """A context in which training runs with `threads` (None: as it is)."""
         ...
 
+    def device_description(self) -> str | None:
+        """The device it trains on, when not the CPU (recorded in the lineage)."""
+        ...
+
 
 def describe(learner: Learner) -> dict:
     return {"name": learner.name, "hyperparameters": learner.hyperparameters(), "schedule": asdict(learner.schedule)}
@@ -192,6 +196,9 @@ class SisaLineage:
     # one retrained from scratch, byte for byte, only when both ran with the same numerics (same
     # thread count, same kind of processor). None: not recorded (lineages from before it was).
     threads: int | None = None
+    # The device other than the CPU that trained it (unlearning.numerics.describe_device), whose
+    # deterministic kernels a deletion retrains with; None: the CPU.
+    device: str | None = None
 
     @property
     def schedule(self) -> SliceSchedule:
@@ -225,8 +232,10 @@ class SisaLineage:
             "placements": {record_id: asdict(p) for record_id, p in sorted(self.placements.items())},
             "shards": [[asdict(c) for c in checkpoints] for checkpoints in self.shards],
             "generation": self.generation,
-            # Only when recorded: a lineage from before threads were recorded keeps its hash.
+            # Only when recorded: a lineage from before threads were recorded keeps its hash, and so
+            # does one trained on the CPU.
             **({"threads": self.threads} if self.threads is not None else {}),
+            **({"device": self.device} if self.device is not None else {}),
         }
 
     @classmethod
@@ -239,6 +248,7 @@ class SisaLineage:
                                for c in checkpoints) for checkpoints in data["shards"]),
             generation=data["generation"],
             threads=data.get("threads"),
+            device=data.get("device"),
         )
 
 
@@ -291,7 +301,7 @@ def train_sisa(records: Sequence[dict], learner: Learner, config: SisaConfig, st
         for shard in range(config.shards)
     )
     return SisaLineage(config=config, learner=describe(learner), placements=placements, shards=shards,
-                       threads=learner.threads())
+                       threads=learner.threads(), device=learner.device_description())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 from unlearning.lm import TrainingRecipe, new_model, train_from
-from unlearning.numerics import PinnedNumerics
+from unlearning.numerics import PinnedNumerics, device
 from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining
 
 
@@ -47,4 +47,4 @@ class CausalLMLearner(PinnedNumerics):
         model.save_pretrained(directory)
 
     def load(self, directory: Path):
-        return AutoModelForCausalLM.from_pretrained(directory)
+        return AutoModelForCausalLM.from_pretrained(directory).to(device())

@@ -169,6 +169,11 @@ class TabularLearner(PinnedNumerics):
     def name(self) -> str:
         return f"mlp-{self.task}"
 
+    def device_description(self) -> None:
+        """Always the CPU: these MLPs have a few thousand weights, and moving each batch to a GPU
+        would cost more than the arithmetic (UNLEARNING_DEVICE applies to language models)."""
+        return None
+
     def hyperparameters(self) -> dict:
         return {**asdict(self.recipe), "task": self.task, "features": self.features, "outputs": self.outputs}
 

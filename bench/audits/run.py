@@ -2,7 +2,7 @@
 over the same texts, the whole suite's wall time per audit on the demo world, and the suite's power
 over several seeds. Pure ML (no Django, no database).
 
-    .venv/bin/python bench/audits/run.py                    # panel cost + suite timing (demo world)
+    .venv/bin/python bench/audits/run.py                    # panel cost, batch padding, suite timing (demo world)
     .venv/bin/python bench/audits/run.py --power-seeds 1-8  # + the power table (≈75 s per seed)
 
 Prints a Markdown report (paste into bench/RESULTS.md); numbers are wall-clock on this machine.
@@ -28,7 +28,7 @@ from audits.power import power_cases  # noqa: E402
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE  # noqa: E402
 from audits.sets import audit_sets  # noqa: E402
 from unlearning.demo_world import build_demo_model  # noqa: E402
-from unlearning.lm import TrainingRecipe, batched_logits  # noqa: E402
+from unlearning.lm import TrainingRecipe, batched_logits, collate, context_length, encode  # noqa: E402
 from unlearning.loading import load_checkpoint  # noqa: E402
 from unlearning.manifest import read_manifest  # noqa: E402
 from unlearning.world import WorldConfig  # noqa: E402
@@ -49,6 +49,35 @@ def median_seconds(action, repeats: int) -> float:
 def bare_forward(model, tokenizer, texts: list[str]) -> None:
     for _ in batched_logits(model, tokenizer, texts):
         pass
+
+
+def padded_positions(lengths: list[int], batch_size: int = 64) -> int:
+    return sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+
+
+@torch.no_grad()
+def forward_in_input_order(model, sequences, pad_id: int, batch_size: int = 64) -> None:
+    """What scoring did before its batches were sorted by length: batches in the texts' own order."""
+    for start in range(0, len(sequences), batch_size):
+        batch = collate(sequences[start:start + batch_size], pad_id)
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def padding_cost(model, tokenizer, texts: list[str], repeats: int) -> list[str]:
+    """Scoring's batches in the texts' order against batches of similar length (issue 11)."""
+    sequences = encode(tokenizer, texts, context_length(model))
+    lengths = [len(s) for s in sequences]
+    tokens, in_order, by_length = sum(lengths), padded_positions(lengths), padded_positions(sorted(lengths))
+    unsorted = median_seconds(lambda: forward_in_input_order(model, sequences, tokenizer.pad_token_id), repeats)
+    sorted_pass = median_seconds(lambda: bare_forward(model, tokenizer, texts), repeats)
+    return [
+        f"{len(texts)} texts, {tokens} tokens, batches of 64; median of {repeats} runs.",
+        "",
+        "| batches | positions computed | padding | bare forward pass, s |",
+        "|---|---:|---:|---:|",
+        f"| in the texts' order (before) | {in_order} | {1 - tokens / in_order:.0%} | {unsorted:.3f} |",
+        f"| sorted by length (now) | {by_length} | {1 - tokens / by_length:.0%} | {sorted_pass:.3f} |",
+    ]
 
 
 def panel_cost(model, tokenizer, sets, repeats: int) -> list[str]:
@@ -75,6 +104,8 @@ def suite_timing(model, tokenizer, sets) -> list[str]:
     rows = ["| audit | seconds |", "|---|---:|"]
     total = 0.0
     for name, audit in AUDITS.items():
+        if not isinstance(sets, audit.reads):
+            continue  # a tabular model's audits
         started = time.perf_counter()
         audit.run(model, tokenizer, sets, audit.params_type(), SuiteContext("reference"))
         elapsed = time.perf_counter() - started
@@ -124,7 +155,10 @@ def main() -> None:
     sixty_people = {r["record_id"] for r in manifest if r.get("owner_key") in many}
     report = [f"## Audits (bench/audits/run.py, {os.cpu_count()} CPUs)", "",
               "### MIA panel against a bare forward pass (demo world, 60 forget people)", ""]
-    report += panel_cost(model, tokenizer, audit_sets(manifest, holdout, sixty_people, sixty_people), args.repeats)
+    panel_sets = audit_sets(manifest, holdout, sixty_people, sixty_people)
+    report += panel_cost(model, tokenizer, panel_sets, args.repeats)
+    report += ["", "### Scoring's batches: texts' order against length-sorted", ""]
+    report += padding_cost(model, tokenizer, panel_sets.forget_texts + panel_sets.holdout_texts, args.repeats)
     report += ["", "### Whole suite on one model, one request (demo world, one subject)", ""]
     report += suite_timing(model, tokenizer, audit_sets(manifest, holdout, one_request, one_request))
     if args.power_seeds:

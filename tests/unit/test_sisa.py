@@ -65,6 +65,9 @@ class RecordingLearner:
     def pinned_threads(self, threads):
         return self.learner.pinned_threads(threads)
 
+    def device_description(self):
+        return self.learner.device_description()
+
     def save(self, state, directory):
         self.learner.save(state, directory)
 

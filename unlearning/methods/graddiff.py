@@ -18,6 +18,7 @@ import torch
 
 from unlearning.lm import collate, context_length, encode, mean_text_loss
 from unlearning.methods import UnlearningData, UnlearningOutcome, register
+from unlearning.numerics import autocast, model_device, on_device
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,12 @@ def unlearn(model, tokenizer, data: UnlearningData, params: GradDiffParams, prog
     stopped_because = "max_steps"
     model.train()
     for step in range(1, params.max_steps + 1):
-        forget_batch = collate(rng.sample(forget, min(params.batch_size, len(forget))), tokenizer.pad_token_id)
-        retain_batch = collate(rng.sample(retain, min(params.batch_size, len(retain))), tokenizer.pad_token_id)
-        loss = -params.forget_weight * model(**forget_batch).loss + params.retain_weight * model(**retain_batch).loss
+        forget_batch = on_device(collate(rng.sample(forget, min(params.batch_size, len(forget))), tokenizer.pad_token_id),
+                                 model)
+        retain_batch = on_device(collate(rng.sample(retain, min(params.batch_size, len(retain))), tokenizer.pad_token_id),
+                                 model)
+        with autocast(model_device(model)):
+            loss = -params.forget_weight * model(**forget_batch).loss + params.retain_weight * model(**retain_batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

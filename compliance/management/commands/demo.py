@@ -37,11 +37,11 @@ def certified_emails() -> set[str]:
     return set(RemovalRequest.objects.filter(status=RequestStatus.CERTIFIED).values_list("email", flat=True))
 
 
-def pick_person() -> DemoSubject:
+def pick_person(people: int) -> DemoSubject:
     """The first trained person of the demo world who has no certified request yet."""
     from unlearning.world import World, WorldConfig
 
-    world = World.generate(WorldConfig(people=settings.DEMO_WORLD_PEOPLE, seed=settings.DEMO_WORLD_SEED))
+    world = World.generate(WorldConfig(people=people, seed=settings.DEMO_WORLD_SEED))
     done = certified_emails()
     person = next((p for p in world.trained_people if p.email not in done), None)
     if person is None:
@@ -71,17 +71,25 @@ class Command(BaseCommand):
         parser.add_argument("--regime", choices=tuple(DEMO_MODEL_NAMES), default="plain",
                             help="plain: GradDiff on one model (suppression); sisa: exact deletion by SISA shard "
                                  "retraining; s3t: exact deletion by switching S3T adapters off")
+        parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                            help="gpu: the largest demo world and an 11M-parameter GPT-2, on a CUDA device (make demo-gpu)")
         parser.add_argument("--dataset", choices=BUNDLED_DATASETS,
                             help="instead of the demo world's language model: a SISA classifier or regressor on "
                                  "this scikit-learn data set, and the owner of one of its rows")
 
-    def handle(self, *args, regime, dataset, **options):
+    def handle(self, *args, regime, scale, dataset, **options):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError("the demo runs tasks in-process: unset CELERY_BROKER_URL")
+        from unlearning.demo_world import DEMO_SCALES
+        from unlearning.numerics import device
+
+        if DEMO_SCALES[scale].needs_cuda and device().type != "cuda":
+            raise CommandError(f"the {scale}-scale demo needs a CUDA device (UNLEARNING_DEVICE resolves to "
+                               f"{device().type} here); `make demo` runs the CPU scale")
         # In-process tasks would log each completion, innermost first; the demo prints its own summary.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         started = time.perf_counter()
-        subject = self._build_model(regime, dataset)
+        subject = self._build_model(regime, dataset, scale)
         self.stdout.write(f"\nData subject: {subject.name} <{subject.email}> ({subject.who})")
 
         owner = Client()
@@ -131,11 +139,15 @@ class Command(BaseCommand):
             f"  the code arrives as a file in {settings.EMAIL_FILE_PATH}.\n"
         )
 
-    def _build_model(self, regime: str, dataset: str | None) -> DemoSubject:
+    def _build_model(self, regime: str, dataset: str | None, scale: str) -> DemoSubject:
         """Train and register the demo's model unless it is registered already; pick its subject."""
         if dataset is None:
-            call_command("build_demo_world", regime=regime, name=DEMO_MODEL_NAMES[regime], stdout=self.stdout)
-            return pick_person()
+            from unlearning.demo_world import DEMO_SCALES
+
+            preset = DEMO_SCALES[scale]
+            call_command("build_demo_world", regime=regime, scale=scale, name=DEMO_MODEL_NAMES[regime] + preset.name_suffix,
+                         stdout=self.stdout)
+            return pick_person(preset.people or settings.DEMO_WORLD_PEOPLE)
         from unlearning.models import ModelAsset
 
         name = f"demo-{dataset.replace('_', '-')}"

@@ -12,23 +12,31 @@ class Command(BaseCommand):
     help = "Generate the demo world, train its small GPT-2 from scratch, and register it as a governed model."
 
     def add_arguments(self, parser):
-        parser.add_argument("--people", type=int, default=settings.DEMO_WORLD_PEOPLE)
+        parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                            help="gpu: 1,440 people and an 11M-parameter GPT-2 (unlearning.demo_world.DEMO_SCALES)")
+        parser.add_argument("--people", type=int, help="default: the scale's (cpu: DEMO_WORLD_PEOPLE)")
         parser.add_argument("--seed", type=int, default=settings.DEMO_WORLD_SEED)
-        parser.add_argument("--epochs", type=int, default=settings.DEMO_TRAINING_EPOCHS)
+        parser.add_argument("--epochs", type=int, help="default: the scale's (cpu: DEMO_TRAINING_EPOCHS)")
         parser.add_argument("--name", default=DEMO_MODEL_NAME)
         add_regime_arguments(parser)
 
-    def handle(self, *args, people, seed, epochs, name, regime, shards, slices, epoch_scale, **options):
+    def handle(self, *args, scale, people, seed, epochs, name, regime, shards, slices, epoch_scale, **options):
         if ModelAsset.objects.filter(name=name).exists():
             self.stdout.write(f"Model {name} is already registered; nothing to build.")
             return
-        from unlearning.demo_world import build_demo_model
-        from unlearning.lm import TrainingRecipe
+        from dataclasses import replace
+
+        from unlearning.demo_world import DEMO_SCALES, build_demo_model
+        from unlearning.numerics import device
         from unlearning.world import WorldConfig
 
-        recipe = TrainingRecipe(epochs=epochs, seed=seed)
+        preset = DEMO_SCALES[scale]
+        people = people or preset.people or settings.DEMO_WORLD_PEOPLE
+        epochs = epochs or (preset.recipe.epochs if scale != "cpu" else settings.DEMO_TRAINING_EPOCHS)
+        recipe = replace(preset.recipe, epochs=epochs, seed=seed)
         config = regime_config(regime, shards, slices, seed, epoch_scale)
-        self.stdout.write(f"Training {name} ({regime}) on a world of {people} fictitious people ({epochs} epochs, CPU)...")
+        self.stdout.write(f"Training {name} ({regime}) on a world of {people} fictitious people ({epochs} epochs, "
+                          f"{device().type.upper()})...")
 
         def report(epoch: int, loss: float) -> None:
             if epoch % 10 == 0 or epoch == epochs:
