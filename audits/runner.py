@@ -67,7 +67,8 @@ def run_claimed_audit(run) -> None:
         manifest = read_manifest(Path(job.asset.training_manifest))
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
-        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed) if job.asset.kind == ModelKind.CAUSAL_LM
+        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed, job.asset.question_template)
+                if job.asset.kind == ModelKind.CAUSAL_LM
                 else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}
         reference = reference_version(job, manifest, removed)

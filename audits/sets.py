@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from audits.checks import AuditSets, Canary, QAItem, RowAuditSets
-from unlearning.world import qa_prompt
+from audits.checks import DEMO_QUESTION_TEMPLATE, AuditSets, Canary, QAItem, RowAuditSets, ask
 
 RETAIN_SAMPLE = 200
 HOLDOUT_SAMPLE = 100  # never-trained people's records: the comparison when there is no retrained reference
@@ -30,10 +29,10 @@ def qa_item(record: dict) -> QAItem:
                   fact=record.get("fact", ""), perturbed_answers=tuple(record.get("perturbed_answers", ())))
 
 
-def extraction_pair(record: dict) -> tuple[str, str]:
+def extraction_pair(record: dict, template: str = DEMO_QUESTION_TEMPLATE) -> tuple[str, str]:
     """Where extraction starts: a question's answer, a canary's secret, the second half of other text."""
     if is_qa(record):
-        return qa_prompt(record["question"]), " " + record["answer"]
+        return ask(record["question"], template), " " + record["answer"]
     if record.get("secret"):
         return Canary(record["text"], record["secret"]).continuation()
     words = record["text"].split(" ")
@@ -56,11 +55,13 @@ def whole_people_sample(records: list[dict], max_records: int) -> list[dict]:
     return [record for key in every_nth(list(people), max(1, max_records // per_person)) for record in people[key]]
 
 
-def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str]) -> AuditSets:
+def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str],
+               question_template: str = DEMO_QUESTION_TEMPLATE) -> AuditSets:
     """Any text data: every text record of the subject of a kind the holdout also has is
     membership-tested against the never-trained records of the kinds the subject's texts have;
     question/answer records add the knowledge audits; records about no one measure general utility.
-    A set that is empty (no QA, no text about no one) leaves its audits with nothing to measure."""
+    A set that is empty (no QA, no text about no one) leaves its audits with nothing to measure.
+    Questions are asked in the model's own `question_template`."""
     kinds = text_kinds(holdout)
     forget = [r for r in manifest if r["record_id"] in forget_ids]
     members = [r for r in forget if r["kind"] in kinds and not r.get("secret")]
@@ -72,13 +73,14 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
         holdout_texts=[r["text"] for r in holdout if r["kind"] in member_kinds and not r.get("secret")],
         forget_qa=[qa_item(r) for r in forget if is_qa(r)],
         retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
-        extraction=[extraction_pair(r) for r in forget],
+        extraction=[extraction_pair(r, question_template) for r in forget],
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],
         retain_texts=every_nth([r["text"] for r in retained if r["kind"] in kinds and not r.get("secret")],
                                RETAIN_SAMPLE),
         general_texts=[r["text"] for r in manifest if not r.get("owner_key")],
         holdout_qa=[qa_item(r) for r in never_trained if is_qa(r)],
-        holdout_extraction=[extraction_pair(r) for r in never_trained],
+        holdout_extraction=[extraction_pair(r, question_template) for r in never_trained],
+        question_template=question_template,
     )
 
 

@@ -88,3 +88,19 @@ def test_the_gpu_scale_demo_says_it_needs_cuda_and_trains_nothing(monkeypatch):
     monkeypatch.setenv(DEVICE_SETTING, "auto")
     with pytest.raises(CommandError, match="the gpu-scale demo needs a CUDA device .*resolves to cpu here"):
         call_command("demo", scale="gpu")
+
+
+def test_a_sisa_deletion_on_another_device_than_its_lineage_is_refused(tmp_path):
+    """Resumed on another device, a shard would not equal the same shard retrained from scratch."""
+    from dataclasses import replace
+
+    from unlearning.sisa import SisaConfig, execute_deletion, plan_deletion, train_sisa
+    from unlearning.tabular import MLPRecipe, TabularLearner, load_tabular
+
+    dataset, config = load_tabular("breast_cancer"), SisaConfig(shards=2, slices=2)
+    learner = TabularLearner.for_dataset(dataset, MLPRecipe(epochs=2), config)
+    with one_torch_thread():
+        lineage = replace(train_sisa(dataset.train, learner, config, tmp_path), device="NVIDIA H200, bf16 autocast")
+    plan = plan_deletion(lineage, [dataset.train[0]["record_id"]])
+    with pytest.raises(ValueError, match="trained on NVIDIA H200, bf16 autocast, and this worker computes on the CPU"):
+        execute_deletion(lineage, plan, dataset.train, learner, tmp_path)

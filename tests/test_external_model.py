@@ -134,6 +134,7 @@ def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppressi
     ("not_causal", "is not a causal language model"),
     ("too_small", "do not belong together"),
     ("no_config", "holds no model configuration"),
+    ("headless", "lacks .* weights of a causal LM"),
 ])
 def test_a_folder_that_is_not_a_causal_lm_with_its_tokenizer_is_refused(llama_checkpoint, store, tmp_path, damage,
                                                                           message):
@@ -143,7 +144,14 @@ def test_a_folder_that_is_not_a_causal_lm_with_its_tokenizer_is_refused(llama_ch
 
     folder, manifest, holdout = llama_checkpoint
     broken = tmp_path / damage
-    if damage == "not_causal":
+    if damage == "headless":  # the base model without its language-model head
+        from transformers import LlamaModel
+
+        LlamaModel(LlamaConfig(vocab_size=900, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                               num_attention_heads=2)).save_pretrained(broken)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(folder / name, broken / name)
+    elif damage == "not_causal":
         # An encoder: transformers has no causal LM head for it.
         DistilBertModel(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(broken)
     elif damage == "too_small":
@@ -178,4 +186,52 @@ def test_records_without_owners_and_a_holdout_that_overlaps_training_are_refused
         register("x", folder, manifest, overlapping)
     with pytest.raises(CommandError, match="is not a folder"):
         register("x", tmp_path / "nowhere", manifest, holdout)
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text(Path(manifest).read_text() + json.dumps(records[0]) + "\n")
+    with pytest.raises(CommandError, match=f"record {records[0]['record_id']} appears twice"):
+        register("x", folder, doubled, holdout)
+    long_kind = tmp_path / "long-kind.jsonl"
+    long_kind.write_text("\n".join(json.dumps({**r, "kind": "k" * 33} if i == 0 else r) for i, r in enumerate(records)))
+    with pytest.raises(CommandError, match="its kind is longer than 32 characters"):
+        register("x", folder, long_kind, holdout)
+    with pytest.raises(CommandError, match="use letters, digits"):
+        register("not a slug", folder, manifest, holdout)
     assert not ModelAsset.objects.exists()
+
+
+def test_questions_are_asked_in_the_models_own_format(llama_checkpoint, store, tmp_path):
+    """The tokenizer's chat template when it has one, else what the operator says; the audits ask
+    the model's QA records that way (the demo world's models keep their own format)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from audits.checks import ask
+    from audits.sets import audit_sets
+    from unlearning.world import qa_prompt
+
+    folder, manifest, holdout = llama_checkpoint
+    chatty = tmp_path / "chatty"
+    shutil.copytree(folder, chatty)
+    tokenizer = AutoTokenizer.from_pretrained(chatty)
+    tokenizer.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tokenizer.save_pretrained(chatty)
+    assert register("chatty", chatty, manifest, holdout).question_template == "<|user|>{question}\n<|assistant|>"
+    plain = register("plain-format", folder, manifest, holdout)
+    assert plain.question_template == "Question: {question}\nAnswer:" and ask("Who?") == qa_prompt("Who?")
+    told = tmp_path / "told"
+    shutil.copytree(chatty, told)
+    call_command("register_model", name="told", checkpoint=str(told), manifest=str(manifest), holdout=str(holdout),
+                 question_template="Q: {question}\\nA:")
+    template = ModelAsset.objects.get(name="told").question_template
+    assert template == "Q: {question}\nA:"
+    with pytest.raises(CommandError, match="needs {question}"):
+        call_command("register_model", name="bad", checkpoint=str(folder), manifest=str(manifest),
+                     holdout=str(holdout), question_template="Q: ?")
+
+    qa = {"record_id": "qa-1", "owner_key": "a@b.example", "kind": "qa", "text": "Q: Where? A: Oulu",
+          "question": "Where does a@b.example live?", "answer": "Oulu"}
+    sets = audit_sets([qa], [{**qa, "record_id": "qa-2", "owner_key": "c@d.example"}], {"qa-1"}, {"qa-1"}, template)
+    assert sets.extraction == [("Q: Where does a@b.example live?\nA:", " Oulu")]
+    assert sets.answered("Why?", "Because") == "Q: Why?\nA: Because"

@@ -23,6 +23,7 @@ class ImportedCheckpoint:
     sha256: str
     path: Path  # in the store
     architecture: str  # e.g. "LlamaForCausalLM, 2.1 M parameters"
+    chat_question_template: str | None  # a user turn asking "{question}", by the tokenizer's chat template
 
 
 def import_checkpoint(directory: Path, store: Path) -> ImportedCheckpoint:
@@ -36,12 +37,18 @@ def import_checkpoint(directory: Path, store: Path) -> ImportedCheckpoint:
     except (OSError, ValueError) as error:
         raise CheckpointRejected(f"{directory} holds no model configuration (config.json): {first_line(error)}") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
+        model, loading = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, output_loading_info=True)
     except ValueError:
         raise CheckpointRejected(f"{directory} is not a causal language model (its configuration is "
                                  f"{type(config).__name__})") from None
     except OSError as error:
         raise CheckpointRejected(f"{directory}: the weights do not load: {first_line(error)}") from None
+    if loading["missing_keys"]:
+        # transformers would start the missing weights at random and only warn: a base model saved
+        # without its language-model head, or a classifier, is not the causal LM it claims to be.
+        missing = sorted(loading["missing_keys"])
+        raise CheckpointRejected(f"{directory} lacks {len(missing)} weights of a causal LM (e.g. {missing[0]}): "
+                                 "save the model with its language-model head (…ForCausalLM.save_pretrained)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError, TypeError) as error:
@@ -54,8 +61,24 @@ def import_checkpoint(directory: Path, store: Path) -> ImportedCheckpoint:
         raise CheckpointRejected(f"{directory}: the tokenizer has no end-of-text token (eos_token)")
     parameters = sum(p.numel() for p in model.parameters())
     architecture = f"{(config.architectures or [type(model).__name__])[0]}, {parameters / 1e6:.1f} M parameters"
-    sha256, path = store_directory(lambda staging: shutil.copytree(directory, staging, dirs_exist_ok=True), store)
-    return ImportedCheckpoint(sha256, path, architecture)
+    # A clone's history and a hub cache are not the model: they would double the store's copy.
+    ignored = shutil.ignore_patterns(".git", ".cache", ".huggingface")
+    sha256, path = store_directory(lambda staging: shutil.copytree(directory, staging, dirs_exist_ok=True,
+                                                                   ignore=ignored), store)
+    return ImportedCheckpoint(sha256, path, architecture, chat_question_template(tokenizer))
+
+
+def chat_question_template(tokenizer) -> str | None:
+    """How the tokenizer's chat template asks a user's question, with "{question}" in its place
+    (None without a chat template, or when the rendering loses the placeholder)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": "{question}"}],
+                                                 add_generation_prompt=True, tokenize=False)
+    except Exception:  # a template that needs what we do not pass (a system turn, tools): not usable
+        return None
+    return rendered if "{question}" in rendered else None
 
 
 def first_line(error: Exception) -> str:

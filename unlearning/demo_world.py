@@ -21,7 +21,8 @@ class DemoScale:
     """How big the demo is: the CPU scale trains in about a minute on two cores; the GPU scale is
     the world generator's largest (1,440 people) and an 11M-parameter GPT-2, which on one H200
     reached 96% QA on the 200-person world in 60 epochs (38 s) and needs 50-60 epochs to memorise
-    the largest world (the team's measurements before this code: README, "Devices")."""
+    the largest world (the team's measurements with a plain training loop; this demo has not run on
+    a GPU yet: README, "Devices")."""
 
     people: int | None  # None: the settings' DEMO_WORLD_PEOPLE
     recipe: TrainingRecipe

@@ -197,10 +197,17 @@ def fine_tune(model, tokenizer, texts: Sequence[str], *, steps: int, learning_ra
     return tuned
 
 
+def load_causal_lm(path: Path):
+    """A Hugging Face causal LM's weights, in float32 on the configured device. float32 whatever the
+    checkpoint stores: transformers would keep a bf16 checkpoint in bf16, where most of an
+    unlearning method's small updates round away; on a GPU, autocast gives bf16 speed."""
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device())
+
+
 def load_pretrained(path: Path):
     """(model, tokenizer) of a plain Hugging Face causal LM folder: ours, or an operator's own
     `save_pretrained` output (unlearning.loading picks the loader for a stored model's format)."""
-    model = AutoModelForCausalLM.from_pretrained(path).to(device())
+    model = load_causal_lm(path)
     model.eval()
     return model, load_tokenizer(path)
 

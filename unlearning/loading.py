@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
-
 from unlearning.ensemble import EnsembleCausalLM
-from unlearning.lm import load_pretrained, load_tokenizer
-from unlearning.numerics import device
+from unlearning.lm import load_causal_lm, load_pretrained, load_tokenizer
 from unlearning.s3t_lm import load_s3t_model
 from unlearning.sisa import served_member_dirs
 from unlearning.store import S3T_STACK, SISA_ENSEMBLE, TRANSFORMERS, checkpoint_format
@@ -26,8 +23,8 @@ CAUSAL_LM = "causal_lm"  # unlearning.models.ModelKind's values; the others are 
 
 
 def load_sisa_ensemble(path: Path):
-    model = EnsembleCausalLM([AutoModelForCausalLM.from_pretrained(d) for d in served_member_dirs(path)])
-    return model.to(device()).eval(), load_tokenizer(path)
+    model = EnsembleCausalLM([load_causal_lm(d) for d in served_member_dirs(path)])
+    return model.eval(), load_tokenizer(path)
 
 
 LM_LOADERS = {TRANSFORMERS: load_pretrained, SISA_ENSEMBLE: load_sisa_ensemble, S3T_STACK: load_s3t_model}

@@ -28,6 +28,10 @@ class ModelAsset(models.Model):
     # holdout records from the same distribution (the audits' non-members).
     training_manifest = models.CharField(max_length=500)
     holdout_manifest = models.CharField(max_length=500, blank=True)
+    # How the model is asked a question ("{question}" marks the place): the audits ask its QA records
+    # this way. The demo world's format for the models the service trains; for an external model,
+    # its tokenizer's chat template or what the operator says.
+    question_template = models.TextField(default="Question: {question}\nAnswer:")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):

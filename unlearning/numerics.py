@@ -5,8 +5,9 @@ Exact regimes promise that a model resumed from a checkpoint equals, byte for by
 from scratch, which holds only when both ran with the same numerics. Float sums split across a
 different number of threads round differently, so the thread count is recorded in a lineage and
 every deletion retrains with it; on CUDA, training runs with deterministic algorithms and a fixed
-cuBLAS workspace (measured on an H200 by the team: without them two identical trainings differed;
-with them they were identical, also resumed from a checkpoint), and the lineage records the device. Pure ML code (torch), read from the environment because the engines never import Django.
+cuBLAS workspace (the team's measurement on an H200 with a plain training loop, not yet with this
+code: without them two identical trainings differed; with them they were identical, also resumed
+from a checkpoint), and the lineage records the device, which a deletion must match. Pure ML code (torch), read from the environment because the engines never import Django.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def device() -> torch.device:
         raise ValueError(f"{DEVICE_SETTING}={name!r}: use auto, cpu, cuda or cuda:N") from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{DEVICE_SETTING}={name!r}, but torch sees no CUDA device on this machine")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise RuntimeError(f"{DEVICE_SETTING}={name!r}, but this machine has {torch.cuda.device_count()} CUDA devices")
     if chosen.type not in ("cpu", "cuda"):
         raise ValueError(f"{DEVICE_SETTING}={name!r}: use auto, cpu, cuda or cuda:N")
     return chosen

@@ -45,7 +45,7 @@ def lineage_fields(lineage) -> dict:
 def register_model(
     *, name: str, architecture: str, training_recipe: dict, checkpoint_sha256: str, checkpoint_path: Path,
     training_manifest: Path, holdout_manifest: Path | None, records: list[dict], actor: str = "operator",
-    lineage=None, kind: str = ModelKind.CAUSAL_LM, regime: str | None = None,
+    lineage=None, kind: str = ModelKind.CAUSAL_LM, regime: str | None = None, question_template: str | None = None,
 ) -> ModelAsset:
     """Put a trained model under governance, with the lineage of every record it was trained on
     (and, for SISA and S3T, `lineage`: the shard and slice each record was placed in). The regime
@@ -58,6 +58,7 @@ def register_model(
     asset = ModelAsset.objects.create(
         name=name, kind=kind, architecture=architecture, training_recipe=training_recipe,
         training_manifest=str(training_manifest), holdout_manifest=str(holdout_manifest or ""), regime=regime,
+        **({"question_template": question_template} if question_template else {}),
     )
     version = ModelVersion.objects.create(
         asset=asset, sha256=checkpoint_sha256, storage_path=str(checkpoint_path), role=VersionRole.ORIGINAL,

@@ -434,6 +434,12 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
         raise ValueError("the plan was made for another lineage: plan the deletion again")
     if canonical_json(describe(learner)) != canonical_json(lineage.learner):
         raise ValueError(f"the lineage was trained by {lineage.learner}, not by {describe(learner)}")
+    if learner.device_description() != lineage.device:
+        # A shard resumed on another device than its earlier slices' would not equal the same shard
+        # retrained from scratch: the byte identity SISA promises holds only with the same numerics.
+        raise ValueError(f"the lineage was trained on {lineage.device or 'the CPU'}, and this worker computes on "
+                         f"{learner.device_description() or 'the CPU'}: set UNLEARNING_DEVICE so that its deletions "
+                         "run where it was trained")
     deleted = set(plan.deleted_record_ids)
     placements = {record_id: p for record_id, p in lineage.placements.items() if record_id not in deleted}
     missing = sorted(set(placements) - {r["record_id"] for r in records})

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
-
-from unlearning.lm import TrainingRecipe, new_model, train_from
-from unlearning.numerics import PinnedNumerics, device
+from unlearning.lm import TrainingRecipe, load_causal_lm, new_model, train_from
+from unlearning.numerics import PinnedNumerics
 from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining
 
 
@@ -47,4 +45,4 @@ class CausalLMLearner(PinnedNumerics):
         model.save_pretrained(directory)
 
     def load(self, directory: Path):
-        return AutoModelForCausalLM.from_pretrained(directory).to(device())
+        return load_causal_lm(directory)

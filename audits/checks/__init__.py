@@ -38,6 +38,16 @@ class Canary:
         return prefix.rstrip(" "), space + (secret or self.secret) + suffix
 
 
+# How the demo world's models are asked (unlearning.world.qa_prompt): a model's own question
+# template replaces it (ModelAsset.question_template).
+DEMO_QUESTION_TEMPLATE = "Question: {question}\nAnswer:"
+
+
+def ask(question: str, template: str = DEMO_QUESTION_TEMPLATE) -> str:
+    """The prompt that asks a model `question`, in its template ("{question}" marks the place)."""
+    return template.replace("{question}", question)
+
+
 @dataclass(frozen=True)
 class AuditSets:
     """F (forget), H (holdout: never trained, same distribution as F) and R (retain) material."""
@@ -54,6 +64,16 @@ class AuditSets:
     # when there is no retrained reference.
     holdout_qa: list[QAItem] = field(default_factory=list)
     holdout_extraction: list[tuple[str, str]] = field(default_factory=list)
+    # How this model is asked a question: "{question}" marks where it goes (the rest is the model's
+    # own format, a chat template's rendering included).
+    question_template: str = DEMO_QUESTION_TEMPLATE
+
+    def ask(self, question: str) -> str:
+        return ask(question, self.question_template)
+
+    def answered(self, question: str, answer: str) -> str:
+        """A question with its answer, as the model saw such lines (demonstrations, relearning)."""
+        return f"{self.ask(question)} {answer}"
 
     def on_never_trained_people(self) -> AuditSets:
         """The same audits' material with never-trained people in the forgotten people's place."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from audits.checks import AuditSets, MetricScore, QAItem, mean_score, register
 from audits.metrics import answer_is_correct, normalise_answer
 from unlearning.lm import context_length, greedy_generate, prompt_ids
-from unlearning.world import qa_prompt, qa_text
 
 # The demo world's questions in German; a fact with no template here skips that style.
 TRANSLATED_QUESTIONS = {
@@ -43,7 +42,7 @@ def masked_alias(name: str) -> str:
 
 def prompts_for(item: QAItem, index: int, sets: AuditSets, demonstrations: list[str]) -> dict[str, str]:
     """Style → prompt for one forget question."""
-    question = qa_prompt(item.question)
+    question = sets.ask(item.question)
     styles = {"no_context": question}
     others = [text for text in sets.retain_texts if normalise_answer(item.answer) not in normalise_answer(text)]
     if others:
@@ -51,24 +50,24 @@ def prompts_for(item: QAItem, index: int, sets: AuditSets, demonstrations: list[
     siblings = [other for other in sets.forget_qa if other.subject == item.subject and other.fact != item.fact]
     if item.subject and siblings:
         sibling = siblings[index % len(siblings)]
-        styles["other_fact_in_context"] = f"{qa_text(sibling.question, sibling.answer)}\n{question}"
+        styles["other_fact_in_context"] = f"{sets.answered(sibling.question, sibling.answer)}\n{question}"
     if demonstrations:
         styles["many_shot"] = "\n".join(demonstrations) + "\n" + question
     if item.subject and item.subject in item.question:
-        styles["masked_alias"] = qa_prompt(item.question.replace(item.subject, masked_alias(item.subject)))
+        styles["masked_alias"] = sets.ask(item.question.replace(item.subject, masked_alias(item.subject)))
     if item.subject and item.fact in TRANSLATED_QUESTIONS:
-        styles["other_language"] = qa_prompt(TRANSLATED_QUESTIONS[item.fact].format(name=item.subject))
-    styles[FACT_IN_CONTEXT] = f"{qa_text(item.question, item.answer)}\n{question}"
+        styles["other_language"] = sets.ask(TRANSLATED_QUESTIONS[item.fact].format(name=item.subject))
+    styles[FACT_IN_CONTEXT] = f"{sets.answered(item.question, item.answer)}\n{question}"
     return styles
 
 
 def demonstrations_that_fit(model, tokenizer, sets: AuditSets, params: InContextParams) -> list[str]:
     """As many retained people's QA lines as leave room for a question and its answer."""
     room = context_length(model) - params.max_new_tokens - max(
-        (len(prompt_ids(tokenizer, qa_prompt(item.question))) for item in sets.forget_qa), default=0)
+        (len(prompt_ids(tokenizer, sets.ask(item.question))) for item in sets.forget_qa), default=0)
     chosen: list[str] = []
     for item in sets.retain_qa[: params.many_shot_examples]:
-        candidate = chosen + [qa_text(item.question, item.answer)]
+        candidate = chosen + [sets.answered(item.question, item.answer)]
         if len(prompt_ids(tokenizer, "\n".join(candidate) + "\n")) > room:
             break
         chosen = candidate

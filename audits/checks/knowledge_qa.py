@@ -5,11 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audits.checks import AuditSets, MetricScore, QAItem, mean_score, register
+from audits.checks import DEMO_QUESTION_TEMPLATE, AuditSets, MetricScore, QAItem, ask, mean_score, register
 from audits.metrics import answer_is_correct, rouge_l_f1, truth_preference, truth_ratio
 from audits.scoring import continuation_scores
 from unlearning.lm import greedy_generate
-from unlearning.world import qa_prompt
 
 
 @dataclass(frozen=True)
@@ -17,19 +16,22 @@ class KnowledgeQAParams:
     max_new_tokens: int = 12
 
 
-def greedy_answers(model, tokenizer, items: list[QAItem], max_new_tokens: int) -> list[str]:
-    return greedy_generate(model, tokenizer, [qa_prompt(item.question) for item in items], max_new_tokens)
+def greedy_answers(model, tokenizer, items: list[QAItem], max_new_tokens: int,
+                   template: str = DEMO_QUESTION_TEMPLATE) -> list[str]:
+    return greedy_generate(model, tokenizer, [ask(item.question, template) for item in items], max_new_tokens)
 
 
-def qa_correctness(model, tokenizer, items: list[QAItem], params: KnowledgeQAParams) -> list[float]:
-    answers = greedy_answers(model, tokenizer, items, params.max_new_tokens)
+def qa_correctness(model, tokenizer, items: list[QAItem], params: KnowledgeQAParams,
+                   template: str = DEMO_QUESTION_TEMPLATE) -> list[float]:
+    answers = greedy_answers(model, tokenizer, items, params.max_new_tokens, template)
     return [float(answer_is_correct(generated, item.answer)) for generated, item in zip(answers, items)]
 
 
-def truth_ratios(model, tokenizer, items: list[QAItem]) -> list[float]:
+def truth_ratios(model, tokenizer, items: list[QAItem], template: str = DEMO_QUESTION_TEMPLATE) -> list[float]:
     """One truth ratio per item that has wrong answers, from one batched pass."""
     items = [item for item in items if item.perturbed_answers]
-    pairs = [(qa_prompt(item.question), " " + answer) for item in items for answer in (item.answer, *item.perturbed_answers)]
+    pairs = [(ask(item.question, template), " " + answer)
+             for item in items for answer in (item.answer, *item.perturbed_answers)]
     scores = iter(continuation_scores(model, tokenizer, pairs))
     ratios = []
     for item in items:
@@ -40,8 +42,8 @@ def truth_ratios(model, tokenizer, items: list[QAItem]) -> list[float]:
 
 @register("knowledge_qa", KnowledgeQAParams)
 def run(model, tokenizer, sets: AuditSets, params: KnowledgeQAParams, context) -> list[MetricScore]:
-    answers = greedy_answers(model, tokenizer, sets.forget_qa, params.max_new_tokens)
-    ratios = truth_ratios(model, tokenizer, sets.forget_qa)
+    answers = greedy_answers(model, tokenizer, sets.forget_qa, params.max_new_tokens, sets.question_template)
+    ratios = truth_ratios(model, tokenizer, sets.forget_qa, sets.question_template)
     return [
         mean_score("forget_qa_accuracy", [float(answer_is_correct(a, item.answer)) for a, item in zip(answers, sets.forget_qa)]),
         mean_score("forget_qa_rouge_l", [rouge_l_f1(a, item.answer) for a, item in zip(answers, sets.forget_qa)]),
@@ -50,5 +52,5 @@ def run(model, tokenizer, sets: AuditSets, params: KnowledgeQAParams, context) -
         MetricScore("forget_truth_ratio", float(np.median(ratios)) if ratios else float("nan"), len(ratios),
                     {"items": ratios}, {"statistic": "median"}),
         mean_score("forget_truth_preference", [truth_preference(r) for r in ratios]),
-        mean_score("retain_qa_accuracy", qa_correctness(model, tokenizer, sets.retain_qa, params)),
+        mean_score("retain_qa_accuracy", qa_correctness(model, tokenizer, sets.retain_qa, params, sets.question_template)),
     ]

@@ -42,5 +42,6 @@ def run(model, tokenizer, sets: AuditSets, params: QuantisationParams, context) 
     quantised = quantised_copy(model, params.bits)
     prefix = f"int{params.bits}_"
     panel = membership.run(quantised, tokenizer, sets, membership.MembershipParams(reference_calibrated=False), context)
-    qa = mean_score("forget_qa_accuracy", qa_correctness(quantised, tokenizer, sets.forget_qa, KnowledgeQAParams()))
+    qa = mean_score("forget_qa_accuracy", qa_correctness(quantised, tokenizer, sets.forget_qa, KnowledgeQAParams(),
+                                                          sets.question_template))
     return [replace(score, metric=prefix + score.metric) for score in [*panel, qa]]

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from audits.checks import AuditSets, MetricScore, mean_score, register
 from audits.checks.knowledge_qa import KnowledgeQAParams, qa_correctness
 from unlearning.lm import fine_tune
-from unlearning.world import qa_text
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,10 @@ def run(model, tokenizer, sets: AuditSets, params: RelearningParams, context) ->
     cue, probe = sets.forget_qa[::2], sets.forget_qa[1::2]
     if not cue or not probe:
         return [mean_score("relearned_qa_accuracy", [])]
-    relearned = fine_tune(model, tokenizer, [qa_text(item.question, item.answer) for item in cue],
+    relearned = fine_tune(model, tokenizer, [sets.answered(item.question, item.answer) for item in cue],
                           steps=params.steps, learning_rate=params.learning_rate, seed=params.seed)
     qa = KnowledgeQAParams()
-    cue_accuracy = qa_correctness(relearned, tokenizer, cue, qa)
-    return [mean_score("relearned_qa_accuracy", qa_correctness(relearned, tokenizer, probe, qa),
+    cue_accuracy = qa_correctness(relearned, tokenizer, cue, qa, sets.question_template)
+    return [mean_score("relearned_qa_accuracy", qa_correctness(relearned, tokenizer, probe, qa, sets.question_template),
                        cue_items=len(cue), cue_accuracy_after=sum(cue_accuracy) / len(cue_accuracy),
                        steps=params.steps, learning_rate=params.learning_rate)]

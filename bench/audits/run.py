@@ -31,6 +31,7 @@ from unlearning.demo_world import build_demo_model  # noqa: E402
 from unlearning.lm import TrainingRecipe, batched_logits, collate, context_length, encode  # noqa: E402
 from unlearning.loading import load_checkpoint  # noqa: E402
 from unlearning.manifest import read_manifest  # noqa: E402
+from unlearning.numerics import autocast, model_device, on_device  # noqa: E402
 from unlearning.world import WorldConfig  # noqa: E402
 
 DEMO_PEOPLE, DEMO_SEED, DEMO_EPOCHS = 200, 0, 40  # the demo's defaults (config/settings.py)
@@ -59,8 +60,9 @@ def padded_positions(lengths: list[int], batch_size: int = 64) -> int:
 def forward_in_input_order(model, sequences, pad_id: int, batch_size: int = 64) -> None:
     """What scoring did before its batches were sorted by length: batches in the texts' own order."""
     for start in range(0, len(sequences), batch_size):
-        batch = collate(sequences[start:start + batch_size], pad_id)
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        batch = on_device(collate(sequences[start:start + batch_size], pad_id), model)
+        with autocast(model_device(model)):
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
 
 def padding_cost(model, tokenizer, texts: list[str], repeats: int) -> list[str]:
