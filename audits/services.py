@@ -4,7 +4,6 @@ through compliance.services."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 
@@ -26,10 +25,9 @@ from compliance.errors import TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning.models import UnlearningJob
 from unlearning.selectors import stale_claim
-from unlearning.services import lost_worker, this_worker
+from unlearning.services import lost_worker, sweep_each, this_worker
 
 WORKER = compliance_services.WORKER
-log = logging.getLogger(__name__)
 
 
 def claim_audit(job_id: int) -> AuditRun | None:
@@ -134,16 +132,8 @@ def fail_audit(*, run_id: int, error: str, attempt: int | None = None) -> None:
 def sweep_stale_audits() -> dict[str, list[int]]:
     """Running audits whose worker is gone: re-queued while attempts remain, failed after (as
     unlearning.services.sweep_stale_jobs)."""
-    swept: dict[str, list[int]] = {"requeued": [], "failed": []}
-    for run_id in AuditRun.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True):
-        try:
-            outcome = sweep_stale_audit(run_id)
-        except Exception:
-            log.exception("could not sweep audit run %s", run_id)
-            continue
-        if outcome:
-            swept[outcome].append(run_id)
-    return swept
+    stale = AuditRun.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True)
+    return sweep_each(list(stale), sweep_stale_audit, "audit run")
 
 
 @transaction.atomic

@@ -38,7 +38,6 @@ from typing import Protocol
 from unlearning.sisa import Placement, SisaConfig, SliceSchedule, assign
 from unlearning.store import S3T_MANIFEST, store_directory, verified_folder
 
-MANIFEST_NAME = S3T_MANIFEST
 MANIFEST_FORMAT = "s3t-served-model/1"
 
 
@@ -391,7 +390,7 @@ def export_served_model(lineage: S3TLineage, store: Path) -> tuple[str, Path]:
         shutil.copytree(verified_folder(store / lineage.base.path, lineage.base.sha256), folder / "base")
         manifest = {"format": MANIFEST_FORMAT, "base": {"sha256": lineage.base.sha256, "path": "base"},
                     "shards": [_export_shard(state, store, folder) for state in lineage.shards]}
-        (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (folder / S3T_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     return store_directory(write, store)
 

@@ -31,7 +31,6 @@ from unlearning.lm import context_length, encode, load_pretrained, optimise, tra
 from unlearning.recipe import TrainingRecipe
 from unlearning.s3t import (
     MANIFEST_FORMAT,
-    MANIFEST_NAME,
     AdapterTraining,
     FrozenBase,
     OrderTraining,
@@ -39,7 +38,7 @@ from unlearning.s3t import (
     ShardState,
     choose_orders,
 )
-from unlearning.store import save_checkpoint, store_directory, verified_folder
+from unlearning.store import S3T_MANIFEST, save_checkpoint, store_directory, verified_folder
 
 # GPT-2's attention and MLP projections (Conv1D layers, hence fan_in_fan_out). A regular expression
 # rather than a list: peft keeps a list as a set, whose order in adapter_config.json follows
@@ -119,7 +118,7 @@ def load_s3t_model(path: Path):
     """(model, tokenizer) of an exported folder: per shard, the base with its adapters merged in
     order; the shards' next-token distributions averaged. Every part must match its sha256."""
     path = Path(path)
-    manifest = json.loads((path / MANIFEST_NAME).read_text())
+    manifest = json.loads((path / S3T_MANIFEST).read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path} is not an exported S3T model ({manifest.get('format')!r})")
     base, tokenizer = load_pretrained(verified_folder(path / manifest["base"]["path"], manifest["base"]["sha256"]))

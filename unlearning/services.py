@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -25,7 +27,7 @@ from compliance.models import RequestStatus
 from unlearning.manifest import forget_set_sha256, read_manifest
 from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
-from unlearning.selectors import assets_holding, forget_record_ids, overdue_claim, stale_claim, stale_jobs
+from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
 from unlearning.signals import job_finished, job_queued
 from unlearning.store import save_lineage
 
@@ -175,7 +177,7 @@ def fail_if_out_of_attempts(job_id: int) -> None:
 
 def lost_worker(claim) -> str:
     """Why a stale claim (a job's or an audit run's) is taken to have lost its worker."""
-    overdue = type(claim).objects.filter(overdue_claim(timezone.now()), pk=claim.pk).exists()
+    overdue = claim.started_at < timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     why = (f"running past the hard time limit of {settings.CELERY_TASK_TIME_LIMIT} s" if overdue
            else f"no heartbeat since {moment(claim.heartbeat_at)}")
     return (f"WorkerLost: attempt {claim.attempts} of {settings.JOB_MAX_ATTEMPTS} on {claim.claimed_by or 'a worker'}: "
@@ -307,15 +309,21 @@ def sweep_stale_jobs() -> dict[str, list[int]]:
     """Running jobs whose worker is gone: re-queued while attempts remain, failed with the reason
     after. Safe to run at any time and from several places (each job is locked and checked again);
     one job that cannot be swept is logged and does not stop the others."""
+    return sweep_each(stale_jobs(), sweep_stale_job, "unlearning job")
+
+
+def sweep_each(ids: Iterable[int], sweep_one: Callable[[int], str | None], what: str) -> dict[str, list[int]]:
+    """`sweep_one(id)` for each stale claim (jobs' or audit runs'), its outcome ("requeued",
+    "failed" or None) collected; one that cannot be swept is logged and does not stop the others."""
     swept: dict[str, list[int]] = {"requeued": [], "failed": []}
-    for job_id in stale_jobs():
+    for pk in ids:
         try:
-            outcome = sweep_stale_job(job_id)
+            outcome = sweep_one(pk)
         except Exception:
-            log.exception("could not sweep unlearning job %s", job_id)
+            log.exception("could not sweep %s %s", what, pk)
             continue
         if outcome:
-            swept[outcome].append(job_id)
+            swept[outcome].append(pk)
     return swept
 
 

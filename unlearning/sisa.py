@@ -38,7 +38,6 @@ from typing import Any, Protocol
 
 from unlearning.store import SISA_ENSEMBLE_MANIFEST, canonical_json, save_tokenizer, store_directory, verified_folder
 
-SERVED_MANIFEST = SISA_ENSEMBLE_MANIFEST
 SERVED_FORMAT = "sisa-ensemble/1"
 
 
@@ -487,13 +486,13 @@ def export_served_model(lineage: SisaLineage, store: Path, tokenizer=None) -> tu
             shutil.copytree(store / checkpoint.path, staging / "shards" / str(shard))
         if tokenizer is not None:
             save_tokenizer(tokenizer, staging)
-        (staging / SERVED_MANIFEST).write_text(json.dumps(served_manifest(lineage), indent=2, sort_keys=True) + "\n")
+        (staging / SISA_ENSEMBLE_MANIFEST).write_text(json.dumps(served_manifest(lineage), indent=2, sort_keys=True) + "\n")
 
     return store_directory(write, store)
 
 
 def read_served_manifest(path: Path) -> dict:
-    return json.loads((Path(path) / SERVED_MANIFEST).read_text())
+    return json.loads((Path(path) / SISA_ENSEMBLE_MANIFEST).read_text())
 
 
 def served_member_dirs(path: Path) -> list[Path]:

@@ -8,16 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from unlearning.regimes import Deletion, ModelState, Trained, Workbench, register
-from unlearning.regimes.plain import ApproximatePlan, PlainRegime
+from unlearning.regimes.plain import PlainRegime
 
 
 class ExternalRegime(PlainRegime):
     name = "external"
     label = "external (a checkpoint the service did not train: approximate unlearning only)"
     trains = False
-
-    def plan(self, model: ModelState, record_ids: Sequence[str], method: str) -> ApproximatePlan:
-        return ApproximatePlan(method, tuple(record_ids), None)
 
     def reference_steps(self, model: ModelState, record_ids: Sequence[str]) -> None:
         return None
