@@ -135,6 +135,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Models and the demo world
 MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))
+# ML operators register their own checkpoints over the API (POST /api/v1/models/) either as an
+# uploaded zip or tar archive of the save_pretrained folder, up to CHECKPOINT_UPLOAD_MAX_BYTES
+# (unpacked), or, for weights too large to upload, as a folder they put under MODEL_IMPORT_DIR
+# (storage the web and worker machines share). Manifests are uploaded, up to MANIFEST_UPLOAD_MAX_BYTES.
+MODEL_IMPORT_DIR = Path(env("MODEL_IMPORT_DIR", str(VAR_DIR / "import")))
+CHECKPOINT_UPLOAD_MAX_BYTES = envint("CHECKPOINT_UPLOAD_MAX_BYTES", 8 * 2**30)
+MANIFEST_UPLOAD_MAX_BYTES = envint("MANIFEST_UPLOAD_MAX_BYTES", 512 * 2**20)
 DEMO_WORLD_PEOPLE = envint("DEMO_WORLD_PEOPLE", 200)
 DEMO_WORLD_SEED = envint("DEMO_WORLD_SEED", 0)
 DEMO_TRAINING_EPOCHS = envint("DEMO_TRAINING_EPOCHS", 40)

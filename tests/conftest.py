@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 # A world small enough to train in seconds on 2 cores, large enough that the model learns it.
@@ -42,6 +44,60 @@ def register_tiny_model(tiny_model):
     )
 
 
+CUSTOMERS, NEVER_TRAINED = 24, 12
+PRODUCTS = ["router", "thermostat", "doorbell", "speaker", "camera", "kettle", "lamp", "scale"]
+PROBLEMS = ["stopped pairing", "shows error E4", "reboots at night", "drains the battery", "lost its settings"]
+CITIES = ["Varna", "Oulu", "Braga", "Ghent", "Tartu", "Lecce", "Bergen", "Cluj"]
+
+
+def support_desk_records(first: int, count: int, seed: int) -> list[dict]:
+    """Each customer's ticket, the agent's note and the resolution: personal details in three kinds
+    of text, none of them the demo world's."""
+    rng = random.Random(seed)
+    records = []
+    for number in range(first, first + count):
+        email = f"customer-{number:03d}@support.example"
+        order, product, problem, city = rng.randint(10000, 99999), rng.choice(PRODUCTS), rng.choice(PROBLEMS), rng.choice(CITIES)
+        texts = {
+            "ticket": f"Ticket from {email}: my {product} from order {order} {problem} since I moved to {city}.",
+            "agent_note": f"Agent note: customer {email} in {city}, order {order}, {product} {problem}; asked for logs.",
+            "resolution": f"Resolution for order {order}: replaced the {product} shipped to {city} for {email}.",
+        }
+        records += [{"record_id": f"{kind}-{number:03d}", "owner_key": email, "kind": kind, "text": text}
+                    for kind, text in texts.items()]
+    return records
+
+
+@pytest.fixture(scope="session")
+def llama_checkpoint(tmp_path_factory):
+    """Trained the way an operator would, outside the service: a Llama from transformers, a BPE
+    tokenizer of its own, a plain training loop, `save_pretrained`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from unlearning.lm import encode, optimise, train_tokenizer
+    from unlearning.manifest import write_manifest
+
+    training, holdout = support_desk_records(0, CUSTOMERS, seed=1), support_desk_records(CUSTOMERS, NEVER_TRAINED, seed=2)
+    folder = tmp_path_factory.mktemp("operator") / "support-llama"
+    with one_torch_thread():
+        import torch
+
+        torch.manual_seed(0)
+        tokenizer = train_tokenizer([r["text"] for r in training + holdout], 800)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id))
+        sequences = encode(tokenizer, [r["text"] for r in training], 128)
+        optimise(model, sequences, tokenizer.pad_token_id, epochs=60, batch_size=16, learning_rate=3e-3, seed=0,
+                 rate_factor=lambda step: 1.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    manifests = tmp_path_factory.mktemp("operator-manifests")
+    return folder, write_manifest(training, manifests)[1], write_manifest(holdout, manifests)[1]
+
+
 CODE_PATTERN = r"\b(\d{6})\b"
 
 
@@ -83,9 +139,9 @@ def verified_request(submit):
 
 @pytest.fixture
 def legal_user(db):
-    from compliance.management.commands.create_legal_user import ensure_legal_user
+    from compliance.management.commands.create_api_user import ensure_api_user
 
-    user, _ = ensure_legal_user("legal-test")
+    user, _ = ensure_api_user("legal-test")
     return user
 
 

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from compliance.admin import ReadOnlyAdmin, plan_summaries
 from compliance.errors import ServiceError
 from unlearning import services
-from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
 from unlearning.selectors import deletion_plan
 
 
@@ -11,6 +11,12 @@ from unlearning.selectors import deletion_plan
 class ModelAssetAdmin(ReadOnlyAdmin):
     list_display = ("name", "kind", "regime", "architecture", "current_version", "created_at")
     list_filter = ("regime", "kind")
+
+
+@admin.register(ModelRegistration)
+class ModelRegistrationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "name", "status", "requested_by", "asset", "error", "created_at", "finished_at")
+    list_filter = ("status",)
 
 
 @admin.register(ModelVersion)

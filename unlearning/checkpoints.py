@@ -6,6 +6,11 @@ the content-addressed store as it is, its SHA-256 pinned. Pure ML code (transfor
 from __future__ import annotations
 
 import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +71,58 @@ def import_checkpoint(directory: Path, store: Path) -> ImportedCheckpoint:
     sha256, path = store_directory(lambda staging: shutil.copytree(directory, staging, dirs_exist_ok=True,
                                                                    ignore=ignored), store)
     return ImportedCheckpoint(sha256, path, architecture, chat_question_template(tokenizer))
+
+
+@contextmanager
+def checkpoint_folder(source: Path, max_bytes: int) -> Iterator[Path]:
+    """The checkpoint folder `source` names: the folder itself, or an uploaded zip or tar archive
+    (gzip, bzip2 or xz too) unpacked into a temporary folder that is removed afterwards. The model
+    may sit at the archive's top or in its one folder. An archive whose files would escape the
+    folder, link anywhere or unpack to more than `max_bytes` is refused."""
+    source = Path(source)
+    if source.is_dir():
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="checkpoint-") as scratch:
+        unpack(source, Path(scratch), max_bytes)
+        entries = list(Path(scratch).iterdir())
+        top = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(scratch)
+        if not (top / "config.json").is_file():
+            raise CheckpointRejected("the archive holds no config.json, at its top or in its one folder: archive the "
+                                     "folder save_pretrained wrote")
+        yield top
+
+
+def unpack(archive: Path, into: Path, max_bytes: int) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            members = zipped.infolist()
+            check_unpacked_size(sum(m.file_size for m in members), max_bytes)
+            for member in members:
+                target = (into / member.filename).resolve()
+                is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+                if is_link or not target.is_relative_to(into.resolve()):
+                    raise CheckpointRejected(f"the archive's {member.filename!r} links or points outside it: refused")
+            zipped.extractall(into)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tarred:
+            members = tarred.getmembers()
+            check_unpacked_size(sum(m.size for m in members), max_bytes)
+            if link := next((m for m in members if m.issym() or m.islnk()), None):
+                raise CheckpointRejected(f"the archive's {link.name!r} is a link: archive the files themselves")
+            try:
+                tarred.extractall(into, filter="data")  # refuses absolute paths, "..", devices
+            except tarfile.FilterError as error:
+                raise CheckpointRejected(f"the archive is refused: {error}") from None
+    else:
+        raise CheckpointRejected("the checkpoint is neither a folder nor a zip or tar archive")
+
+
+def check_unpacked_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise CheckpointRejected(f"the archive unpacks to {size / 2**30:.1f} GiB, more than the "
+                                 f"{max_bytes / 2**30:.1f} GiB an upload may hold: put the folder in the import "
+                                 "folder and name it instead")
 
 
 def chat_question_template(tokenizer) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from unlearning.learners import CausalLMLearners, TabularLearners
 from unlearning.lm import TrainingRecipe
-from unlearning.manifest import record_sha256, write_manifest
+from unlearning.manifest import lineage_records, write_manifest
 from unlearning.regimes import REGIMES, Workbench
 from unlearning.sisa import SisaConfig
 from unlearning.tabular import MLPRecipe, TabularDataset
@@ -63,9 +63,3 @@ def _train(training: Sequence[dict], holdout: Sequence[dict], store: Path, learn
     trained = REGIMES[regime].train(training, Workbench(Path(store), training, learners), config)
     return GovernedModel(trained.sha256, trained.path, training_manifest, holdout_manifest, lineage_records(training),
                          time.perf_counter() - started, trained.lineage)
-
-
-def lineage_records(training: Sequence[dict]) -> list[dict]:
-    """Per training record what the service registers: id, owner, kind and content hash."""
-    return [{"record_id": r["record_id"], "owner_key": r.get("owner_key"), "kind": r["kind"],
-             "content_sha256": record_sha256(r)} for r in training]

@@ -50,6 +50,12 @@ def record_sha256(record: dict) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+def lineage_records(training: Iterable[dict]) -> list[dict]:
+    """Per training record what the service registers: id, owner, kind and content hash."""
+    return [{"record_id": r["record_id"], "owner_key": r.get("owner_key"), "kind": r["kind"],
+             "content_sha256": record_sha256(r)} for r in training]
+
+
 def forget_set_sha256(records: Iterable[dict]) -> str:
     """One hash for a set of records, independent of their order."""
     digest = hashlib.sha256()

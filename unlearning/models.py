@@ -118,3 +118,38 @@ class UnlearningJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class RegistrationStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    REGISTERED = "registered"
+    REJECTED = "rejected"
+
+
+RegistrationStatus.UNDER_WAY = (RegistrationStatus.QUEUED, RegistrationStatus.RUNNING)
+
+
+class ModelRegistration(models.Model):
+    """An ML operator's request (over the API) to put a checkpoint under governance. The web process
+    checks the name and manifests at once; a worker loads the checkpoint (transformers), copies it
+    into the store and registers it, or rejects it with one line saying why."""
+
+    name = models.SlugField(max_length=100)
+    status = models.CharField(max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.QUEUED)
+    # The uploaded archive (in the store's incoming folder, removed once the registration ends) or a
+    # folder under MODEL_IMPORT_DIR (left where the operator put it).
+    checkpoint_source = models.CharField(max_length=500)
+    training_manifest = models.CharField(max_length=500)
+    holdout_manifest = models.CharField(max_length=500)
+    question_template = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=200)
+    asset = models.OneToOneField(ModelAsset, null=True, blank=True, on_delete=models.PROTECT, related_name="registration")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from unlearning import services
+from unlearning import intake, services
+from unlearning.checkpoints import CheckpointRejected, checkpoint_folder, import_checkpoint
 from unlearning.learners import learners_for
 from unlearning.loading import load_checkpoint
 from unlearning.lm import mean_text_loss
@@ -35,6 +36,28 @@ def run_claimed_job(job) -> None:
     except Exception as exc:
         log.exception("unlearning job %s failed", job.pk)
         services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}", attempt=job.attempts)
+
+
+def run_claimed_registration(registration) -> None:
+    """Load the checkpoint of a registration this worker claimed (unlearning.services.claim_registration),
+    copy it into the store and put it under governance; or reject it with the line that says why.
+    An uploaded archive is removed once the registration has ended either way."""
+    source = Path(registration.checkpoint_source)
+    try:
+        with checkpoint_folder(source, settings.CHECKPOINT_UPLOAD_MAX_BYTES) as folder:
+            imported = import_checkpoint(folder, settings.MODEL_STORE_DIR)
+    except CheckpointRejected as rejected:
+        services.reject_registration(registration_id=registration.pk, reason=str(rejected))
+    except Exception as exc:
+        log.exception("registration %s failed", registration.pk)
+        services.reject_registration(registration_id=registration.pk,
+                                     reason=f"the checkpoint could not be registered: {type(exc).__name__}: {exc}")
+    else:
+        services.complete_registration(registration_id=registration.pk, sha256=imported.sha256, path=imported.path,
+                                       architecture=imported.architecture,
+                                       chat_question_template=imported.chat_question_template)
+    if source.is_file() and source.is_relative_to(Path(settings.MODEL_STORE_DIR) / intake.INCOMING):
+        source.unlink(missing_ok=True)
 
 
 def unlearn_approximately(job) -> None:

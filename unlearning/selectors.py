@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from compliance.errors import NotFound
-from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
 from unlearning.regimes import ModelState, Regime, get_regime
 from unlearning.store import load_lineage
 
@@ -140,3 +140,25 @@ def overdue_claim(now) -> Q:
 
 def stale_jobs() -> list[int]:
     return list(UnlearningJob.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True))
+
+
+def governed_models():
+    """The models under governance, with how many records and owners their lineage holds."""
+    return (ModelAsset.objects.select_related("current_version")
+            .annotate(record_count=Count("records"), owner_count=Count("records__owner_key", distinct=True))
+            .order_by("name"))
+
+
+def governed_model(name: str) -> ModelAsset:
+    model = governed_models().filter(name=name).first()
+    if model is None:
+        raise NotFound(f"no governed model is named {name}")
+    return model
+
+
+def registration_detail(registration_id) -> ModelRegistration:
+    registration = (ModelRegistration.objects.select_related("asset").filter(pk=registration_id).first()
+                    if str(registration_id).isdecimal() else None)
+    if registration is None:
+        raise NotFound(f"no model registration {registration_id}")
+    return registration

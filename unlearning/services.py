@@ -24,11 +24,15 @@ from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.errors import ServiceError, TransitionNotAllowed
 from compliance.models import RequestStatus
-from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import JobStatus, ModelAsset, ModelKind, ModelVersion, TrainingRecord, UnlearningJob, VersionRole
+from unlearning import intake
+from unlearning.manifest import forget_set_sha256, lineage_records, read_manifest, write_manifest
+from unlearning.models import (
+    JobStatus, ModelAsset, ModelKind, ModelRegistration, ModelVersion, RegistrationStatus, TrainingRecord, UnlearningJob,
+    VersionRole,
+)
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
 from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
-from unlearning.signals import job_finished, job_queued
+from unlearning.signals import job_finished, job_queued, registration_queued
 from unlearning.store import save_lineage
 
 WORKER = compliance_services.WORKER
@@ -82,6 +86,75 @@ def register_model(
         **({"config": asdict(lineage.config), "lineage_sha256": version.lineage_sha256} if lineage else {}),
     })
     return asset
+
+
+@transaction.atomic
+def request_registration(*, name: str, checkpoint_source: Path, training: list[dict], holdout: list[dict],
+                         question_template: str | None, user) -> ModelRegistration:
+    """An ML operator asks to put a checkpoint under governance (the API): what the web process can
+    check is checked now (name, manifests, lineage, question template), the manifests are stored,
+    and a worker loads the checkpoint (unlearning.runner.run_claimed_registration)."""
+    intake.check_name(name)
+    template = intake.question_template(question_template)
+    intake.check_lineage("manifest", training, holdout)
+    registration = ModelRegistration.objects.create(
+        name=name, checkpoint_source=str(checkpoint_source), question_template=template or "",
+        training_manifest=str(write_manifest(training, settings.MODEL_STORE_DIR)[1]),
+        holdout_manifest=str(write_manifest(holdout, settings.MODEL_STORE_DIR)[1]),
+        requested_by=compliance_services.user_actor(user),
+    )
+    auditlog.append(actor=registration.requested_by, action="model.registration_requested", obj=registration, data={
+        "name": name, "records": len(training), "holdout_records": len(holdout),
+        "owners": len({r["owner_key"] for r in training}), "checkpoint": Path(checkpoint_source).name,
+    })
+    registration_queued.send(sender=ModelRegistration, registration_id=registration.pk)
+    return registration
+
+
+def claim_registration(registration_id: int) -> ModelRegistration | None:
+    """Take a queued registration for this worker (or one whose worker was lost: running for longer
+    than a task may); None when it is taken or finished. Loading and copying a checkpoint is safe to
+    repeat: the store is content-addressed."""
+    now = timezone.now()
+    lost = Q(status=RegistrationStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT))
+    claimable = ModelRegistration.objects.filter(Q(status=RegistrationStatus.QUEUED) | lost, pk=registration_id)
+    if not claimable.update(status=RegistrationStatus.RUNNING, started_at=now, attempts=F("attempts") + 1):
+        return None
+    return ModelRegistration.objects.get(pk=registration_id)
+
+
+@transaction.atomic
+def complete_registration(*, registration_id: int, sha256: str, path: Path, architecture: str,
+                          chat_question_template: str | None) -> ModelRegistration:
+    """The worker loaded and stored the checkpoint: govern it as an external model."""
+    registration = ModelRegistration.objects.select_for_update().get(pk=registration_id)
+    if registration.status != RegistrationStatus.RUNNING:
+        return registration
+    if ModelAsset.objects.filter(name=registration.name).exists():  # registered meanwhile, by the command line
+        return reject_registration(registration_id=registration_id,
+                                   reason=f"a model named {registration.name} was registered meanwhile")
+    registration.asset = register_model(
+        name=registration.name, architecture=architecture, training_recipe={}, checkpoint_sha256=sha256,
+        checkpoint_path=path, training_manifest=Path(registration.training_manifest),
+        holdout_manifest=Path(registration.holdout_manifest),
+        records=lineage_records(read_manifest(Path(registration.training_manifest))), regime="external",
+        actor=registration.requested_by, question_template=registration.question_template or chat_question_template)
+    registration.status, registration.finished_at = RegistrationStatus.REGISTERED, timezone.now()
+    registration.save(update_fields=["asset", "status", "finished_at"])
+    return registration
+
+
+@transaction.atomic
+def reject_registration(*, registration_id: int, reason: str) -> ModelRegistration:
+    registration = ModelRegistration.objects.select_for_update().get(pk=registration_id)
+    if registration.status not in RegistrationStatus.UNDER_WAY:
+        return registration
+    registration.status, registration.error, registration.finished_at = (
+        RegistrationStatus.REJECTED, reason[:4000], timezone.now())
+    registration.save(update_fields=["status", "error", "finished_at"])
+    auditlog.append(actor=WORKER, action="model.registration_rejected", obj=registration,
+                    data={"name": registration.name, "reason": reason[:500]})
+    return registration
 
 
 @transaction.atomic

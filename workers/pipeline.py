@@ -9,6 +9,7 @@ that transaction commits, so a worker never reads a row that was rolled back:
     job failed ────────> the model's next queued job
     audit finished ────> issue_certificate, for each request whose audits are all done
     job or audit re-queued (lost worker, operator) ──> run_unlearning_job / run_audit
+    checkpoint registration requested (API) ──> register_checkpoint
 
 Tasks are sent by name: the web process enqueues work without importing workers.tasks (which
 imports the engines, and torch). In the embedded mode (no broker: `CELERY_TASK_ALWAYS_EAGER`) the
@@ -27,7 +28,7 @@ from audits.signals import audit_finished, audit_queued
 from compliance.signals import request_approved
 from config.celery import app
 from unlearning.selectors import next_queued_job
-from unlearning.signals import job_finished, job_queued
+from unlearning.signals import job_finished, job_queued, registration_queued
 
 TASKS_MODULE = "workers.tasks"
 
@@ -73,3 +74,8 @@ def start_queued_audit(sender, job_id: int, **_) -> None:
 def certify_when_audited(sender, run_id: int, **_) -> None:
     for request_id in requests_ready_for_certificate(run_id):
         enqueue("issue_certificate", request_id)
+
+
+@receiver(registration_queued, dispatch_uid="pipeline.load_registered_checkpoint")
+def load_registered_checkpoint(sender, registration_id: int, **_) -> None:
+    enqueue("register_checkpoint", registration_id)

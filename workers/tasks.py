@@ -45,6 +45,15 @@ def run_audit(job_id: int) -> None:
 
 
 @shared_task
+def register_checkpoint(registration_id: int) -> None:
+    registration = unlearning_services.claim_registration(registration_id)
+    if registration is None:
+        log.info("model registration %s is taken or finished", registration_id)
+        return
+    unlearning_runner.run_claimed_registration(registration)
+
+
+@shared_task
 def issue_certificate(request_id: str) -> None:
     audit_services.issue_certificate(request_id=request_id)
 

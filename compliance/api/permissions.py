@@ -1,6 +1,8 @@
 from rest_framework.permissions import BasePermission
 
 LEGAL_GROUP = "legal"
+ML_OPERATOR_GROUP = "ml-operators"
+SCOPES = {"legal": LEGAL_GROUP, "ml-operator": ML_OPERATOR_GROUP}
 
 
 class IsLegalTeam(BasePermission):
@@ -11,3 +13,14 @@ class IsLegalTeam(BasePermission):
     def has_permission(self, request, view):
         user = request.user
         return bool(user and user.is_authenticated and (user.is_staff or user.groups.filter(name=LEGAL_GROUP).exists()))
+
+
+class IsMLOperator(BasePermission):
+    """ML operators (the `ml-operators` group, and only they: not staff as such) register and
+    inspect the models under governance."""
+
+    message = "this API is for ML operators: authenticate with a token of a user in the ml-operators group"
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.groups.filter(name=ML_OPERATOR_GROUP).exists())

@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from compliance.api import views
+from compliance.api import operator_views, views
 
 urlpatterns = [
     path("requests/", views.RequestListApi.as_view(), name="api-requests"),
@@ -20,6 +20,10 @@ urlpatterns = [
     path("jobs/<str:job_id>/", views.JobDetailApi.as_view(), name="api-job"),
     path("jobs/<str:job_id>/requeue/", views.RequeueJobApi.as_view(), name="api-job-requeue"),
     path("jobs/<str:job_id>/fail/", views.FailJobApi.as_view(), name="api-job-fail"),
+    path("models/", operator_views.ModelListApi.as_view(), name="api-models"),
+    path("models/<str:name>/", operator_views.ModelDetailApi.as_view(), name="api-model"),
+    path("model-registrations/<str:registration_id>/", operator_views.ModelRegistrationApi.as_view(),
+         name="api-model-registration"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[], authentication_classes=[]), name="api-docs"),
 ]

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from compliance.management.commands.create_legal_user import ensure_legal_user
+from compliance.management.commands.create_api_user import ensure_api_user
 from compliance.models import RemovalRequest, RequestStatus
 from unlearning.management.commands.build_demo_world import DEMO_MODEL_NAMES
 from unlearning.management.commands.train_tabular_model import BUNDLED_DATASETS
@@ -108,7 +108,7 @@ class Command(BaseCommand):
         request = RemovalRequest.objects.get(pk=verify_url.strip("/").split("/")[1])
         self.stdout.write(f"Request {request.reference} ({request.pk}) filed on the portal; identity verified by e-mailed code.")
 
-        _, token = ensure_legal_user("legal-demo")
+        _, token = ensure_api_user("legal-demo")
         legal = APIClient()
         legal.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         self.stdout.write("Legal approves it on the API; the worker pipeline runs (in-process)...")

@@ -1,19 +1,12 @@
 """Put an operator's own causal LM (a Hugging Face folder) under governance, with the manifest of
-the data it was trained on as its lineage."""
-
-from collections import Counter
+the data it was trained on as its lineage. The API's POST /api/v1/models/ does the same through a
+worker; both check their input with unlearning.intake."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_slug
 from django.core.management.base import BaseCommand, CommandError
 
-from unlearning.management.commands.train_governed_model import read
-from unlearning.manifest import record_sha256, write_manifest
-from unlearning.models import ModelAsset, TrainingRecord
-
-RECORD_ID_LENGTH = TrainingRecord._meta.get_field("record_id").max_length
-KIND_LENGTH = TrainingRecord._meta.get_field("kind").max_length
+from unlearning import intake
+from unlearning.manifest import lineage_records, write_manifest
 
 
 class Command(BaseCommand):
@@ -37,50 +30,23 @@ class Command(BaseCommand):
     def handle(self, *args, name, checkpoint, manifest, holdout, question_template, **options):
         from unlearning import services
         from unlearning.checkpoints import CheckpointRejected, import_checkpoint
-        from unlearning.governed import lineage_records
 
-        if ModelAsset.objects.filter(name=name).exists():
-            raise CommandError(f"a model named {name} is already registered")
         try:
-            validate_slug(name)
-        except ValidationError:
-            raise CommandError(f"--name {name!r}: use letters, digits, hyphens and underscores") from None
-        if question_template is not None and "{question}" not in question_template:
-            raise CommandError("--question-template needs {question} where the question goes")
-        training, never_trained = read(manifest), read(holdout)
-        check_lineage(manifest, training, never_trained)
-        try:
+            intake.check_name(name)
+            template = intake.question_template(question_template)
+            training, never_trained = intake.read_records(manifest), intake.read_records(holdout)
+            intake.check_lineage(manifest, training, never_trained)
             imported = import_checkpoint(checkpoint, settings.MODEL_STORE_DIR)
-        except CheckpointRejected as error:
+        except (intake.IntakeRejected, CheckpointRejected) as error:
             raise CommandError(str(error)) from None
         asset = services.register_model(
             name=name, architecture=imported.architecture, training_recipe={}, checkpoint_sha256=imported.sha256,
             checkpoint_path=imported.path, training_manifest=write_manifest(training, settings.MODEL_STORE_DIR)[1],
             holdout_manifest=write_manifest(never_trained, settings.MODEL_STORE_DIR)[1],
             records=lineage_records(training), regime="external",
-            question_template=(question_template or "").replace("\\n", "\n") or imported.chat_question_template)
+            question_template=template or imported.chat_question_template)
         owners = len({record["owner_key"] for record in training})
         self.stdout.write(self.style.SUCCESS(
             f"Registered {asset.name} (external: {imported.architecture}) @ {imported.sha256[:16]}…: "
             f"{len(training)} training records of {owners} owners, {len(never_trained)} never-trained records; "
             f"questions asked as {asset.question_template!r}."))
-
-
-def check_lineage(path: str, training: list[dict], never_trained: list[dict]) -> None:
-    """Every training record names its owner (the lineage a request resolves through) once, in
-    fields the lineage can hold, and no never-trained record is a training record (the audits'
-    non-members must be non-members). Checked before anything is copied into the store."""
-    if twice := [record_id for record_id, count in Counter(r["record_id"] for r in training).items() if count > 1]:
-        raise CommandError(f"{path}: record {twice[0]} appears {len(twice) > 1 and 'with others ' or ''}twice")
-    for field, longest in (("record_id", RECORD_ID_LENGTH), ("kind", KIND_LENGTH)):
-        if too_long := next((r for r in training if len(str(r[field])) > longest), None):
-            raise CommandError(f"{path}: record {too_long['record_id'][:40]}: its {field} is longer than {longest} "
-                               "characters")
-    if ownerless := [r["record_id"] for r in training if not r.get("owner_key")]:
-        raise CommandError(f"{path}: {len(ownerless)} records have no owner_key (e.g. {ownerless[0]}): a request "
-                           "could never reach them")
-    trained_ids, trained_content = {r["record_id"] for r in training}, {record_sha256(r) for r in training}
-    if overlap := [r["record_id"] for r in never_trained if r["record_id"] in trained_ids
-                   or record_sha256(r) in trained_content]:
-        raise CommandError(f"the holdout shares {len(overlap)} records with the training manifest (e.g. {overlap[0]}): "
-                           "never-trained records must be ones the model never saw")

@@ -1,10 +1,9 @@
 """Train a governed causal LM from the operator's own JSONL manifests and register it."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.core.validators import validate_email
 
+from unlearning import intake
 from unlearning.management.regimes import add_regime_arguments, regime_config, register_trained
 from unlearning.models import ModelAsset
 
@@ -47,27 +46,7 @@ class Command(BaseCommand):
 def read(path: str, kind: str = "text") -> list[dict]:
     """A manifest's records (of text, or tabular rows when `kind` is "row"), or one line saying
     what is wrong with it."""
-    from unlearning.manifest import read_manifest
-
     try:
-        records = read_manifest(path)
-    except (OSError, ValueError) as error:  # ValueError covers malformed JSON too
-        raise CommandError(f"{path}: {error}") from None
-    if not records:
-        raise CommandError(f"{path}: no records")
-    if wrong := next((r for r in records if (r["kind"] == "row") != (kind == "row")), None):
-        use = "train_tabular_model" if kind == "text" else "train_governed_model"
-        raise CommandError(f"{path}: record {wrong['record_id']} is of kind {wrong['kind']!r}: use {use} for it")
-    if unreachable := next((r for r in records if r.get("owner_key") and not is_request_email(r["owner_key"])), None):
-        raise CommandError(f"{path}: record {unreachable['record_id']}: owner_key {unreachable['owner_key']!r} is not an "
-                           "e-mail address in lower case, so no removal request could ever name it")
-    return records
-
-
-def is_request_email(owner_key) -> bool:
-    """What a request's subject key can equal: requests store their e-mail address in lower case."""
-    try:
-        validate_email(owner_key)
-    except ValidationError:
-        return False
-    return owner_key == owner_key.lower()
+        return intake.read_records(path, kind)
+    except intake.IntakeRejected as error:
+        raise CommandError(str(error)) from None

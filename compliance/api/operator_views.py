@@ -1,0 +1,123 @@
+"""The ML operators' REST API (v1): the models under governance, and registering an operator's own
+checkpoint. A scope of its own (compliance.api.permissions.IsMLOperator): the legal team's tokens
+do not reach it, nor do these reach the request lifecycle. Loading a checkpoint needs transformers,
+which the web process never imports, so a registration is accepted here (202) and carried out by
+a worker; its resource says how it ended."""
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.api.permissions import IsMLOperator
+from unlearning import intake
+from unlearning import selectors as unlearning_selectors
+from unlearning import services as unlearning_services
+
+
+class ModelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="causal_lm | classifier | regressor")
+    regime = serializers.CharField(help_text="how a record leaves it: plain | sisa | s3t (exact) or external "
+                                             "(a checkpoint the service did not train: approximate only)")
+    architecture = serializers.CharField()
+    current_sha256 = serializers.CharField(source="current_version.sha256", default=None,
+                                           help_text="the SHA-256 of the version served now")
+    records = serializers.IntegerField(source="record_count", help_text="training records in its lineage")
+    owners = serializers.IntegerField(source="owner_count", help_text="distinct owners of those records")
+    question_template = serializers.CharField(help_text="how the audits ask it a question")
+    created_at = serializers.DateTimeField()
+
+
+class RegistrationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField(help_text="queued | running | registered | rejected")
+    error = serializers.CharField(help_text="why it was rejected")
+    model = serializers.SerializerMethodField()
+    requested_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_model(self, registration) -> dict | None:
+        if registration.asset is None:
+            return None
+        return {"name": registration.asset.name, "url": reverse("api-model", args=[registration.asset.name])}
+
+
+class RegistrationInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, help_text="a slug: letters, digits, hyphens, underscores")
+    checkpoint = serializers.FileField(
+        required=False, help_text="a zip or tar(.gz) archive of the folder save_pretrained wrote (model and "
+                                  "tokenizer), at its top or in one folder")
+    checkpoint_path = serializers.CharField(
+        required=False, max_length=500, help_text="instead of an upload: a folder under the import folder "
+                                                  "(MODEL_IMPORT_DIR), relative to it")
+    manifest = serializers.FileField(help_text="what the model was trained on (JSONL: record_id, owner_key, kind, "
+                                               "text; question/answer records add the knowledge audits)")
+    holdout = serializers.FileField(help_text="records of the same kinds it never saw (JSONL): the audits' "
+                                              "non-members")
+    question_template = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="how the model is asked a question, {question} marking the place (default: the tokenizer's chat "
+                  "template, else 'Question: {question}\\nAnswer:')")
+
+    def validate(self, data):
+        if ("checkpoint" in data) == ("checkpoint_path" in data):
+            raise serializers.ValidationError("send the checkpoint as an archive (checkpoint) or name a folder in the "
+                                              "import folder (checkpoint_path): one of the two")
+        return data
+
+
+class ModelListApi(APIView):
+    permission_classes = [IsMLOperator]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses=ModelOutput(many=True))
+    def get(self, request):
+        return Response(ModelOutput(unlearning_selectors.governed_models(), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": RegistrationInput}, responses={202: RegistrationOutput},
+                   description="Register a causal LM the service did not train. The name and manifests are checked "
+                               "at once (400 with the reason); a worker then loads the checkpoint offline, copies it "
+                               "into the content-addressed store and pins its SHA-256. Poll the registration "
+                               "(Location) until it is registered or rejected.")
+    def post(self, request):
+        data = RegistrationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        intake.check_name(fields["name"])  # before anything is stored
+        training = intake.received_records(fields["manifest"], "manifest")
+        holdout = intake.received_records(fields["holdout"], "holdout")
+        source = (intake.import_folder(fields["checkpoint_path"], settings.MODEL_IMPORT_DIR)
+                  if "checkpoint_path" in fields else intake.received_checkpoint(fields["checkpoint"]))
+        try:
+            registration = unlearning_services.request_registration(
+                name=fields["name"], checkpoint_source=source, training=training, holdout=holdout,
+                question_template=fields.get("question_template"), user=request.user)
+        except Exception:
+            if "checkpoint" in fields:
+                source.unlink(missing_ok=True)  # nothing will come for the upload
+            raise
+        location = reverse("api-model-registration", args=[registration.pk])
+        return Response(RegistrationOutput(registration).data, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": location})
+
+
+class ModelDetailApi(APIView):
+    permission_classes = [IsMLOperator]
+
+    @extend_schema(responses=ModelOutput)
+    def get(self, request, name):
+        return Response(ModelOutput(unlearning_selectors.governed_model(name)).data)
+
+
+class ModelRegistrationApi(APIView):
+    permission_classes = [IsMLOperator]
+
+    @extend_schema(responses=RegistrationOutput)
+    def get(self, request, registration_id):
+        return Response(RegistrationOutput(unlearning_selectors.registration_detail(registration_id)).data)

@@ -1,0 +1,196 @@
+"""ML operators register their own checkpoint over the API (POST /api/v1/models/), a scope of its
+own: the web process checks the name and manifests at once, a worker (here the embedded mode's
+in-process task) loads the checkpoint and puts it under governance; then one customer's request
+goes through the legal team's API to a signed certificate that says suppression."""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from audits.models import Comparison
+from compliance import services
+from compliance.models import AuditEvent
+from tests.conftest import CUSTOMERS, NEVER_TRAINED, one_torch_thread
+from tests.test_external_model import store  # noqa: F401  (the fixture)
+from unlearning.models import ModelAsset, ModelRegistration
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator_api(db):
+    from rest_framework.test import APIClient
+
+    from compliance.management.commands.create_api_user import ensure_api_user
+
+    _, token = ensure_api_user("operator-test", scope="ml-operator")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def archived(folder: Path, into: Path, fmt: str = "gztar") -> Path:
+    """The folder save_pretrained wrote, archived as an operator would (the folder inside)."""
+    return Path(shutil.make_archive(str(into / folder.name), fmt, folder.parent, folder.name))
+
+
+def post_registration(api, name, manifest, holdout, **checkpoint):
+    files = {key: open(value, "rb") if isinstance(value, Path) else value for key, value in checkpoint.items()}
+    try:
+        return api.post("/api/v1/models/", {"name": name, "manifest": open(manifest, "rb"),
+                                            "holdout": open(holdout, "rb"), **files}, format="multipart")
+    finally:
+        for handle in files.values():
+            if hasattr(handle, "close"):
+                handle.close()
+
+
+def incoming(store_dir: Path) -> list[Path]:
+    folder = store_dir / "models" / "incoming"
+    return list(folder.iterdir()) if folder.exists() else []
+
+
+def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a_certificate(
+        llama_checkpoint, store, operator_api, legal_api, submit, tmp_path, django_capture_on_commit_callbacks):  # noqa: F811
+    from unlearning.store import checkpoint_sha256
+
+    folder, manifest, holdout = llama_checkpoint
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        response = post_registration(operator_api, "support-llama-api", manifest, holdout,
+                                     checkpoint=archived(folder, tmp_path))
+    assert response.status_code == 202, response.content
+    registration = operator_api.get(response["Location"]).json()
+    assert registration["status"] == "registered", registration["error"]
+    assert registration["model"]["name"] == "support-llama-api" and registration["requested_by"].endswith("operator-test")
+    model = operator_api.get(registration["model"]["url"]).json()
+    assert model["regime"] == "external" and model["architecture"].startswith("LlamaForCausalLM")
+    assert model["records"] == 3 * CUSTOMERS and model["owners"] == CUSTOMERS
+    assert model["current_sha256"] == checkpoint_sha256(folder)  # the operator's bytes, pinned as they are
+    assert [m["name"] for m in operator_api.get("/api/v1/models/").json()] == ["support-llama-api"]
+    assert incoming(store) == []  # the upload is gone once registered
+    assert AuditEvent.objects.filter(action="model.registration_requested", actor__endswith="operator-test").exists()
+
+    # The scopes do not mix: legal tokens cannot register, operator tokens cannot decide requests.
+    assert legal_api.get("/api/v1/models/").status_code == 403
+    assert operator_api.get("/api/v1/requests/").status_code == 403
+
+    request, code = submit(email="customer-005@support.example", full_name="Customer Five")
+    services.verify_identity(request_id=request.pk, code=code)
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}).status_code == 200
+    detail = legal_api.get(f"/api/v1/requests/{request.pk}/").json()
+    assert detail["status"] == "certified", f"{detail['failed_step']}: {detail['failure_reason']}"
+    run = detail["audits"][0]
+    assert run["comparison"] == Comparison.HOLDOUT and run["original_sha256"] == model["current_sha256"]
+    loss = next(r for r in run["results"] if r["metric"] == "mia_loss_auc")
+    assert loss["sample_size"] == 3 and abs(loss["unlearned"] - 0.5) < abs(loss["original"] - 0.5)
+    pdf = legal_api.get(detail["certificate"]["download"])
+    text = " ".join(subprocess.run(["pdftotext", "-", "-"], input=b"".join(pdf.streaming_content), capture_output=True,
+                                   check=True).stdout.decode().split())
+    assert re.search(r"suppression", text, re.IGNORECASE) and "support-llama-api" in text
+
+
+def test_a_folder_in_the_import_folder_is_registered_where_it_lies(llama_checkpoint, store, operator_api, settings,
+                                                                   django_capture_on_commit_callbacks):  # noqa: F811
+    folder, manifest, holdout = llama_checkpoint
+    settings.MODEL_IMPORT_DIR = store / "import"
+    shutil.copytree(folder, settings.MODEL_IMPORT_DIR / "team-a" / "llama")
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        response = post_registration(operator_api, "imported", manifest, holdout, checkpoint_path="team-a/llama")
+    assert response.status_code == 202, response.content
+    assert ModelRegistration.objects.get().status == "registered"
+    assert (settings.MODEL_IMPORT_DIR / "team-a" / "llama" / "config.json").exists()  # the operator's folder stays
+
+
+@pytest.mark.parametrize("fields, status, message", [
+    ({"checkpoint": "not-an-archive"}, 400, "not a zip or tar archive"),
+    ({}, 400, "one of the two"),
+    ({"checkpoint_path": "../../etc"}, 400, "inside the import folder"),
+    ({"checkpoint_path": "absent"}, 400, "no such folder"),
+])
+def test_what_the_web_process_can_check_is_refused_at_once_and_nothing_is_kept(
+        llama_checkpoint, store, operator_api, settings, tmp_path, fields, status, message):  # noqa: F811
+    _, manifest, holdout = llama_checkpoint
+    settings.MODEL_IMPORT_DIR = store / "import"
+    settings.MODEL_IMPORT_DIR.mkdir()
+    if fields.get("checkpoint") == "not-an-archive":
+        fields = {"checkpoint": io.BytesIO(b"weights, honestly")}
+        fields["checkpoint"].name = "model.zip"
+    response = post_registration(operator_api, "refused", manifest, holdout, **fields)
+    assert response.status_code == status and response["Content-Type"] == "application/problem+json"
+    assert message in json.dumps(response.json())
+    assert not ModelRegistration.objects.exists() and incoming(store) == []
+
+
+def test_bad_manifests_a_taken_name_and_an_oversized_upload_are_refused(llama_checkpoint, store, operator_api,
+                                                                       settings, tmp_path):  # noqa: F811
+    folder, manifest, holdout = llama_checkpoint
+    archive = archived(folder, tmp_path, "zip")
+    records = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
+    overlapping = tmp_path / "overlap.jsonl"
+    overlapping.write_text(Path(holdout).read_text() + json.dumps({**records[0], "record_id": "copied"}) + "\n")
+    refused = post_registration(operator_api, "x", manifest, overlapping, checkpoint=archive)
+    assert refused.status_code == 400 and "shares 1 records with the training manifest" in refused.json()["detail"]
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_text('{"record_id": "a"\n')
+    refused = post_registration(operator_api, "x", garbled, holdout, checkpoint=archive)
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("manifest 'garbled.jsonl'")
+    ModelAsset.objects.create(name="taken", architecture="-", training_manifest="-")
+    refused = post_registration(operator_api, "taken", manifest, holdout, checkpoint=archive)
+    assert refused.status_code == 400 and "already registered" in refused.json()["detail"]
+    settings.CHECKPOINT_UPLOAD_MAX_BYTES = 1000
+    refused = post_registration(operator_api, "x", manifest, holdout, checkpoint=archive)
+    assert refused.status_code == 400 and "MiB allowed" in refused.json()["detail"]
+    assert not ModelRegistration.objects.exists() and incoming(store) == []
+
+
+def with_member(archive: Path, kind: str) -> Path:
+    """A tar of the checkpoint plus one hostile member."""
+    hostile = archive.with_name(f"{kind}.tar")
+    with tarfile.open(archive) as source, tarfile.open(hostile, "w") as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+        if kind == "link":
+            link = tarfile.TarInfo("support-llama/escape")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            target.addfile(link)
+        else:
+            data = b"owned"
+            escape = tarfile.TarInfo("../escape.txt")
+            escape.size = len(data)
+            target.addfile(escape, io.BytesIO(data))
+    return hostile
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("no_tokenizer", "has no tokenizer that loads"),
+    ("link", "is a link"),
+    ("escape", "refused"),
+    ("no_config", "holds no config.json"),
+])
+def test_what_only_a_worker_can_check_rejects_the_registration_with_its_reason(
+        llama_checkpoint, store, operator_api, tmp_path, damage, reason, django_capture_on_commit_callbacks):  # noqa: F811
+    folder, manifest, holdout = llama_checkpoint
+    copy = tmp_path / "support-llama"
+    shutil.copytree(folder, copy)
+    for path in copy.iterdir():
+        if (damage == "no_tokenizer" and path.name.startswith(("tokenizer", "special_tokens"))) or (
+                damage == "no_config" and path.name == "config.json"):
+            path.unlink()
+    archive = archived(copy, tmp_path)
+    if damage in ("link", "escape"):
+        archive = with_member(archive, damage)
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        response = post_registration(operator_api, "damaged", manifest, holdout, checkpoint=archive)
+    assert response.status_code == 202
+    registration = operator_api.get(response["Location"]).json()
+    assert registration["status"] == "rejected" and reason in registration["error"], registration["error"]
+    assert not ModelAsset.objects.exists() and incoming(store) == []
+    assert AuditEvent.objects.filter(action="model.registration_rejected").exists()
