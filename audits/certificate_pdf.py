@@ -38,6 +38,7 @@ class ModelEvidence:
     outcome: str
     compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
     executed_plan: str = ""  # exact deletions: the deletion plan that was carried out, in one sentence
+    owner_material: str = ""  # what became of the material the owner handed in, when the reviewer confirmed it
 
     @property
     def identical_to_reference(self) -> bool:
@@ -227,6 +228,7 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
                 *([["Deletion plan executed", Paragraph(model.executed_plan, small)]] if model.executed_plan else []),
+                *([["Owner's material", Paragraph(model.owner_material, small)]] if model.owner_material else []),
             ], [45 * mm, 125 * mm], header=False),
         ]
     rows = [["Audit", "Original", "Unlearned", "Reference", "95% interval*", "Margin", "n", "Verdict"]]

@@ -3,7 +3,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from compliance.models import AuditEvent, RemovalRequest
-from compliance.selectors import pending_deletion_plans
+from compliance.selectors import pending_deletion_plans, pending_forget_review
 
 
 def plan_summaries(plans: list[dict]) -> str:
@@ -28,11 +28,18 @@ class RemovalRequestAdmin(ReadOnlyAdmin):
     list_display = ("reference", "status", "jurisdiction", "received_at", "due_at", "failed_step")
     list_filter = ("status", "jurisdiction")
     search_fields = ("reference", "email", "full_name")
-    readonly_fields = ("deletion_plans",)
+    readonly_fields = ("deletion_plans", "forget_review")
 
     @admin.display(description="Deletion plans (before scheduling)")
     def deletion_plans(self, request) -> str:
         return plan_summaries(pending_deletion_plans(request))
+
+    @admin.display(description="Forget review: linked records and near matches (confirm them on approval)")
+    def forget_review(self, request) -> str:
+        return format_html_join(mark_safe("<br>"), "<b>{}</b>: {} linked records; near matches: {}", (
+            (review["model"], len(review["linked_records"]),
+             "; ".join(f"{m['record_id']} ({m['matched']}: …{m['snippet']}…)" for m in review["near_matches"]) or "none")
+            for review in pending_forget_review(request))) or "—"
 
 
 @admin.register(AuditEvent)

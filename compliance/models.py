@@ -57,12 +57,40 @@ class RemovalRequest(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     failed_step = models.CharField(max_length=32, blank=True)
     failure_reason = models.TextField(blank=True)
+    # What the legal reviewer confirmed at approval beyond the records linked to the subject through
+    # lineage: per model name, more of its training records (near matches of the subject's name or
+    # e-mail under another owner), and whether the owner's own material (ForgetMaterial) is forgotten too.
+    confirmed_records = models.JSONField(default=dict, blank=True)
+    material_confirmed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-received_at"]
 
     def __str__(self):
         return self.reference
+
+
+class MaterialKind(models.TextChoices):
+    DOCUMENT = "document"
+    QA = "qa", "Question and answer"
+
+
+class ForgetMaterial(models.Model):
+    """Something the owner handed in for the models to forget: a document's text (its bytes are not
+    kept) or a question/answer pair. Used by a job only once legal confirms it (material_confirmed)."""
+
+    request = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="materials")
+    kind = models.CharField(max_length=16, choices=MaterialKind.choices)
+    name = models.CharField(max_length=200, blank=True)  # the document's file name
+    text = models.TextField()  # a document's text, or "question answer" for a pair
+    question = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64)  # of the uploaded bytes, or of the pair
+    size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
 
 
 class IdentityChallenge(models.Model):

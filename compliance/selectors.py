@@ -7,7 +7,7 @@ from django.utils import timezone
 from compliance.errors import NotFound
 from compliance.models import AuditEvent, RemovalRequest, RequestStatus
 from unlearning.models import UnlearningJob
-from unlearning.selectors import deletion_plans
+from unlearning.selectors import deletion_plans, forget_review
 
 BEFORE_SCHEDULING = (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED, RequestStatus.APPROVED)
 
@@ -55,3 +55,11 @@ def pending_deletion_plans(request: RemovalRequest) -> list[dict]:
     if request.status not in BEFORE_SCHEDULING or not request.subject_key:
         return []
     return deletion_plans(request.subject_key)
+
+
+def pending_forget_review(request: RemovalRequest) -> list[dict]:
+    """What legal reviews before approving: per model, the subject's linked records and the near
+    matches of their name and e-mail (unlearning.selectors.forget_review)."""
+    if request.status not in BEFORE_SCHEDULING:
+        return []
+    return forget_review(request)

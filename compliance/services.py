@@ -23,8 +23,10 @@ from django.utils import timezone
 from compliance import auditlog
 from compliance.deadlines import response_due
 from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TooManyCodes, TransitionNotAllowed
-from compliance.models import DenialGround, IdentityChallenge, RemovalRequest, RequestStatus
+from compliance.materials import Document
+from compliance.models import DenialGround, ForgetMaterial, IdentityChallenge, MaterialKind, RemovalRequest, RequestStatus
 from compliance.signals import request_approved
+from unlearning.selectors import records_beyond_lineage
 
 S = RequestStatus
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -98,16 +100,27 @@ def _issue_identity_code(request: RemovalRequest) -> None:
 
 
 @transaction.atomic
-def submit_request(*, full_name: str, email: str, description: str, jurisdiction: str = "gdpr") -> RemovalRequest:
+def submit_request(*, full_name: str, email: str, description: str, jurisdiction: str = "gdpr",
+                   documents: list[Document] = (), qa_pairs: list[tuple[str, str]] = ()) -> RemovalRequest:
+    """A new request, with what the owner hands in for the models to forget (checked by
+    compliance.materials): kept for legal's review, used only once confirmed at approval."""
     received = timezone.now()
     request = RemovalRequest.objects.create(
         reference=_new_reference(), full_name=full_name.strip(), email=email.strip().lower(),
         description=description.strip(), jurisdiction=jurisdiction,
         received_at=received, due_at=response_due(received, jurisdiction),
     )
+    materials = ForgetMaterial.objects.bulk_create(
+        [ForgetMaterial(request=request, kind=MaterialKind.DOCUMENT, name=d.name, text=d.text, sha256=d.sha256,
+                        size=d.size) for d in documents]
+        + [ForgetMaterial(request=request, kind=MaterialKind.QA, question=q, answer=a, text=f"{q} {a}",
+                          sha256=hashlib.sha256(f"{q}\0{a}".encode()).hexdigest(), size=len(q) + len(a))
+           for q, a in qa_pairs])
     auditlog.append(actor=OWNER, action="request.submitted", obj=request, data={
         "reference": request.reference, "subject": auditlog.subject_ref(request.email),
         "jurisdiction": jurisdiction, "due_at": request.due_at.isoformat(),
+        # Hashes, not content: the log holds no personal data.
+        **({"material_sha256": [m.sha256 for m in materials]} if materials else {}),
     })
     _issue_identity_code(request)
     return request
@@ -172,15 +185,29 @@ def verify_identity(*, request_id, code: str) -> RemovalRequest:
 
 
 @transaction.atomic
-def approve_request(*, request_id, user, note: str = "") -> RemovalRequest:
+def approve_request(*, request_id, user, note: str = "", include_records: dict[str, list[str]] | None = None,
+                    forget_material: bool = False) -> RemovalRequest:
+    """Approve, confirming what the jobs forget: always the records linked to the subject through
+    lineage; also `include_records` (per model, training records the reviewer confirmed from the
+    near matches of the subject's name and e-mail: never added silently) and, with
+    `forget_material`, what the owner handed in."""
     request = lock_request(request_id)
     if request.status != S.IDENTITY_VERIFIED:
         # Approval re-checks identity: an unverified (or already decided) request is never approved.
         raise TransitionNotAllowed(
             f"only a request whose identity is verified and that is not yet decided can be approved; this one is {request.status}"
         )
+    include_records = {model: sorted(set(ids)) for model, ids in (include_records or {}).items() if ids}
+    for model, ids in include_records.items():
+        if problem := records_beyond_lineage(model, ids):
+            raise ServiceError(f"include_records for {model}: {problem}")
+    if forget_material and not request.materials.exists():
+        raise ServiceError("the owner handed in no material to forget")
     request.decided_at, request.decided_by, request.decision_note = timezone.now(), user, note
-    _transition(request, S.APPROVED, actor=user_actor(user), note=note)
+    request.confirmed_records, request.material_confirmed = include_records, forget_material
+    confirmed = {"confirmed_records": {m: len(ids) for m, ids in include_records.items()}} if include_records else {}
+    material = {"material_confirmed": request.materials.count()} if forget_material else {}
+    _transition(request, S.APPROVED, actor=user_actor(user), note=note, **confirmed, **material)
     request_approved.send(sender=RemovalRequest, request_id=str(request.pk))
     return request
 

@@ -110,7 +110,12 @@ IDENTITY_CODES_PER_HOUR = envint("IDENTITY_CODES_PER_HOUR", 5)
 CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = False
-CELERY_RESULT_BACKEND = None
+# Results are kept only where a chord joins them (an exact deletion fanned out over workers): in
+# Redis when the broker is Redis, unless CELERY_RESULT_BACKEND says otherwise.
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_ACKS_LATE = True  # an hour-long job lost with its worker is redelivered...
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and the attempt cap in the database stops loops
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -119,7 +124,11 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 600
 # Redis redelivers unacknowledged tasks after this long: it must outlast the longest job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
-CELERY_TASK_ROUTES = {"workers.tasks.run_unlearning_job": {"queue": "gpu"}, "workers.tasks.run_audit": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {f"workers.tasks.{name}": {"queue": "gpu"}
+                      for name in ("run_unlearning_job", "run_job_part", "join_job_parts", "run_audit")}
+# An exact deletion that retrains several SISA shards runs one task per shard (more GPU workers
+# finish it sooner) and joins them; needs workers and a result backend, so off in the embedded mode.
+EXACT_DELETION_FAN_OUT = envbool("EXACT_DELETION_FAN_OUT", bool(CELERY_RESULT_BACKEND) and not CELERY_TASK_ALWAYS_EAGER)
 # Claims that recover: a worker records a heartbeat on its job or audit run every
 # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_AFTER_SECONDS (or running past the hard time
 # limit) lost its worker, and is claimed again by the next delivery or re-queued by the sweep
@@ -140,6 +149,10 @@ MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))
 # (unpacked), or, for weights too large to upload, as a folder they put under MODEL_IMPORT_DIR
 # (storage the web and worker machines share). Manifests are uploaded, up to MANIFEST_UPLOAD_MAX_BYTES.
 MODEL_IMPORT_DIR = Path(env("MODEL_IMPORT_DIR", str(VAR_DIR / "import")))
+# What a data owner may hand in with a request for the models to forget (legal reviews it first).
+REQUEST_DOCUMENT_MAX_BYTES = envint("REQUEST_DOCUMENT_MAX_BYTES", 2 * 2**20)
+REQUEST_DOCUMENTS_MAX = envint("REQUEST_DOCUMENTS_MAX", 5)
+REQUEST_QA_PAIRS_MAX = envint("REQUEST_QA_PAIRS_MAX", 50)
 CHECKPOINT_UPLOAD_MAX_BYTES = envint("CHECKPOINT_UPLOAD_MAX_BYTES", 8 * 2**30)
 MANIFEST_UPLOAD_MAX_BYTES = envint("MANIFEST_UPLOAD_MAX_BYTES", 512 * 2**20)
 DEMO_WORLD_PEOPLE = envint("DEMO_WORLD_PEOPLE", 200)

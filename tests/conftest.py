@@ -98,6 +98,15 @@ def llama_checkpoint(tmp_path_factory):
     return folder, write_manifest(training, manifests)[1], write_manifest(holdout, manifests)[1]
 
 
+
+@pytest.fixture
+def store(settings, tmp_path):
+    """This test's own service data folder: model store, signing keys."""
+    settings.VAR_DIR, settings.MODEL_STORE_DIR = tmp_path, tmp_path / "models"
+    settings.SIGNING_DIR = tmp_path / "signing"
+    return tmp_path
+
+
 CODE_PATTERN = r"\b(\d{6})\b"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from audits.models import AuditRun, Comparison
 from compliance import services
-from compliance.models import RequestStatus
+from compliance.models import AuditEvent, RequestStatus
 from tests.conftest import one_torch_thread
 from unlearning.models import JobStatus, ModelVersion, TrainingRecord, TrainingRegime, UnlearningJob, VersionRole
 from unlearning.sisa import SisaLineage
@@ -160,6 +160,47 @@ def test_a_second_request_for_an_already_deleted_person_completes_without_traini
     text = " ".join(subprocess.run(["pdftotext", requests[1].certificate.pdf_path, "-"], capture_output=True,
                                    text=True, check=True).stdout.split())
     assert f"deleted from this model by job {first.pk}; the model is unchanged" in text
+
+
+def people_in_different_shards(sisa_model, count: int = 2):
+    placements, people, shards = sisa_model.placement_lineage.placements, [], set()
+    for person in sisa_model.world.trained_people:
+        shard = next(p.shard for record_id, p in placements.items()
+                     if record_id in {r["record_id"] for r in sisa_model.lineage if r["owner_key"] == person.email})
+        if shard not in shards:
+            people.append(person)
+            shards.add(shard)
+        if len(people) == count:
+            return people
+    raise AssertionError("the tiny world's people sit in fewer shards")
+
+
+def test_a_deletion_over_several_shards_runs_one_task_per_shard_and_joins_them_into_the_same_model(
+        governed, sisa_model, submit, legal_user, settings, tmp_path, django_capture_on_commit_callbacks):
+    """Fan-out (here the embedded mode runs the chord's tasks in this process; the integration test
+    runs them on two worker processes): each affected shard is its own task, the join assembles the
+    lineage, and the model is byte-identical to the reference retrained from scratch."""
+    settings.VAR_DIR, settings.SIGNING_DIR = tmp_path, tmp_path / "signing"
+    settings.EXACT_DELETION_FAN_OUT = True
+    requests = [verified(submit, person) for person in people_in_different_shards(sisa_model)]
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        for request in requests:
+            services.approve_request(request_id=request.pk, user=legal_user)
+
+    job = UnlearningJob.objects.get()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    shards = sorted(s["shard"] for s in job.outcome["plan"]["shards"])
+    assert len(shards) == 2 and job.parts["parts"] == shards and sorted(map(int, job.parts["done"])) == shards
+    assert all(job.parts["runs"][str(shard)]["attempts"] == 1 for shard in shards)  # each shard trained once
+    assert job.outcome["parts"] == job.parts["runs"]
+    assert len(job.outcome["plan"]["estimated_seconds_by_workers"]) == 2
+    fanned = AuditEvent.objects.get(action="job.fanned_out")
+    assert fanned.data == {"attempt": 1, "parts": shards, "already_done": []}
+    reference = ModelVersion.objects.get(role=VersionRole.REFERENCE)
+    assert reference.sha256 == job.result_version.sha256  # joined shards = retrained from scratch, byte for byte
+    for request in requests:
+        request.refresh_from_db()
+        assert request.status == RequestStatus.CERTIFIED, f"{request.failed_step}: {request.failure_reason}"
 
 
 # --- S3T: deletion by switching adapters off

@@ -19,13 +19,6 @@ from unlearning.models import ModelAsset, ModelVersion, VersionRole
 
 pytestmark = pytest.mark.django_db
 
-@pytest.fixture
-def store(settings, tmp_path):
-    settings.VAR_DIR, settings.MODEL_STORE_DIR = tmp_path, tmp_path / "models"
-    settings.SIGNING_DIR = tmp_path / "signing"
-    return tmp_path
-
-
 def register(name, checkpoint, manifest, holdout):
     call_command("register_model", name=name, checkpoint=str(checkpoint), manifest=str(manifest), holdout=str(holdout))
     return ModelAsset.objects.get(name=name)

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ import pytest
 from audits.models import Comparison
 from compliance import services
 from compliance.models import AuditEvent
-from tests.conftest import CUSTOMERS, NEVER_TRAINED, one_torch_thread
-from tests.test_external_model import store  # noqa: F401  (the fixture)
+from tests.conftest import CUSTOMERS, one_torch_thread
 from unlearning.models import ModelAsset, ModelRegistration
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +56,7 @@ def incoming(store_dir: Path) -> list[Path]:
 
 
 def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a_certificate(
-        llama_checkpoint, store, operator_api, legal_api, submit, tmp_path, django_capture_on_commit_callbacks):  # noqa: F811
+        llama_checkpoint, store, operator_api, legal_api, submit, tmp_path, django_capture_on_commit_callbacks):
     from unlearning.store import checkpoint_sha256
 
     folder, manifest, holdout = llama_checkpoint
@@ -98,7 +96,7 @@ def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a
 
 
 def test_a_folder_in_the_import_folder_is_registered_where_it_lies(llama_checkpoint, store, operator_api, settings,
-                                                                   django_capture_on_commit_callbacks):  # noqa: F811
+                                                                   django_capture_on_commit_callbacks):
     folder, manifest, holdout = llama_checkpoint
     settings.MODEL_IMPORT_DIR = store / "import"
     shutil.copytree(folder, settings.MODEL_IMPORT_DIR / "team-a" / "llama")
@@ -116,7 +114,7 @@ def test_a_folder_in_the_import_folder_is_registered_where_it_lies(llama_checkpo
     ({"checkpoint_path": "absent"}, 400, "no such folder"),
 ])
 def test_what_the_web_process_can_check_is_refused_at_once_and_nothing_is_kept(
-        llama_checkpoint, store, operator_api, settings, tmp_path, fields, status, message):  # noqa: F811
+        llama_checkpoint, store, operator_api, settings, tmp_path, fields, status, message):
     _, manifest, holdout = llama_checkpoint
     settings.MODEL_IMPORT_DIR = store / "import"
     settings.MODEL_IMPORT_DIR.mkdir()
@@ -130,7 +128,7 @@ def test_what_the_web_process_can_check_is_refused_at_once_and_nothing_is_kept(
 
 
 def test_bad_manifests_a_taken_name_and_an_oversized_upload_are_refused(llama_checkpoint, store, operator_api,
-                                                                       settings, tmp_path):  # noqa: F811
+                                                                       settings, tmp_path):
     folder, manifest, holdout = llama_checkpoint
     archive = archived(folder, tmp_path, "zip")
     records = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
@@ -176,7 +174,7 @@ def with_member(archive: Path, kind: str) -> Path:
     ("no_config", "holds no config.json"),
 ])
 def test_what_only_a_worker_can_check_rejects_the_registration_with_its_reason(
-        llama_checkpoint, store, operator_api, tmp_path, damage, reason, django_capture_on_commit_callbacks):  # noqa: F811
+        llama_checkpoint, store, operator_api, tmp_path, damage, reason, django_capture_on_commit_callbacks):
     folder, manifest, holdout = llama_checkpoint
     copy = tmp_path / "support-llama"
     shutil.copytree(folder, copy)

@@ -4,7 +4,7 @@ from compliance.admin import ReadOnlyAdmin, plan_summaries
 from compliance.errors import ServiceError
 from unlearning import services
 from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
-from unlearning.selectors import deletion_plan
+from unlearning.selectors import confirmed_record_ids, deletion_plan
 
 
 @admin.register(ModelAsset)
@@ -65,4 +65,6 @@ class UnlearningJobAdmin(ReadOnlyAdmin):
             return job.outcome["plan_summary"]
         if job.status != JobStatus.QUEUED:
             return "—"
-        return plan_summaries([deletion_plan(job.asset, [r.subject_key for r in job.requests.all()])])
+        requests = list(job.requests.all())
+        return plan_summaries([deletion_plan(job.asset, [r.subject_key for r in requests],
+                                             confirmed_record_ids(job.asset, requests))])

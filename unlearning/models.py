@@ -107,6 +107,10 @@ class UnlearningJob(models.Model):
     forget_record_ids = models.JSONField(default=list)
     forget_set_sha256 = models.CharField(max_length=64, blank=True)
     outcome = models.JSONField(default=dict, blank=True)
+    # An exact deletion spread over workers (SISA: one task per affected shard, then a join): per
+    # part, its attempts, worker and stored result, for the plan named by "key". A part once done is
+    # not redone, by a redelivered task or by the job's next attempt.
+    parts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

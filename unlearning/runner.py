@@ -19,7 +19,9 @@ from unlearning.lm import mean_text_loss
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
 from unlearning.regimes import Workbench
-from unlearning.selectors import earlier_jobs_that_removed, model_state, regime, version_lineage
+from unlearning.selectors import (
+    confirmed_material_texts, earlier_jobs_that_removed, model_state, regime, version_lineage,
+)
 from unlearning.store import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,9 @@ def run_claimed_registration(registration) -> None:
 def unlearn_approximately(job) -> None:
     forget_ids = set(job.forget_record_ids)
     manifest = read_manifest(Path(job.asset.training_manifest))
+    material = confirmed_material_texts(job)  # what the owners handed in, confirmed by legal
     data = UnlearningData(
-        forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids],
+        forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids] + material,
         retain_texts=[r["text"] for r in manifest if r["record_id"] not in forget_ids],
     )
     model, tokenizer = load_checkpoint(Path(job.base_version.storage_path))
@@ -81,7 +84,7 @@ def unlearn_approximately(job) -> None:
         # What actually ran, defaults resolved: the certificate cites this, not today's defaults.
         "method_kind": method.kind, "params": asdict(params), "steps": outcome.steps,
         "stopped_because": outcome.stopped_because, "history": outcome.history,
-        "target_forget_loss": data.target_forget_loss,
+        "target_forget_loss": data.target_forget_loss, "owner_material_texts": len(material),
     })
 
 
@@ -95,19 +98,67 @@ def workbench(version) -> Workbench:
 
 def delete_exactly(job) -> None:
     """One exact deletion for every request batched in the job, as its regime plans it. Records an
-    earlier job already deleted are not in the base version's lineage any more: they need nothing."""
+    earlier job already deleted are not in the base version's lineage any more: they need nothing.
+    A deletion of independent parts (SISA shards) is spread over the workers when fan-out is on:
+    one task per part, then a join (`run_job_part`, `join_job_parts`)."""
     services.record_progress(job.pk, job.attempts, 0.0, "exact deletion")
-    training = regime(job.asset)
-    state = model_state(job.base_version)
-    held = training.held(state, job.forget_record_ids)
+    training, state, held = deletion_of(job)
     if not held:
         complete_unchanged(job)
         return
-    done = training.execute(state, held, workbench(job.base_version))
+    parts = training.parts(training.plan(state, held))
+    if settings.EXACT_DELETION_FAN_OUT and len(parts) > 1:
+        services.fan_out_job(job_id=job.pk, attempt=job.attempts, parts=parts, key=parts_key(job, state))
+        return
+    complete_deletion(job, training.execute(state, held, workbench(job.base_version)))
+
+
+def deletion_of(job):
+    """The job's regime, its base version as the regime sees it, and the records that version holds."""
+    training = regime(job.asset)
+    state = model_state(job.base_version)
+    return training, state, training.held(state, job.forget_record_ids)
+
+
+def parts_key(job, state) -> str:
+    """What the parts' results belong to: this base version's lineage and this forget set."""
+    return f"{state.sha256}:{job.forget_set_sha256}"
+
+
+def run_job_part(job, part: int) -> None:
+    """One part of a fanned-out deletion, on whichever worker took its task; a part already done
+    (a redelivered task, or the job's earlier attempt) is not redone. A failure fails the job."""
+    try:
+        if not services.start_job_part(job_id=job.pk, attempt=job.attempts, part=part):
+            return
+        training, state, held = deletion_of(job)
+        result = training.execute_part(state, held, part, workbench(job.base_version))
+        services.finish_job_part(job_id=job.pk, attempt=job.attempts, part=part, result=result)
+    except Exception as exc:
+        log.exception("part %s of unlearning job %s failed", part, job.pk)
+        services.fail_job(job_id=job.pk, step="unlearning", error=f"shard {part}: {type(exc).__name__}: {exc}",
+                          attempt=job.attempts)
+
+
+def join_job_parts(job) -> None:
+    """Every part is done: put them together into the model after the deletion."""
+    try:
+        training, state, held = deletion_of(job)
+        done = job.parts.get("done", {})
+        if job.parts.get("key") != parts_key(job, state) or sorted(map(int, done)) != sorted(job.parts["parts"]):
+            raise RuntimeError(f"the join found parts {sorted(map(int, done))} of {job.parts.get('parts')} done")
+        complete_deletion(job, training.join(state, held, done, workbench(job.base_version)))
+    except Exception as exc:
+        log.exception("joining unlearning job %s failed", job.pk)
+        services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}", attempt=job.attempts)
+
+
+def complete_deletion(job, done) -> None:
     services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=done.sha256, path=done.path, lineage=done.lineage,
                           outcome={
         "method_kind": "exact", "params": asdict(done.lineage.config), "steps": done.steps,
         "stopped_because": "deletion plan executed", "plan": done.plan.as_dict(), "plan_summary": done.plan.summary(),
+        **({"parts": job.parts["runs"]} if job.parts else {}),
     })
 
 

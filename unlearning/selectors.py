@@ -1,5 +1,6 @@
 """Reads of the unlearning domain: lineage, deletion plans, and which work waits or is stuck."""
 
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -9,8 +10,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from compliance.errors import NotFound
+from compliance.models import ForgetMaterial
 from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
 from unlearning.regimes import ModelState, Regime, get_regime
+from unlearning.manifest import read_manifest
 from unlearning.store import load_lineage
 
 
@@ -26,10 +29,91 @@ def assets_holding(owner_key: str) -> list[tuple[ModelAsset, int]]:
     return [(assets[row["asset"]], row["records"]) for row in rows]
 
 
-def forget_record_ids(asset: ModelAsset, owner_keys: list[str]) -> list[str]:
-    return sorted(
-        TrainingRecord.objects.filter(asset=asset, owner_key__in=owner_keys).values_list("record_id", flat=True)
-    )
+def assets_to_unlearn(request) -> list[tuple[ModelAsset, int]]:
+    """The models an approved request reaches: those holding the subject's records through lineage,
+    and those where legal confirmed more records at approval; with the record count of each."""
+    holdings = dict(assets_holding(request.subject_key))
+    for asset in ModelAsset.objects.filter(name__in=request.confirmed_records).order_by("pk"):
+        extra = set(request.confirmed_records[asset.name]) - set(forget_record_ids(asset, [request.subject_key]))
+        holdings[asset] = holdings.get(asset, 0) + len(extra)
+    return sorted(holdings.items(), key=lambda item: item[0].pk)
+
+
+def forget_record_ids(asset: ModelAsset, owner_keys: list[str], confirmed: Iterable[str] = ()) -> list[str]:
+    """The owners' records in the model's lineage, and the `confirmed` ones legal added."""
+    linked = TrainingRecord.objects.filter(asset=asset, owner_key__in=owner_keys).values_list("record_id", flat=True)
+    return sorted(set(linked) | set(confirmed))
+
+
+def confirmed_record_ids(asset: ModelAsset, requests) -> set[str]:
+    """What legal confirmed for this model, beyond lineage, when approving these requests."""
+    return {record_id for request in requests for record_id in request.confirmed_records.get(asset.name, [])}
+
+
+def records_beyond_lineage(model: str, record_ids: list[str]) -> str | None:
+    """Why these record ids cannot be confirmed for the model (None: they can): every one must be a
+    training record of it."""
+    asset = ModelAsset.objects.filter(name=model).first()
+    if asset is None:
+        return f"no governed model is named {model}"
+    known = set(TrainingRecord.objects.filter(asset=asset, record_id__in=record_ids).values_list("record_id", flat=True))
+    if unknown := [record_id for record_id in record_ids if record_id not in known]:
+        return f"{len(unknown)} ids are not training records of {model} (e.g. {unknown[0][:120]})"
+    return None
+
+
+NEAR_MATCHES_SHOWN = 50
+SNIPPET_CONTEXT = 60
+
+
+def forget_review(request) -> list[dict]:
+    """For legal before approval, per model: the records linked to the subject through lineage
+    (forgotten on approval) and the near matches, records under another owner (or none) whose text
+    names the subject's e-mail address or full name (forgotten only if legal confirms them)."""
+    if not request.subject_key:
+        return []
+    needles = {"e-mail": request.subject_key.lower()}
+    if len(request.full_name.strip()) >= 6:  # a short name would match everywhere
+        needles["name"] = " ".join(request.full_name.lower().split())
+    review = []
+    for asset in ModelAsset.objects.order_by("name"):
+        linked = list(TrainingRecord.objects.filter(asset=asset, owner_key=request.subject_key)
+                      .order_by("record_id").values("record_id", "kind"))
+        near = near_matches(asset, request.subject_key, needles)
+        if linked or near:
+            review.append({"model": asset.name, "linked_records": linked, "near_matches": near[:NEAR_MATCHES_SHOWN],
+                           "near_matches_total": len(near)})
+    return review
+
+
+def near_matches(asset: ModelAsset, owner_key: str, needles: dict[str, str]) -> list[dict]:
+    matches = []
+    for record in manifest_records(asset.training_manifest):
+        if record.get("owner_key") == owner_key or "text" not in record:
+            continue
+        text = " ".join(str(record.get(field, "")) for field in ("text", "question", "answer"))
+        folded = " ".join(text.lower().split())
+        for matched, needle in needles.items():
+            at = folded.find(needle)
+            if at >= 0:
+                start, end = max(0, at - SNIPPET_CONTEXT), at + len(needle) + SNIPPET_CONTEXT
+                matches.append({"record_id": record["record_id"], "kind": record["kind"],
+                                "owner_key": record.get("owner_key") or "", "matched": matched,
+                                "snippet": " ".join(text.split())[start:end]})
+                break
+    return matches
+
+
+@lru_cache(maxsize=4)
+def manifest_records(path: str) -> list[dict]:
+    """A training manifest's records: content-addressed, so read once per process."""
+    return read_manifest(Path(path)) if path and Path(path).exists() else []
+
+
+def confirmed_material_texts(job) -> list[str]:
+    """The texts of what the job's owners handed in and legal confirmed for forgetting."""
+    return list(ForgetMaterial.objects.filter(request__in=job.requests.filter(material_confirmed=True))
+                .order_by("pk").values_list("text", flat=True))
 
 
 def removed_record_ids(asset: ModelAsset, up_to_job=None) -> set[str]:
@@ -92,12 +176,13 @@ def model_state(version: ModelVersion) -> ModelState:
                       training_records=asset.records.count(), removed_record_ids=frozenset(removed_record_ids(asset)))
 
 
-def deletion_plan(asset: ModelAsset, owner_keys: list[str]) -> dict:
-    """What removing these owners' records from the model's current version will do and cost,
-    worked out before any training (shown to legal before approval and to operators in the admin)."""
+def deletion_plan(asset: ModelAsset, owner_keys: list[str], confirmed: Iterable[str] = ()) -> dict:
+    """What removing these owners' records (and the `confirmed` ones) from the model's current
+    version will do and cost, worked out before any training (shown to legal before approval and
+    to operators in the admin)."""
     training = regime(asset)
     state = model_state(asset.current_version)
-    held = training.held(state, forget_record_ids(asset, owner_keys))
+    held = training.held(state, forget_record_ids(asset, owner_keys, confirmed))
     model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": training.default_method,
              "kind": "exact" if training.exact else "approximate", "records": len(held)}
     if not held:

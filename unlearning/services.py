@@ -31,8 +31,8 @@ from unlearning.models import (
     VersionRole,
 )
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
-from unlearning.selectors import assets_holding, forget_record_ids, stale_claim, stale_jobs
-from unlearning.signals import job_finished, job_queued, registration_queued
+from unlearning.selectors import assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_claim, stale_jobs
+from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
 from unlearning.store import save_lineage
 
 WORKER = compliance_services.WORKER
@@ -165,7 +165,7 @@ def schedule_request(*, request_id):
     request = compliance_services.lock_request(request_id)
     if request.status != RequestStatus.APPROVED:
         return request
-    holdings = assets_holding(request.subject_key)
+    holdings = assets_to_unlearn(request)
     if not holdings:
         compliance_services.fail(request, step="scope",
                                  reason="no training record of any governed model belongs to the verified identity")
@@ -221,7 +221,8 @@ def claim_job(job_id: int) -> UnlearningJob | None:
         job = UnlearningJob.objects.select_for_update().select_related("asset").get(pk=job_id)
         requests = list(job.requests.select_for_update().order_by("pk"))
         job.base_version = job.asset.current_version
-        job.forget_record_ids = forget_record_ids(job.asset, [r.subject_key for r in requests])
+        job.forget_record_ids = forget_record_ids(job.asset, [r.subject_key for r in requests],
+                                                  confirmed_record_ids(job.asset, requests))
         forget_ids = set(job.forget_record_ids)
         job.forget_set_sha256 = forget_set_sha256(
             r for r in read_manifest(Path(job.asset.training_manifest)) if r["record_id"] in forget_ids
@@ -282,6 +283,56 @@ def record_progress(job_id: int, attempt: int, fraction: float, message: str) ->
 
 def record_heartbeat(job_id: int, attempt: int) -> None:
     current_claim(job_id, attempt).update(heartbeat_at=timezone.now())
+
+
+@transaction.atomic
+def fan_out_job(*, job_id: int, attempt: int, parts: list[int], key: str) -> bool:
+    """A worker spreads an exact deletion over workers: one task per part, then a join (the
+    pipeline sends them). Parts already done for the same plan (`key`) by an earlier attempt are
+    kept, and their tasks return at once. False when the claim was taken over meanwhile."""
+    job = current_claim(job_id, attempt).select_for_update().first()
+    if job is None:
+        return False
+    if job.parts.get("key") != key:
+        job.parts = {"key": key, "parts": parts, "done": {}, "runs": {}}
+    done = sorted(int(part) for part in job.parts["done"])
+    job.progress_message = parts_progress(job.parts)
+    job.heartbeat_at = timezone.now()  # the parts' tasks heartbeat from here on
+    job.save(update_fields=["parts", "progress_message", "heartbeat_at"])
+    auditlog.append(actor=WORKER, action="job.fanned_out", obj=job,
+                    data={"attempt": attempt, "parts": parts, "already_done": done})
+    job_fanned_out.send(sender=UnlearningJob, job_id=job.pk, attempt=attempt, parts=parts)
+    return True
+
+
+def parts_progress(parts: dict) -> str:
+    return f"retraining {len(parts['parts'])} shards on several workers: {len(parts['done'])} done"
+
+
+@transaction.atomic
+def start_job_part(*, job_id: int, attempt: int, part: int) -> bool:
+    """A part's task is about to work on it: False when there is nothing to do (the claim was taken
+    over, or the part is done: a redelivered task)."""
+    job = current_claim(job_id, attempt).select_for_update().first()
+    if job is None or str(part) in job.parts.get("done", {}):
+        return False
+    run = job.parts["runs"].setdefault(str(part), {"attempts": 0})
+    run.update(attempts=run["attempts"] + 1, worker=this_worker(), started_at=timezone.now().isoformat())
+    job.heartbeat_at = timezone.now()
+    job.save(update_fields=["parts", "heartbeat_at"])
+    return True
+
+
+@transaction.atomic
+def finish_job_part(*, job_id: int, attempt: int, part: int, result: dict) -> None:
+    job = current_claim(job_id, attempt).select_for_update().first()
+    if job is None:
+        return
+    job.parts["done"][str(part)] = result
+    job.parts["runs"][str(part)]["finished_at"] = timezone.now().isoformat()
+    job.progress = 0.95 * len(job.parts["done"]) / len(job.parts["parts"])
+    job.progress_message, job.heartbeat_at = parts_progress(job.parts), timezone.now()
+    job.save(update_fields=["parts", "progress", "progress_message", "heartbeat_at"])
 
 
 @transaction.atomic

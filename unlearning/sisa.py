@@ -29,7 +29,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from itertools import accumulate
@@ -243,8 +243,7 @@ class SisaLineage:
             config=SisaConfig(**data["config"]),
             learner=data["learner"],
             placements={record_id: Placement(**p) for record_id, p in data["placements"].items()},
-            shards=tuple(tuple(SliceCheckpoint(**{**c, "trained_record_ids": tuple(c["trained_record_ids"])})
-                               for c in checkpoints) for checkpoints in data["shards"]),
+            shards=tuple(tuple(checkpoint_from_dict(c) for c in checkpoints) for checkpoints in data["shards"]),
             generation=data["generation"],
             threads=data.get("threads"),
             device=data.get("device"),
@@ -341,15 +340,29 @@ class DeletionPlan:
             if s.resume_from_sha256 else f"shard {s.shard} from scratch" for s in self.shards)
         total_shards = len(self.shards) + len(self.unaffected_shards)
         saving = self.full_retraining_steps / self.estimated_steps if self.estimated_steps else math.inf
+        workers = len(self.shards)
+        parallel = (f", ~{self.seconds_with_workers(workers):.1f} s on {workers} workers (one task per shard)"
+                    if workers > 1 else "")
         return (f"Delete {len(self.deleted_record_ids)} records: retrain {len(self.shards)} of {total_shards} shards "
-                f"({starts}). About {self.estimated_steps} optimizer steps (~{self.estimated_seconds:.1f} s); "
-                f"retraining every shard from scratch would take {self.full_retraining_steps} ({saving:.1f}x).")
+                f"({starts}). About {self.estimated_steps} optimizer steps (~{self.estimated_seconds:.1f} s on one "
+                f"worker{parallel}); retraining every shard from scratch would take {self.full_retraining_steps} "
+                f"({saving:.1f}x).")
+
+    def seconds_with_workers(self, workers: int) -> float:
+        """The estimate when the shards are retrained by `workers` workers at once, each taking the
+        longest shard left (the join waits for the slowest worker)."""
+        loads = [0.0] * max(1, min(workers, len(self.shards)))
+        for seconds in sorted((s.estimated_seconds for s in self.shards), reverse=True):
+            loads[loads.index(min(loads))] += seconds
+        return round(max(loads), 3)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "estimated_seconds_by_workers": {
+            str(workers): self.seconds_with_workers(workers) for workers in range(1, len(self.shards) + 1)}}
 
     @classmethod
     def from_dict(cls, data: dict) -> DeletionPlan:
+        data = {key: value for key, value in data.items() if key != "estimated_seconds_by_workers"}
         shards = tuple(
             ShardRetraining(**{**s, "deleted_record_ids": tuple(s["deleted_record_ids"]),
                                "slices": tuple(SliceRetraining(**{**r, "record_ids": tuple(r["record_ids"])})
@@ -427,8 +440,40 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
     With `from_scratch` the affected shards restart from their initial models instead: the
     retrained reference the audits compare against, made by the same machinery. Both train with
     the lineage's thread count (`SisaLineage.threads`).
+
+    The shards are independent: `retrain_shard` of each (here one after another, or one task per
+    shard on several workers) and then `assemble_deletion` give the same lineage.
     """
+    retrained = {s.shard: retrain_shard(lineage, plan, s.shard, records, learner, store, from_scratch=from_scratch)
+                 for s in plan.shards}
+    return assemble_deletion(lineage, plan, retrained)
+
+
+def retrain_shard(lineage: SisaLineage, plan: DeletionPlan, shard: int, records: Sequence[dict], learner: Learner,
+                  store: Path, *, from_scratch: bool = False) -> tuple[SliceCheckpoint, ...]:
+    """One affected shard of the plan retrained: its checkpoints after the deletion, the kept ones
+    (before the first affected slice) and the retrained ones, all in the store."""
     store = Path(store)
+    check_executable(lineage, plan, learner)
+    shard_plan = next((s for s in plan.shards if s.shard == shard), None)
+    if shard_plan is None:
+        raise ValueError(f"shard {shard} is not one the plan retrains ({[s.shard for s in plan.shards]})")
+    placements = remaining_placements(lineage, plan)
+    missing = sorted(set(placements) - {r["record_id"] for r in records})
+    if missing:
+        raise ValueError(f"the records lack {len(missing)} placed ids, e.g. {', '.join(missing[:5])}")
+    first_slice = 0 if from_scratch else shard_plan.first_slice
+    kept = lineage.shards[shard][:first_slice]
+    with learner.pinned_threads(lineage.threads):
+        state = (_load_verified(learner, store, kept[-1]) if kept
+                 else learner.initial_state(_model_seed(lineage.config, shard)))
+        retrained = _train_slices(learner, state, _shard_slices(records, placements, lineage.config, shard),
+                                  first_slice, kept[-1].sha256 if kept else None, config=lineage.config,
+                                  shard=shard, store=store, generation=lineage.generation + 1)
+    return kept + tuple(retrained)
+
+
+def check_executable(lineage: SisaLineage, plan: DeletionPlan, learner: Learner) -> None:
     if plan.lineage_sha256 != lineage.sha256():
         raise ValueError("the plan was made for another lineage: plan the deletion again")
     if canonical_json(describe(learner)) != canonical_json(lineage.learner):
@@ -439,25 +484,29 @@ def execute_deletion(lineage: SisaLineage, plan: DeletionPlan, records: Sequence
         raise ValueError(f"the lineage was trained on {lineage.device or 'the CPU'}, and this worker computes on "
                          f"{learner.device_description() or 'the CPU'}: set UNLEARNING_DEVICE so that its deletions "
                          "run where it was trained")
+
+
+def remaining_placements(lineage: SisaLineage, plan: DeletionPlan) -> dict[str, Placement]:
     deleted = set(plan.deleted_record_ids)
-    placements = {record_id: p for record_id, p in lineage.placements.items() if record_id not in deleted}
-    missing = sorted(set(placements) - {r["record_id"] for r in records})
-    if missing:
-        raise ValueError(f"the records lack {len(missing)} placed ids, e.g. {', '.join(missing[:5])}")
-    generation = lineage.generation + 1
+    return {record_id: p for record_id, p in lineage.placements.items() if record_id not in deleted}
+
+
+def assemble_deletion(lineage: SisaLineage, plan: DeletionPlan,
+                      retrained: Mapping[int, Sequence[SliceCheckpoint]]) -> SisaLineage:
+    """The lineage after the plan, from every affected shard's checkpoints (`retrain_shard`'s)."""
+    if plan.lineage_sha256 != lineage.sha256():
+        raise ValueError("the plan was made for another lineage: plan the deletion again")
+    if sorted(retrained) != sorted(s.shard for s in plan.shards):
+        raise ValueError(f"the plan retrains shards {[s.shard for s in plan.shards]}, not {sorted(retrained)}")
     shards = list(lineage.shards)
-    with learner.pinned_threads(lineage.threads):
-        for shard_plan in plan.shards:
-            first_slice = 0 if from_scratch else shard_plan.first_slice
-            kept = lineage.shards[shard_plan.shard][:first_slice]
-            state = (_load_verified(learner, store, kept[-1]) if kept
-                     else learner.initial_state(_model_seed(lineage.config, shard_plan.shard)))
-            retrained = _train_slices(learner, state,
-                                      _shard_slices(records, placements, lineage.config, shard_plan.shard),
-                                      first_slice, kept[-1].sha256 if kept else None, config=lineage.config,
-                                      shard=shard_plan.shard, store=store, generation=generation)
-            shards[shard_plan.shard] = kept + tuple(retrained)
-    return replace(lineage, placements=placements, shards=tuple(shards), generation=generation)
+    for shard, checkpoints in retrained.items():
+        shards[shard] = tuple(checkpoints)
+    return replace(lineage, placements=remaining_placements(lineage, plan), shards=tuple(shards),
+                   generation=lineage.generation + 1)
+
+
+def checkpoint_from_dict(data: dict) -> SliceCheckpoint:
+    return SliceCheckpoint(**{**data, "trained_record_ids": tuple(data["trained_record_ids"])})
 
 
 def served_manifest(lineage: SisaLineage) -> dict:

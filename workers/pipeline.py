@@ -9,6 +9,7 @@ that transaction commits, so a worker never reads a row that was rolled back:
     job failed ────────> the model's next queued job
     audit finished ────> issue_certificate, for each request whose audits are all done
     job or audit re-queued (lost worker, operator) ──> run_unlearning_job / run_audit
+    exact deletion fanned out ──> run_job_part for each part (SISA shard), then join_job_parts (a chord)
     checkpoint registration requested (API) ──> register_checkpoint
 
 Tasks are sent by name: the web process enqueues work without importing workers.tasks (which
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from celery import chord
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -28,7 +30,7 @@ from audits.signals import audit_finished, audit_queued
 from compliance.signals import request_approved
 from config.celery import app
 from unlearning.selectors import next_queued_job
-from unlearning.signals import job_finished, job_queued, registration_queued
+from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
 
 TASKS_MODULE = "workers.tasks"
 
@@ -79,3 +81,12 @@ def certify_when_audited(sender, run_id: int, **_) -> None:
 @receiver(registration_queued, dispatch_uid="pipeline.load_registered_checkpoint")
 def load_registered_checkpoint(sender, registration_id: int, **_) -> None:
     enqueue("register_checkpoint", registration_id)
+
+
+@receiver(job_fanned_out, dispatch_uid="pipeline.retrain_parts_then_join")
+def retrain_parts_then_join(sender, job_id: int, attempt: int, parts: list[int], **_) -> None:
+    """One task per part on the gpu queue, as many at once as there are GPU workers; the join runs
+    once all have returned (a chord: its counter lives in the result backend)."""
+    header = [app.signature(f"{TASKS_MODULE}.run_job_part", (job_id, attempt, part)) for part in parts]
+    join = app.signature(f"{TASKS_MODULE}.join_job_parts", (job_id, attempt))
+    transaction.on_commit(lambda: chord(header)(join))

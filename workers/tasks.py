@@ -38,6 +38,28 @@ def run_unlearning_job(job_id: int) -> None:
                   unlearning_runner.run_claimed_job, job_id, "unlearning job")
 
 
+@shared_task(ignore_result=False)  # a chord's header: the join waits for every part's result
+def run_job_part(job_id: int, attempt: int, part: int) -> int:
+    job_while_claimed(job_id, attempt, lambda job: unlearning_runner.run_job_part(job, part), f"part {part} of")
+    return part
+
+
+@shared_task
+def join_job_parts(_parts: list[int], job_id: int, attempt: int) -> None:
+    job_while_claimed(job_id, attempt, unlearning_runner.join_job_parts, "the join of")
+
+
+def job_while_claimed(job_id: int, attempt: int, work, what: str) -> None:
+    """Work on a fanned-out job while its claim (`attempt`) is current, heartbeating it: a job whose
+    claim went stale and was taken again is left to its new attempt's tasks."""
+    job = unlearning_services.current_claim(job_id, attempt).select_related("asset", "base_version").first()
+    if job is None:
+        log.info("%s unlearning job %s: attempt %s is no longer the job's claim", what, job_id, attempt)
+        return
+    with heartbeat(lambda: unlearning_services.record_heartbeat(job_id, attempt), f"{what} unlearning job {job_id}"):
+        work(job)
+
+
 @shared_task
 def run_audit(job_id: int) -> None:
     claim_and_run(audit_services.claim_audit, audit_services.record_heartbeat, audit_runner.run_claimed_audit, job_id,

@@ -115,9 +115,47 @@ class DeletionPlanOutput(serializers.Serializer):
                                                            "records per slice, estimated optimizer steps and seconds")
 
 
+class ForgetMaterialOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="document (its text; the file itself is not kept) or qa")
+    name = serializers.CharField(help_text="the document's file name")
+    size = serializers.IntegerField(help_text="bytes uploaded")
+    sha256 = serializers.CharField()
+    question = serializers.CharField()
+    answer = serializers.CharField()
+    text = serializers.CharField(help_text="a document's text")
+
+
+class NearMatchOutput(serializers.Serializer):
+    record_id = serializers.CharField()
+    kind = serializers.CharField()
+    owner_key = serializers.CharField(help_text="the record's owner in the lineage (empty: about no one)")
+    matched = serializers.CharField(help_text="what its text contains: the subject's e-mail or name")
+    snippet = serializers.CharField()
+
+
+class ForgetReviewOutput(serializers.Serializer):
+    model = serializers.CharField()
+    linked_records = serializers.ListField(child=serializers.DictField(), help_text=(
+        "record_id and kind of the subject's records through lineage: forgotten on approval"))
+    near_matches = NearMatchOutput(many=True, help_text=(
+        "other records whose text names the subject: forgotten only if confirmed in include_records"))
+    near_matches_total = serializers.IntegerField()
+
+
 class RequestDetailOutput(RequestOutput):
     deletion_plans = serializers.SerializerMethodField(
         help_text="until the request is scheduled: what removing the subject from each model will do and cost")
+    forget_material = ForgetMaterialOutput(many=True, source="materials.all",
+                                           help_text="what the owner handed in for the models to forget")
+    forget_review = serializers.SerializerMethodField(
+        help_text="until the request is scheduled, per model: the records linked to the subject and near matches")
+    confirmed_records = serializers.JSONField(help_text="per model, the records legal added at approval")
+    material_confirmed = serializers.BooleanField(help_text="whether the owner's material is forgotten too")
+
+    @extend_schema_field(ForgetReviewOutput(many=True))
+    def get_forget_review(self, request) -> list:
+        return ForgetReviewOutput(selectors.pending_forget_review(request), many=True).data
     jobs = JobOutput(many=True, source="jobs.all")
     audits = serializers.SerializerMethodField()
     certificate = serializers.SerializerMethodField()
@@ -166,7 +204,19 @@ class RequestDetailApi(APIView):
 
 class ApproveRequestApi(APIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ApproveRequestInput"  # one schema component per input, not one "Input" for all
+
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+        include_records = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField(max_length=120), max_length=10_000),
+            required=False, default=dict,
+            help_text="per model name, training records to forget beyond those linked to the subject (from "
+                      "forget_review's near matches)")
+        forget_material = serializers.BooleanField(
+            required=False, default=False,
+            help_text="also forget what the owner handed in (forget_material): approximate methods take it as "
+                      "forget texts")
 
     @extend_schema(request=Input, responses=RequestDetailOutput)
     def post(self, request, request_id):
@@ -178,6 +228,9 @@ class ApproveRequestApi(APIView):
 
 class DenyRequestApi(APIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "DenyRequestInput"
+
         reason = serializers.CharField(max_length=4000)
         ground = serializers.ChoiceField(choices=DenialGround.choices, required=False, default="")
 

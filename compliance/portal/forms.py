@@ -1,6 +1,34 @@
 from django import forms
+from django.conf import settings
 
+from compliance import materials
 from compliance.models import Jurisdiction
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class DocumentsField(forms.FileField):
+    """Several files in one input; each is read and checked by compliance.materials."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ",".join((materials.PDF_SUFFIX,
+                                                                                  *materials.TEXT_SUFFIXES))}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = [f for f in (data if isinstance(data, (list, tuple)) else [data]) if f]
+        if len(files) > settings.REQUEST_DOCUMENTS_MAX:
+            raise forms.ValidationError(f"At most {settings.REQUEST_DOCUMENTS_MAX} documents.")
+        for uploaded in files:  # before reading it: a huge upload is refused by its size
+            if uploaded.size > settings.REQUEST_DOCUMENT_MAX_BYTES:
+                raise forms.ValidationError(f"{uploaded.name} is larger than "
+                                            f"{settings.REQUEST_DOCUMENT_MAX_BYTES / 2**20:.0f} MiB.")
+        try:
+            return materials.read_documents([(uploaded.name, uploaded.read()) for uploaded in files])
+        except materials.MaterialRejected as error:
+            raise forms.ValidationError(error.detail) from None
 
 
 class RemovalRequestForm(forms.Form):
@@ -10,8 +38,22 @@ class RemovalRequestForm(forms.Form):
         label="What should our models forget about you?", widget=forms.Textarea(attrs={"rows": 4}), max_length=5000,
         help_text="For example: my biography, my employer, my contact details.",
     )
+    documents = DocumentsField(
+        label="Documents about you (optional)", required=False,
+        help_text="Texts you know or suspect our models learned from, e.g. a profile or an old post: PDF or text "
+                  "files, up to 5, 2 MiB each. Our reviewers read them; only their text is kept.")
+    qa_pairs = forms.CharField(
+        label="Questions a model should no longer answer about you (optional)", required=False, max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Where does Jane Doe work? | Acme Ltd"}),
+        help_text="One per line: the question, a | sign, then the answer you do not want it to give.")
     jurisdiction = forms.ChoiceField(label="Law you rely on", choices=Jurisdiction.choices, initial=Jurisdiction.GDPR)
     confirm = forms.BooleanField(label="I confirm that this request is about me.")
+
+    def clean_qa_pairs(self):
+        try:
+            return materials.parse_qa_pairs(self.cleaned_data["qa_pairs"])
+        except materials.MaterialRejected as error:
+            raise forms.ValidationError(error.detail) from None
 
 
 class CodeForm(forms.Form):

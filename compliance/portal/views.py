@@ -68,11 +68,12 @@ def _owned(http_request, request_id) -> RemovalRequest:
 
 @require_http_methods(["GET", "POST"])
 def home(http_request):
-    form = RemovalRequestForm(http_request.POST or None)
+    form = RemovalRequestForm(http_request.POST or None, http_request.FILES or None)
     if http_request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         request = services.submit_request(full_name=data["full_name"], email=data["email"],
-                                          description=data["description"], jurisdiction=data["jurisdiction"])
+                                          description=data["description"], jurisdiction=data["jurisdiction"],
+                                          documents=data["documents"], qa_pairs=data["qa_pairs"])
         return redirect("portal-verify", request_id=request.pk)
     return render(http_request, "portal/home.html", {"form": form})
 

@@ -26,10 +26,12 @@ PIPELINE_TIMEOUT_SECONDS = 600
 
 
 @contextmanager
-def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool = False) -> Iterator[Path]:
+def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool = False,
+                  processes: int = 1) -> Iterator[Path]:
     """A real `celery worker` process over Redis, on the test database, with its own data folder
-    (`env`: more settings for it; `beat`: Celery beat embedded, for the periodic sweep). Yields the
-    path of its log."""
+    (`env`: more settings for it; `beat`: Celery beat embedded, for the periodic sweep; `processes`:
+    that many worker processes, each of concurrency one, sharing the data folder like machines
+    sharing a model store). Yields the path of their log."""
     if connection.vendor != "postgresql":
         pytest.skip("the integration tests run on PostgreSQL (make test sets DATABASE_URL)")
     from config.celery import app
@@ -48,19 +50,22 @@ def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool 
     log_path = tmp_path / "worker.log"
     beat_options = ["--beat", "--schedule", str(tmp_path / "celerybeat-schedule")] if beat else []
     with open(log_path, "w") as log:
-        process = subprocess.Popen(
+        workers = [subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,cpu", "--concurrency", "1",
-             "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"pytest-{os.getpid()}@%h", *beat_options],
+             "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"pytest-{os.getpid()}-{number}@%h",
+             *(beat_options if number == 0 else [])],
             cwd=settings.BASE_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT,
-        )
+        ) for number in range(processes)]
     try:
         deadline = time.monotonic() + 300  # a hang guard: on two busy cores the worker once took 120 s to start
-        while not app.control.ping(timeout=1):
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        while len(app.control.ping(timeout=1)) < processes:
+            assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, log_path.read_text()
         yield log_path
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(timeout=60)
         app.conf.update(task_always_eager=True, broker_url="memory://")
 
 

@@ -17,7 +17,7 @@ workers execute them with.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,6 +107,19 @@ class Regime(Protocol):
         ...
 
     def execute(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion: ...
+
+    def parts(self, plan: Plan) -> list[int]:
+        """The pieces of an exact deletion that may run on several workers at once (SISA: the
+        affected shards), each by `execute_part`, then `join`ed into the same Deletion `execute`
+        makes. Empty: `execute` runs it whole, and the regime needs neither of the two."""
+        ...
+
+    def execute_part(self, model: ModelState, record_ids: Sequence[str], part: int, bench: Workbench) -> dict:
+        """One piece, stored; what `join` needs of it, as JSON."""
+        ...
+
+    def join(self, model: ModelState, record_ids: Sequence[str], done: Mapping[int, dict], bench: Workbench) -> Deletion:
+        ...
 
     def reference(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion: ...
 

@@ -61,6 +61,9 @@ class PlainRegime:
     def execute(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion:
         raise ValueError("a plain model has no exact deletion: its jobs run an approximate method")
 
+    def parts(self, plan) -> list[int]:
+        return []  # nothing to spread over workers: one job, one worker
+
     def reference(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion:
         """The whole model retrained by the original's recipe and tokenizer without every record
         removed so far."""

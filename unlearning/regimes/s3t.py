@@ -45,6 +45,9 @@ class S3TRegime:
         sha256, path = s3t.export_served_model(after, bench.store)
         return Deletion(plan, after, sha256, path, after.deletions[-1].training_steps)
 
+    def parts(self, plan) -> list[int]:
+        return []  # nothing to spread over workers: one job, one worker
+
     def reference(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion:
         lineage = model.lineage
         plan = self.plan(model, record_ids)

@@ -5,10 +5,12 @@ models and tabular models alike: the lineage names the learner that retrains it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 
 from unlearning import sisa
 from unlearning.regimes import Deletion, ModelState, Trained, Workbench, register
+from unlearning.store import verified_folder
 
 
 class SisaRegime:
@@ -39,6 +41,30 @@ class SisaRegime:
 
     def reference(self, model: ModelState, record_ids: Sequence[str], bench: Workbench) -> Deletion:
         return self._retrain(model, record_ids, bench, from_scratch=True)
+
+    def parts(self, plan: sisa.DeletionPlan) -> list[int]:
+        return [s.shard for s in plan.shards]
+
+    def execute_part(self, model: ModelState, record_ids: Sequence[str], part: int, bench: Workbench) -> dict:
+        """One affected shard retrained (on whichever worker took it): its checkpoints, stored."""
+        lineage = model.lineage
+        learner = bench.learners.sisa(lineage.config, lineage.learner)
+        checkpoints = sisa.retrain_shard(lineage, self.plan(model, record_ids), part, bench.records, learner,
+                                         bench.store)
+        return {"checkpoints": [asdict(c) for c in checkpoints]}
+
+    def join(self, model: ModelState, record_ids: Sequence[str], done: Mapping[int, dict], bench: Workbench) -> Deletion:
+        """The shards retrained by `execute_part` (on any workers), put together and exported: the
+        same lineage and served model `execute` gives."""
+        plan = self.plan(model, record_ids)
+        after = sisa.assemble_deletion(model.lineage, plan, {
+            int(shard): tuple(sisa.checkpoint_from_dict(c) for c in result["checkpoints"])
+            for shard, result in done.items()})
+        for shard in done:  # written by other workers: served only as the lineage names them
+            final = after.shards[int(shard)][-1]
+            verified_folder(bench.store / final.path, final.sha256)
+        sha256, path = sisa.export_served_model(after, bench.store, bench.learners.tokenizer)
+        return Deletion(plan, after, sha256, path, after.steps_of_last_generation())
 
     def _retrain(self, model: ModelState, record_ids: Sequence[str], bench: Workbench, *, from_scratch: bool) -> Deletion:
         """Retrain the affected shards: resumed from the planned checkpoints, or `from_scratch`
