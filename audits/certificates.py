@@ -95,7 +95,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
             compared_with_holdout=run.comparison == Comparison.HOLDOUT,
-            executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job),
+            executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job, request),
         ))
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [
@@ -127,15 +127,16 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
     )
 
 
-def owner_material(job) -> str:
-    """What became of the material the owners handed in, where the reviewer confirmed it."""
-    if not job.requests.filter(material_confirmed=True).exists():
+def owner_material(job, request) -> str:
+    """What became of the material this request's owner handed in, where the reviewer confirmed it
+    (a job batching several requests says nothing of the others')."""
+    if not request.material_confirmed:
         return ""
     if job.outcome.get("method_kind") == "exact":
         return ("Confirmed by the reviewer, not used: an exact deletion removes training records, and the owner's "
                 "documents and questions are not among them.")
-    return (f"{job.outcome.get('owner_material_texts', 0)} texts the owner handed in (documents, question/answer "
-            "pairs), confirmed by the reviewer, were forgotten with the training records.")
+    return (f"The {request.materials.count()} items the owner handed in (documents, question/answer pairs), confirmed "
+            "by the reviewer, were forgotten with the training records.")
 
 
 def membership_row(result, label: str) -> list[str]:

@@ -50,25 +50,31 @@ def read_document(name: str, data: bytes) -> Document:
             raise MaterialRejected(f"{name} is not text")
     else:
         raise MaterialRejected(f"{name}: send a PDF or a text file ({', '.join(TEXT_SUFFIXES)})")
+    text = text.replace("\x00", "")[:TEXT_KEPT]  # PostgreSQL stores no NUL (a PDF's text may hold one)
     if not text.strip():
         raise MaterialRejected(f"{name} holds no text we can read" + (" (a scan? send its text instead)"
                                                                        if suffix == PDF_SUFFIX else ""))
     return Document(name, text.strip(), hashlib.sha256(data).hexdigest(), len(data))
 
 
+PDF_PAGES_READ = 200
+TEXT_KEPT = 200_000  # characters of one document
+
+
 def pdf_text(name: str, data: bytes) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     if not data.startswith(b"%PDF-"):
         raise MaterialRejected(f"{name} is not a PDF")
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise MaterialRejected(f"{name} is encrypted: send it without a password")
-        return "\n".join(page.extract_text() or "" for page in reader.pages)
-    except (PdfReadError, ValueError, KeyError, TypeError):
+        encrypted = reader.is_encrypted
+        text = "" if encrypted else "\n".join(page.extract_text() or "" for page in reader.pages[:PDF_PAGES_READ])
+    except Exception:  # pypdf raises many kinds on hostile or broken files: none may reach the owner
         raise MaterialRejected(f"{name} is a damaged PDF") from None
+    if encrypted:
+        raise MaterialRejected(f"{name} is encrypted: send it without a password")
+    return text
 
 
 def read_documents(files: list[tuple[str, bytes]]) -> list[Document]:

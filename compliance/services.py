@@ -119,8 +119,8 @@ def submit_request(*, full_name: str, email: str, description: str, jurisdiction
     auditlog.append(actor=OWNER, action="request.submitted", obj=request, data={
         "reference": request.reference, "subject": auditlog.subject_ref(request.email),
         "jurisdiction": jurisdiction, "due_at": request.due_at.isoformat(),
-        # Hashes, not content: the log holds no personal data.
-        **({"material_sha256": [m.sha256 for m in materials]} if materials else {}),
+        # Counts only: even a hash of a short question and answer could be guessed back.
+        **({"documents": len(documents), "qa_pairs": len(qa_pairs)} if materials else {}),
     })
     _issue_identity_code(request)
     return request

@@ -128,7 +128,13 @@ CELERY_TASK_ROUTES = {f"workers.tasks.{name}": {"queue": "gpu"}
                       for name in ("run_unlearning_job", "run_job_part", "join_job_parts", "run_audit")}
 # An exact deletion that retrains several SISA shards runs one task per shard (more GPU workers
 # finish it sooner) and joins them; needs workers and a result backend, so off in the embedded mode.
-EXACT_DELETION_FAN_OUT = envbool("EXACT_DELETION_FAN_OUT", bool(CELERY_RESULT_BACKEND) and not CELERY_TASK_ALWAYS_EAGER)
+# Off on SQLite as well: the shards' tasks record their results in the job's row at once, which
+# needs row locks SQLite does not have.
+EXACT_DELETION_FAN_OUT = envbool("EXACT_DELETION_FAN_OUT", bool(CELERY_RESULT_BACKEND) and not CELERY_TASK_ALWAYS_EAGER
+                                 and "sqlite" not in DATABASES["default"]["ENGINE"])
+# A fanned-out job's shard tasks may wait in the gpu queue behind other jobs, sending no heartbeat:
+# its claim is not taken for lost before this long after the last shard started or finished.
+JOB_PARTS_WAIT_SECONDS = envint("JOB_PARTS_WAIT_SECONDS", CELERY_TASK_TIME_LIMIT)
 # Claims that recover: a worker records a heartbeat on its job or audit run every
 # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_AFTER_SECONDS (or running past the hard time
 # limit) lost its worker, and is claimed again by the next delivery or re-queued by the sweep

@@ -192,3 +192,68 @@ def test_what_only_a_worker_can_check_rejects_the_registration_with_its_reason(
     assert registration["status"] == "rejected" and reason in registration["error"], registration["error"]
     assert not ModelAsset.objects.exists() and incoming(store) == []
     assert AuditEvent.objects.filter(action="model.registration_rejected").exists()
+
+
+def test_a_registration_whose_worker_was_lost_is_queued_again_by_the_sweep(
+        llama_checkpoint, store, operator_api, settings, tmp_path, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from unlearning import services as unlearning_services
+
+    folder, manifest, holdout = llama_checkpoint
+    with django_capture_on_commit_callbacks(execute=False):  # the task never reaches a worker
+        response = post_registration(operator_api, "lost", manifest, holdout, checkpoint=archived(folder, tmp_path))
+    registration = ModelRegistration.objects.get()
+    assert unlearning_services.claim_registration(registration.pk).status == "running"  # a worker took it...
+    ModelRegistration.objects.update(heartbeat_at=timezone.now() - timedelta(hours=1))  # ...and died
+    assert unlearning_services.claim_registration(registration.pk) is not None  # a redelivery may take it over
+    ModelRegistration.objects.update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        assert unlearning_services.sweep_stale_registrations() == {"requeued": [registration.pk], "failed": []}
+    registration = operator_api.get(response["Location"]).json()
+    assert registration["status"] == "registered" and incoming(store) == []
+    actions = list(AuditEvent.objects.filter(object_type="unlearning.ModelRegistration").values_list("action", flat=True))
+    assert actions == ["model.registration_requested", "model.registration_started", "model.registration_started",
+                       "model.registration_requeued", "model.registration_started"]
+
+
+def test_an_import_folder_linking_outside_it_is_rejected(llama_checkpoint, store, operator_api, settings, tmp_path,
+                                                         django_capture_on_commit_callbacks):
+    folder, manifest, holdout = llama_checkpoint
+    settings.MODEL_IMPORT_DIR = store / "import"
+    linked = settings.MODEL_IMPORT_DIR / "llama"
+    shutil.copytree(folder, linked)
+    secret = tmp_path / "signing-key.pem"
+    secret.write_text("not for the store")
+    (linked / "extra.pem").symlink_to(secret)
+    with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
+        response = post_registration(operator_api, "linked", manifest, holdout, checkpoint_path="llama")
+    registration = operator_api.get(response["Location"]).json()
+    assert registration["status"] == "rejected" and "extra.pem links outside the import folder" in registration["error"]
+    assert not ModelAsset.objects.exists()
+
+
+def test_a_manifest_field_of_the_wrong_type_is_a_400(llama_checkpoint, store, operator_api, tmp_path):
+    folder, manifest, holdout = llama_checkpoint
+    records = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
+    typed = tmp_path / "typed.jsonl"
+    typed.write_text("\n".join(json.dumps({**r, "owner_key": 42} if i == 2 else r) for i, r in enumerate(records)))
+    refused = post_registration(operator_api, "x", typed, holdout, checkpoint=archived(folder, tmp_path))
+    assert refused.status_code == 400 and "owner_key is int, not text" in refused.json()["detail"]
+
+
+def test_one_user_holds_one_scope(operator_api, legal_user, legal_api):
+    from django.contrib.auth.models import User
+    from django.core.management import CommandError, call_command
+    from rest_framework.test import APIClient
+
+    with pytest.raises(CommandError, match="already holds the legal scope"):
+        call_command("create_api_user", legal_user.username, scope="ml-operator")
+    operator = User.objects.get(username="operator-test")
+    operator.is_staff = True  # staff as such drive requests, but not an operator's token
+    operator.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {operator.auth_token.key}")
+    assert client.get("/api/v1/requests/").status_code == 403

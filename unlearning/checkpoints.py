@@ -5,6 +5,7 @@ the content-addressed store as it is, its SHA-256 pinned. Pure ML code (transfor
 
 from __future__ import annotations
 
+import os
 import shutil
 import tarfile
 import tempfile
@@ -91,6 +92,17 @@ def checkpoint_folder(source: Path, max_bytes: int) -> Iterator[Path]:
             raise CheckpointRejected("the archive holds no config.json, at its top or in its one folder: archive the "
                                      "folder save_pretrained wrote")
         yield top
+
+
+def refuse_links_outside(folder: Path, root: Path) -> None:
+    """A folder named over the API lies under the import folder, and so must everything its links
+    point at: copying follows links, and would take whatever the worker can read into the store."""
+    root = Path(root).resolve()
+    for directory, subdirectories, files in os.walk(folder):
+        for name in subdirectories + files:
+            path = Path(directory) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise CheckpointRejected(f"{path.relative_to(folder)} links outside the import folder: refused")
 
 
 def unpack(archive: Path, into: Path, max_bytes: int) -> None:

@@ -23,6 +23,7 @@ from unlearning.models import ModelAsset, ModelRegistration, RegistrationStatus,
 
 RECORD_ID_LENGTH = TrainingRecord._meta.get_field("record_id").max_length
 KIND_LENGTH = TrainingRecord._meta.get_field("kind").max_length
+OWNER_KEY_LENGTH = TrainingRecord._meta.get_field("owner_key").max_length
 NAME_LENGTH = ModelAsset._meta.get_field("name").max_length
 INCOMING = "incoming"  # the model store's folder of uploads waiting for a worker
 
@@ -43,10 +44,17 @@ def read_records(path: Path | str, kind: str = "text", label: str | None = None)
         raise IntakeRejected(f"{label}: {str(error).replace(str(path), label)}") from None
     if not records:
         raise IntakeRejected(f"{label}: no records")
+    text_fields = ("record_id", "owner_key", "kind", "text", "question", "answer")
+    if mistyped := next(((r, f) for r in records for f in text_fields if f in r and r[f] is not None
+                         and not isinstance(r[f], str)), None):
+        record, field = mistyped
+        raise IntakeRejected(f"{label}: record {str(record.get('record_id'))[:40]}: {field} is "
+                             f"{type(record[field]).__name__}, not text")
     if wrong := next((r for r in records if (r["kind"] == "row") != (kind == "row")), None):
         use = "train_tabular_model" if kind == "text" else "train_governed_model"
         raise IntakeRejected(f"{label}: record {wrong['record_id']} is of kind {wrong['kind']!r}: use {use} for it")
-    if unreachable := next((r for r in records if r.get("owner_key") and not is_request_email(r["owner_key"])), None):
+    if unreachable := next((r for r in records if r.get("owner_key") and not is_request_email(r["owner_key"])
+                            or len(r.get("owner_key") or "") > OWNER_KEY_LENGTH), None):
         raise IntakeRejected(f"{label}: record {unreachable['record_id']}: owner_key {unreachable['owner_key']!r} is "
                              "not an e-mail address in lower case, so no removal request could ever name it")
     return records

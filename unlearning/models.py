@@ -111,6 +111,8 @@ class UnlearningJob(models.Model):
     # part, its attempts, worker and stored result, for the plan named by "key". A part once done is
     # not redone, by a redelivered task or by the job's next attempt.
     parts = models.JSONField(default=dict, blank=True)
+    # While fanned out: until when the claim waits for parts still queued without a heartbeat.
+    parts_deadline = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -153,6 +155,7 @@ class ModelRegistration(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # as a job's: a silent one lost its worker
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

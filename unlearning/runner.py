@@ -12,12 +12,13 @@ from pathlib import Path
 from django.conf import settings
 
 from unlearning import intake, services
-from unlearning.checkpoints import CheckpointRejected, checkpoint_folder, import_checkpoint
+from unlearning.checkpoints import CheckpointRejected, checkpoint_folder, import_checkpoint, refuse_links_outside
 from unlearning.learners import learners_for
 from unlearning.loading import load_checkpoint
 from unlearning.lm import mean_text_loss
 from unlearning.manifest import read_manifest
 from unlearning.methods import UnlearningData, get_method
+from unlearning.models import RegistrationStatus
 from unlearning.regimes import Workbench
 from unlearning.selectors import (
     confirmed_material_texts, earlier_jobs_that_removed, model_state, regime, version_lineage,
@@ -43,23 +44,30 @@ def run_claimed_job(job) -> None:
 def run_claimed_registration(registration) -> None:
     """Load the checkpoint of a registration this worker claimed (unlearning.services.claim_registration),
     copy it into the store and put it under governance; or reject it with the line that says why.
-    An uploaded archive is removed once the registration has ended either way."""
-    source = Path(registration.checkpoint_source)
+    An uploaded archive is removed once the registration has ended, either way."""
+    source, attempt = Path(registration.checkpoint_source), registration.attempts
     try:
         with checkpoint_folder(source, settings.CHECKPOINT_UPLOAD_MAX_BYTES) as folder:
+            if source.is_dir():  # a folder an operator placed in the import folder over the API
+                refuse_links_outside(folder, settings.MODEL_IMPORT_DIR)
             imported = import_checkpoint(folder, settings.MODEL_STORE_DIR)
+        services.complete_registration(registration_id=registration.pk, attempt=attempt, sha256=imported.sha256,
+                                       path=imported.path, architecture=imported.architecture,
+                                       chat_question_template=imported.chat_question_template)
     except CheckpointRejected as rejected:
-        services.reject_registration(registration_id=registration.pk, reason=str(rejected))
+        services.reject_registration(registration_id=registration.pk, attempt=attempt, reason=str(rejected))
     except Exception as exc:
         log.exception("registration %s failed", registration.pk)
-        services.reject_registration(registration_id=registration.pk,
+        services.reject_registration(registration_id=registration.pk, attempt=attempt,
                                      reason=f"the checkpoint could not be registered: {type(exc).__name__}: {exc}")
-    else:
-        services.complete_registration(registration_id=registration.pk, sha256=imported.sha256, path=imported.path,
-                                       architecture=imported.architecture,
-                                       chat_question_template=imported.chat_question_template)
-    if source.is_file() and source.is_relative_to(Path(settings.MODEL_STORE_DIR) / intake.INCOMING):
-        source.unlink(missing_ok=True)
+    finally:
+        registration.refresh_from_db(fields=["status"])
+        if registration.status not in RegistrationStatus.UNDER_WAY and is_upload(source):
+            source.unlink(missing_ok=True)
+
+
+def is_upload(source: Path) -> bool:
+    return source.is_file() and source.is_relative_to(Path(settings.MODEL_STORE_DIR) / intake.INCOMING)
 
 
 def unlearn_approximately(job) -> None:

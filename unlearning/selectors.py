@@ -223,8 +223,16 @@ def overdue_claim(now) -> Q:
     return Q(status=JobStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT))
 
 
+def stale_job_claim(now=None) -> Q:
+    """A job's stale claim: as stale_claim, except that a job waiting for its fanned-out parts (the
+    tasks of its shards may wait in the gpu queue behind other jobs, sending no heartbeat) is
+    given until its parts_deadline, which every part's start and finish moves on."""
+    now = now or timezone.now()
+    return stale_claim(now) & (Q(parts_deadline=None) | Q(parts_deadline__lt=now))
+
+
 def stale_jobs() -> list[int]:
-    return list(UnlearningJob.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True))
+    return list(UnlearningJob.objects.filter(stale_job_claim()).order_by("pk").values_list("pk", flat=True))
 
 
 def governed_models():
@@ -239,6 +247,10 @@ def governed_model(name: str) -> ModelAsset:
     if model is None:
         raise NotFound(f"no governed model is named {name}")
     return model
+
+
+def registration_of_source(source) -> ModelRegistration | None:
+    return ModelRegistration.objects.filter(checkpoint_source=str(source)).first()
 
 
 def registration_detail(registration_id) -> ModelRegistration:

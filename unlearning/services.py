@@ -31,7 +31,7 @@ from unlearning.models import (
     VersionRole,
 )
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
-from unlearning.selectors import assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_claim, stale_jobs
+from unlearning.selectors import assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_job_claim, stale_jobs
 from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
 from unlearning.store import save_lineage
 
@@ -111,27 +111,45 @@ def request_registration(*, name: str, checkpoint_source: Path, training: list[d
     return registration
 
 
-def claim_registration(registration_id: int) -> ModelRegistration | None:
-    """Take a queued registration for this worker (or one whose worker was lost: running for longer
-    than a task may); None when it is taken or finished. Loading and copying a checkpoint is safe to
-    repeat: the store is content-addressed."""
-    now = timezone.now()
-    lost = Q(status=RegistrationStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT))
-    claimable = ModelRegistration.objects.filter(Q(status=RegistrationStatus.QUEUED) | lost, pk=registration_id)
-    if not claimable.update(status=RegistrationStatus.RUNNING, started_at=now, attempts=F("attempts") + 1):
-        return None
-    return ModelRegistration.objects.get(pk=registration_id)
+def stale_registration(now=None) -> Q:
+    """A running registration whose worker stopped heartbeating: lost (killed, or past its time limit)."""
+    now = now or timezone.now()
+    return Q(status=RegistrationStatus.RUNNING,
+             heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS))
 
 
 @transaction.atomic
-def complete_registration(*, registration_id: int, sha256: str, path: Path, architecture: str,
+def claim_registration(registration_id: int) -> ModelRegistration | None:
+    """Take a queued registration for this worker, or one whose worker was lost, while attempts
+    remain; None when it is taken, finished or out of attempts. Loading and copying a checkpoint is
+    safe to repeat: the store is content-addressed."""
+    now = timezone.now()
+    claimable = ModelRegistration.objects.filter(Q(status=RegistrationStatus.QUEUED) | stale_registration(now),
+                                                 pk=registration_id, attempts__lt=settings.JOB_MAX_ATTEMPTS)
+    if not claimable.update(status=RegistrationStatus.RUNNING, started_at=now, heartbeat_at=now,
+                            attempts=F("attempts") + 1):
+        return None
+    registration = ModelRegistration.objects.get(pk=registration_id)
+    auditlog.append(actor=WORKER, action="model.registration_started", obj=registration,
+                    data={"name": registration.name, "attempt": registration.attempts, "worker": this_worker()})
+    return registration
+
+
+def record_registration_heartbeat(registration_id: int, attempt: int) -> None:
+    ModelRegistration.objects.filter(pk=registration_id, status=RegistrationStatus.RUNNING,
+                                     attempts=attempt).update(heartbeat_at=timezone.now())
+
+
+@transaction.atomic
+def complete_registration(*, registration_id: int, attempt: int, sha256: str, path: Path, architecture: str,
                           chat_question_template: str | None) -> ModelRegistration:
-    """The worker loaded and stored the checkpoint: govern it as an external model."""
+    """The worker loaded and stored the checkpoint: govern it as an external model (if the worker's
+    claim, `attempt`, is still the registration's)."""
     registration = ModelRegistration.objects.select_for_update().get(pk=registration_id)
-    if registration.status != RegistrationStatus.RUNNING:
+    if registration.status != RegistrationStatus.RUNNING or registration.attempts != attempt:
         return registration
     if ModelAsset.objects.filter(name=registration.name).exists():  # registered meanwhile, by the command line
-        return reject_registration(registration_id=registration_id,
+        return reject_registration(registration_id=registration_id, attempt=attempt,
                                    reason=f"a model named {registration.name} was registered meanwhile")
     registration.asset = register_model(
         name=registration.name, architecture=architecture, training_recipe={}, checkpoint_sha256=sha256,
@@ -145,9 +163,10 @@ def complete_registration(*, registration_id: int, sha256: str, path: Path, arch
 
 
 @transaction.atomic
-def reject_registration(*, registration_id: int, reason: str) -> ModelRegistration:
+def reject_registration(*, registration_id: int, reason: str, attempt: int | None = None) -> ModelRegistration:
+    """The checkpoint cannot be governed: one line says why. A worker passes its claim (`attempt`)."""
     registration = ModelRegistration.objects.select_for_update().get(pk=registration_id)
-    if registration.status not in RegistrationStatus.UNDER_WAY:
+    if registration.status not in RegistrationStatus.UNDER_WAY or attempt not in (None, registration.attempts):
         return registration
     registration.status, registration.error, registration.finished_at = (
         RegistrationStatus.REJECTED, reason[:4000], timezone.now())
@@ -155,6 +174,29 @@ def reject_registration(*, registration_id: int, reason: str) -> ModelRegistrati
     auditlog.append(actor=WORKER, action="model.registration_rejected", obj=registration,
                     data={"name": registration.name, "reason": reason[:500]})
     return registration
+
+
+def sweep_stale_registrations() -> dict[str, list[int]]:
+    """Registrations whose worker was lost: queued again while attempts remain, rejected after."""
+    stale = ModelRegistration.objects.filter(stale_registration()).order_by("pk").values_list("pk", flat=True)
+    return sweep_each(list(stale), sweep_stale_registration, "model registration")
+
+
+@transaction.atomic
+def sweep_stale_registration(registration_id: int) -> str | None:
+    registration = ModelRegistration.objects.select_for_update().filter(stale_registration(), pk=registration_id).first()
+    if registration is None:
+        return None
+    lost = (f"WorkerLost: attempt {registration.attempts} of {settings.JOB_MAX_ATTEMPTS}: no heartbeat since "
+            f"{moment(registration.heartbeat_at)}")
+    if registration.attempts >= settings.JOB_MAX_ATTEMPTS:
+        reject_registration(registration_id=registration.pk, reason=f"{lost}; no attempt is left")
+        return "failed"
+    registration.status = RegistrationStatus.QUEUED
+    registration.save(update_fields=["status"])
+    auditlog.append(actor=WORKER, action="model.registration_requeued", obj=registration, data={"reason": lost})
+    registration_queued.send(sender=ModelRegistration, registration_id=registration.pk)
+    return "requeued"
 
 
 @transaction.atomic
@@ -198,7 +240,7 @@ def claim_job(job_id: int) -> UnlearningJob | None:
     attempts, or another job of the same model is running (that job starts this one when it ends).
 
     A job is claimable when queued, or when running with a stale claim (its worker stopped
-    heartbeating: unlearning.selectors.stale_claim); each claim counts an attempt, and a stale job
+    heartbeating: unlearning.selectors.stale_job_claim); each claim counts an attempt, and a stale job
     out of attempts fails with the reason. The claim is a conditional UPDATE: of two deliveries of
     the same task, exactly one changes a row. The forget set and the base version are frozen at the
     claim, in the same transaction. Jobs of one model run one at a time, because each builds on the
@@ -211,10 +253,10 @@ def claim_job(job_id: int) -> UnlearningJob | None:
         if asset_id is None or model_busy(asset_id, job_id):
             return None
         now = timezone.now()
-        claimable = Q(status=JobStatus.QUEUED) | stale_claim(now)
+        claimable = Q(status=JobStatus.QUEUED) | stale_job_claim(now)
         claimed = UnlearningJob.objects.filter(claimable, pk=job_id, attempts__lt=settings.JOB_MAX_ATTEMPTS).update(
             status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-            claimed_by=this_worker())
+            claimed_by=this_worker(), parts_deadline=None)
         if not claimed:
             fail_if_out_of_attempts(job_id)
             return None
@@ -244,7 +286,7 @@ def this_worker() -> str:
 
 def fail_if_out_of_attempts(job_id: int) -> None:
     """A job whose claim went stale with no attempt left fails, with the reason (call in a transaction)."""
-    job = UnlearningJob.objects.filter(stale_claim(), pk=job_id, attempts__gte=settings.JOB_MAX_ATTEMPTS).first()
+    job = UnlearningJob.objects.filter(stale_job_claim(), pk=job_id, attempts__gte=settings.JOB_MAX_ATTEMPTS).first()
     if job is not None:
         fail_job(job_id=job.pk, step="unlearning", error=f"{lost_worker(job)}; no attempt is left")
 
@@ -297,12 +339,19 @@ def fan_out_job(*, job_id: int, attempt: int, parts: list[int], key: str) -> boo
         job.parts = {"key": key, "parts": parts, "done": {}, "runs": {}}
     done = sorted(int(part) for part in job.parts["done"])
     job.progress_message = parts_progress(job.parts)
-    job.heartbeat_at = timezone.now()  # the parts' tasks heartbeat from here on
-    job.save(update_fields=["parts", "progress_message", "heartbeat_at"])
+    save_parts(job, "progress_message")
     auditlog.append(actor=WORKER, action="job.fanned_out", obj=job,
                     data={"attempt": attempt, "parts": parts, "already_done": done})
     job_fanned_out.send(sender=UnlearningJob, job_id=job.pk, attempt=attempt, parts=parts)
     return True
+
+
+def save_parts(job: UnlearningJob, *fields: str) -> None:
+    """Store the job's parts; each step of them is a sign of life, and the claim waits for the
+    parts still queued until parts_deadline (unlearning.selectors.stale_job_claim)."""
+    now = timezone.now()
+    job.heartbeat_at, job.parts_deadline = now, now + timedelta(seconds=settings.JOB_PARTS_WAIT_SECONDS)
+    job.save(update_fields=["parts", "heartbeat_at", "parts_deadline", *fields])
 
 
 def parts_progress(parts: dict) -> str:
@@ -318,8 +367,9 @@ def start_job_part(*, job_id: int, attempt: int, part: int) -> bool:
         return False
     run = job.parts["runs"].setdefault(str(part), {"attempts": 0})
     run.update(attempts=run["attempts"] + 1, worker=this_worker(), started_at=timezone.now().isoformat())
-    job.heartbeat_at = timezone.now()
-    job.save(update_fields=["parts", "heartbeat_at"])
+    save_parts(job)
+    auditlog.append(actor=WORKER, action="job.part_started", obj=job,
+                    data={"attempt": attempt, "part": part, "part_attempt": run["attempts"], "worker": run["worker"]})
     return True
 
 
@@ -331,8 +381,9 @@ def finish_job_part(*, job_id: int, attempt: int, part: int, result: dict) -> No
     job.parts["done"][str(part)] = result
     job.parts["runs"][str(part)]["finished_at"] = timezone.now().isoformat()
     job.progress = 0.95 * len(job.parts["done"]) / len(job.parts["parts"])
-    job.progress_message, job.heartbeat_at = parts_progress(job.parts), timezone.now()
-    job.save(update_fields=["parts", "progress", "progress_message", "heartbeat_at"])
+    job.progress_message = parts_progress(job.parts)
+    save_parts(job, "progress", "progress_message")
+    auditlog.append(actor=WORKER, action="job.part_finished", obj=job, data={"attempt": attempt, "part": part})
 
 
 @transaction.atomic
@@ -398,7 +449,7 @@ def requeue_job(*, job_id: int, reason: str, actor: str = WORKER) -> UnlearningJ
     job = UnlearningJob.objects.select_for_update().get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         raise TransitionNotAllowed(f"only a running job can be re-queued; job {job.pk} is {job.status}")
-    if not UnlearningJob.objects.filter(stale_claim(), pk=job.pk).exists():
+    if not UnlearningJob.objects.filter(stale_job_claim(), pk=job.pk).exists():
         raise TransitionNotAllowed(
             f"job {job.pk}'s worker ({job.claimed_by or 'unknown'}) sent a heartbeat at {moment(job.heartbeat_at)}: "
             f"it is working; it can be re-queued once it has been silent for {settings.JOB_STALE_AFTER_SECONDS} s, "
@@ -453,7 +504,7 @@ def sweep_each(ids: Iterable[int], sweep_one: Callable[[int], str | None], what:
 
 @transaction.atomic
 def sweep_stale_job(job_id: int) -> str | None:
-    job = UnlearningJob.objects.select_for_update().filter(stale_claim(), pk=job_id).first()
+    job = UnlearningJob.objects.select_for_update().filter(stale_job_claim(), pk=job_id).first()
     if job is None:
         return None  # it heartbeated or finished meanwhile
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:

@@ -68,11 +68,8 @@ def run_audit(job_id: int) -> None:
 
 @shared_task
 def register_checkpoint(registration_id: int) -> None:
-    registration = unlearning_services.claim_registration(registration_id)
-    if registration is None:
-        log.info("model registration %s is taken or finished", registration_id)
-        return
-    unlearning_runner.run_claimed_registration(registration)
+    claim_and_run(unlearning_services.claim_registration, unlearning_services.record_registration_heartbeat,
+                  unlearning_runner.run_claimed_registration, registration_id, "model registration")
 
 
 @shared_task
@@ -83,4 +80,5 @@ def issue_certificate(request_id: str) -> None:
 @shared_task
 def sweep_stale_work() -> dict:
     """Periodic (Celery beat): re-queue or fail jobs and audit runs whose worker was lost."""
-    return {"jobs": unlearning_services.sweep_stale_jobs(), "audits": audit_services.sweep_stale_audits()}
+    return {"jobs": unlearning_services.sweep_stale_jobs(), "audits": audit_services.sweep_stale_audits(),
+            "registrations": unlearning_services.sweep_stale_registrations()}

@@ -99,8 +99,10 @@ class ModelListApi(APIView):
                 name=fields["name"], checkpoint_source=source, training=training, holdout=holdout,
                 question_template=fields.get("question_template"), user=request.user)
         except Exception:
-            if "checkpoint" in fields:
-                source.unlink(missing_ok=True)  # nothing will come for the upload
+            # Nothing will come for the upload, unless the registration was stored before the error
+            # (the broker refusing the task after the commit): then the sweep or an operator retries it.
+            if "checkpoint" in fields and not unlearning_selectors.registration_of_source(source):
+                source.unlink(missing_ok=True)
             raise
         location = reverse("api-model-registration", args=[registration.pk])
         return Response(RegistrationOutput(registration).data, status=status.HTTP_202_ACCEPTED,

@@ -12,7 +12,9 @@ class IsLegalTeam(BasePermission):
 
     def has_permission(self, request, view):
         user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user.groups.filter(name=LEGAL_GROUP).exists()))
+        if not (user and user.is_authenticated) or in_group(user, ML_OPERATOR_GROUP):
+            return False  # an operator's token never drives requests, staff or not
+        return user.is_staff or in_group(user, LEGAL_GROUP)
 
 
 class IsMLOperator(BasePermission):
@@ -23,4 +25,9 @@ class IsMLOperator(BasePermission):
 
     def has_permission(self, request, view):
         user = request.user
-        return bool(user and user.is_authenticated and user.groups.filter(name=ML_OPERATOR_GROUP).exists())
+        return bool(user and user.is_authenticated and in_group(user, ML_OPERATOR_GROUP)
+                    and not in_group(user, LEGAL_GROUP))
+
+
+def in_group(user, name: str) -> bool:
+    return user.groups.filter(name=name).exists()

@@ -5,7 +5,7 @@ from compliance import materials
 from compliance.models import Jurisdiction
 
 
-class MultipleFileInput(forms.ClearableFileInput):
+class MultipleFileInput(forms.FileInput):
     allow_multiple_selected = True
 
 

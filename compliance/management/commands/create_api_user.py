@@ -1,6 +1,6 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
 from compliance.api.permissions import SCOPES
@@ -10,6 +10,8 @@ def ensure_api_user(username: str, scope: str = "legal"):
     """A user of the API's `scope` (legal: the request lifecycle; ml-operator: registering models)
     and its token; found again on a second call."""
     user, _ = get_user_model().objects.get_or_create(username=username)
+    if other := user.groups.filter(name__in=[g for s, g in SCOPES.items() if s != scope]).first():
+        raise CommandError(f"{username} already holds the {other.name} scope: one user, one scope")
     user.groups.add(Group.objects.get_or_create(name=SCOPES[scope])[0])
     token, _ = Token.objects.get_or_create(user=user)
     return user, token

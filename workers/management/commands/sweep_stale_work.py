@@ -1,10 +1,10 @@
-"""Re-queue (or, out of attempts, fail) jobs and audit runs whose worker was lost: what the Celery
+"""Re-queue (or, out of attempts, fail) jobs, audit runs and model registrations whose worker was lost: what the Celery
 beat schedule runs every JOB_SWEEP_SECONDS, for deployments without beat and for operators."""
 
 from django.core.management.base import BaseCommand
 
 from audits.services import sweep_stale_audits
-from unlearning.services import sweep_stale_jobs
+from unlearning.services import sweep_stale_jobs, sweep_stale_registrations
 
 
 class Command(BaseCommand):
@@ -12,5 +12,6 @@ class Command(BaseCommand):
             "fail them, with the reason, after JOB_MAX_ATTEMPTS.")
 
     def handle(self, *args, **options):
-        for kind, swept in (("jobs", sweep_stale_jobs()), ("audit runs", sweep_stale_audits())):
+        for kind, swept in (("jobs", sweep_stale_jobs()), ("audit runs", sweep_stale_audits()),
+                            ("model registrations", sweep_stale_registrations())):
             self.stdout.write(f"{kind}: re-queued {swept['requeued'] or 'none'}, failed {swept['failed'] or 'none'}")
