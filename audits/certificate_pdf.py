@@ -38,6 +38,7 @@ class ModelEvidence:
     outcome: str
     compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
     executed_plan: str = ""  # exact deletions: the deletion plan that was carried out, in one sentence
+    proven_by_identity: bool = False  # the verdict rests on identity with the reference (audits.verdicts.run_verdict)
     owner_material: str = ""  # what became of the material the owner handed in, when the reviewer confirmed it
 
     @property
@@ -93,6 +94,17 @@ class CertificateContent:
     @property
     def compared_with_holdout(self) -> bool:
         return any(model.compared_with_holdout for model in self.models)
+
+    @property
+    def proven_by_identity(self) -> list[str]:
+        return [model.name for model in self.models if model.proven_by_identity]
+
+
+IDENTITY_PROOF = (
+    "<b>Removal proven by identity</b> ({names}): the model after deletion has the same SHA-256 as a model "
+    "retrained from scratch without the subject's records, so it is that model, byte for byte, and holds nothing "
+    "learned from them. The verdict rests on this identity (policy rule: identity proves removal); the audits below "
+    "are measurements beside it: no test can tell two identical models apart, whatever its sample size.")
 
 
 TEXT_WIDTH = 170 * mm
@@ -203,6 +215,8 @@ def render_certificate(content: CertificateContent) -> bytes:
                                    textColor=_VERDICT_COLOURS.get(content.overall_verdict, colors.black))
     story += [
         Paragraph(f"Overall verdict: {content.overall_verdict}", verdict_style),
+        *([Paragraph(IDENTITY_PROOF.format(names=", ".join(content.proven_by_identity)), small)]
+          if content.proven_by_identity else []),
         Paragraph(
             f"Nature of the result: <b>{content.nature}</b>. " + (
                 "An exact method produced a model that could have been trained without the data."

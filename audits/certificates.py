@@ -15,7 +15,7 @@ from audits.figures import figures_of
 from audits.selectors import labelled_results
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
-from audits.verdicts import overall
+from audits.verdicts import PROVEN_BY_IDENTITY, overall
 from compliance.auditlog import subject_ref
 from unlearning.models import ModelKind
 
@@ -96,6 +96,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
             compared_with_holdout=run.comparison == Comparison.HOLDOUT,
             executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job, request),
+            proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY,
         ))
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [
@@ -118,7 +119,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         dates=[("Received", _date(request.received_at)), ("Identity verified", _date(request.identity_verified_at)),
                ("Approved", _date(request.decided_at)), ("Work completed", _date(timezone.now())),
                ("Statutory deadline", _date(request.due_at))],
-        models=models, audits=lines, overall_verdict=overall([line.verdict for line in lines]),
+        models=models, audits=lines, overall_verdict=overall([run.verdict for run in runs]),
         policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),

@@ -34,6 +34,9 @@ class AuditRun(models.Model):
     comparison = models.CharField(max_length=24, choices=Comparison.choices, default=Comparison.RETRAINED_REFERENCE)
     sample_sizes = models.JSONField(default=dict)
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
+    # What the verdict rests on (audits.verdicts.run_verdict): "identity" (the model after deletion
+    # is the retrained reference, byte for byte) or "audits".
+    verdict_basis = models.CharField(max_length=16, default="audits")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's

@@ -12,7 +12,7 @@ from django.conf import settings
 from audits import services
 from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets, row_audit_sets
-from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, overall
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, run_verdict
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
 from unlearning.manifest import forget_set_sha256, read_manifest
@@ -78,9 +78,12 @@ def run_claimed_audit(run) -> None:
         scores = score_models({role: lambda v=version: load_model(job.asset.kind, verify_pinned(v))
                                for role, version in versions.items()}, sets,
                               compare_with_never_trained=comparison == AGAINST_HOLDOUT)
-        judgements = judge(per_item_by_role(scores), VerdictPolicy.from_dict(run.policy), comparison)
+        policy = VerdictPolicy.from_dict(run.policy)
+        judgements = judge(per_item_by_role(scores), policy, comparison)
+        verdict, basis = run_verdict(judgements, policy, comparison, versions["unlearned"].sha256,
+                                     reference.sha256 if reference is not None else None)
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
-                                judgements=judgements, scores=scores, verdict=overall([j.verdict for j in judgements]))
+                                judgements=judgements, scores=scores, verdict=verdict, basis=basis)
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

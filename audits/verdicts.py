@@ -77,6 +77,11 @@ class VerdictPolicy:
     confidence: float = 0.95
     resamples: int = 1000
     seed: int = 0
+    # Removal proven by identity: a model after exact deletion with the SHA-256 of the reference
+    # retrained from scratch without the records is that reference, so the verdict is PASS on that
+    # ground and the audits are measurements beside it (they cannot tell two equal models apart).
+    # False in policies stored before the rule existed: their runs keep their meaning.
+    identity_proves_removal: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,7 +96,8 @@ def _forget(metric: str, audit: str, margin: float, label: str, min_samples: int
 
 
 CURRENT_POLICY = VerdictPolicy(
-    version="2026.11-full-suite",
+    version="2026.11-identity",
+    identity_proves_removal=True,
     rules=(
         _forget("forget_qa_accuracy", "knowledge_qa", 0.2, "Forget QA accuracy"),
         _forget("forget_qa_rouge_l", "knowledge_qa", 0.2, "Forget QA ROUGE-L F1"),
@@ -141,7 +147,8 @@ CURRENT_POLICY = VerdictPolicy(
 # rarely reaches the minimum sample sizes; batched requests, or subjects with several rows, do.
 _ROW_ATTACK = _forget("row_mia_loss_auc", "row_membership", 0.2, "MIA AUC, LOSS (soft vote)")
 CLASSIFIER_POLICY = VerdictPolicy(
-    version="2026.11-classifier",
+    version="2026.11-classifier-identity",
+    identity_proves_removal=True,
     rules=(
         _forget("forget_row_accuracy", "row_fit", 0.2, "Forgotten rows classified correctly"),
         _ROW_ATTACK,
@@ -150,7 +157,8 @@ CLASSIFIER_POLICY = VerdictPolicy(
     ),
 )
 REGRESSOR_POLICY = VerdictPolicy(
-    version="2026.11-regressor",
+    version="2026.11-regressor-identity",
+    identity_proves_removal=True,
     rules=(
         _forget("forget_row_relative_squared_error", "row_fit", 0.25, "Forgotten rows, squared error / target variance"),
         _ROW_ATTACK,
@@ -404,6 +412,19 @@ def judge(per_item: dict[str, dict[str, dict]], policy: VerdictPolicy = CURRENT_
     return [judge_metric(rule, {role: per_item.get(role, {}).get(rule.scores_metric, {}) for role in ROLES}, policy,
                          comparison)
             for rule in policy.rules]
+
+
+PROVEN_BY_IDENTITY, DECIDED_BY_AUDITS = "identity", "audits"
+
+
+def run_verdict(judgements: list[Judgement], policy: VerdictPolicy, comparison: str, unlearned_sha256: str,
+                reference_sha256: str | None) -> tuple[str, str]:
+    """A run's verdict and its ground: PASS proven by identity where the policy says so and the
+    model after deletion is the retrained reference byte for byte; else what the audits decide."""
+    if (policy.identity_proves_removal and comparison == AGAINST_REFERENCE
+            and reference_sha256 is not None and unlearned_sha256 == reference_sha256):
+        return PASS, PROVEN_BY_IDENTITY
+    return overall([judgement.verdict for judgement in judgements]), DECIDED_BY_AUDITS
 
 
 def overall(verdicts: list[str]) -> str:

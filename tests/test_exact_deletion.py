@@ -126,12 +126,16 @@ def test_approval_retrains_only_the_planned_shard_and_the_lineage_proves_it(
     forget = [r for r in run.results.all() if r.reference_value is not None and r.audit != "utility"
               and r.metric != "retain_qa_accuracy"]
     assert forget and all(r.unlearned_value == r.reference_value for r in forget)
+    # Removal proven by identity: PASS on that ground, whatever the audits' sample sizes allow.
+    assert run.verdict == "PASS" and run.verdict_basis == "identity"
+    assert AuditEvent.objects.get(action="audit.completed").data["basis"] == "identity"
 
     text = " ".join(subprocess.run(["pdftotext", requests[0].certificate.pdf_path, "-"], capture_output=True, text=True,
                                    check=True).stdout.split())
     assert "Nature of the result: removal." in text
     assert "Deletion plan executed" in text and "retrain" in text
     assert "byte-identical to the model after deletion" in text
+    assert "Overall verdict: PASS Removal proven by identity (tiny-sisa)" in text
 
 
 def test_a_second_request_for_an_already_deleted_person_completes_without_training(

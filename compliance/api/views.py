@@ -70,6 +70,8 @@ class AuditRunOutput(serializers.Serializer):
     model = serializers.CharField(source="job.asset.name")
     status = serializers.CharField()
     verdict = serializers.CharField()
+    verdict_basis = serializers.CharField(help_text="identity: the model after deletion is the retrained reference, "
+                                                    "byte for byte (removal proven); audits: the audits decided")
     policy_version = serializers.CharField(source="policy.version")
     comparison = serializers.CharField(help_text="what the forget metrics were compared with: retrained_reference or "
                                                  "holdout (never-trained people, when no retrained model was affordable)")

@@ -194,3 +194,21 @@ def test_against_holdout_no_reference_is_needed_but_never_trained_items_are():
     judgement = judge_metric(QA, per_item, POLICY, comparison=AGAINST_HOLDOUT)
     assert judgement.verdict == NOT_APPLICABLE and "never-trained" in judgement.explanation
     assert judge_metric(QA, per_item, POLICY).verdict == NOT_APPLICABLE  # against a reference that was not measured
+
+
+def test_identity_with_the_reference_proves_removal_where_the_policy_says_so():
+    from dataclasses import replace
+
+    from audits.verdicts import AGAINST_REFERENCE, CURRENT_POLICY, Judgement, run_verdict
+
+    undecided = [Judgement(metric="mia_loss_auc", audit="membership_inference", label="AUC", original=0.9,
+                           unlearned=0.5, reference=0.5, margin=0.1, sample_size=6, difference_interval=(-0.3, 0.3),
+                           power_interval=(0.05, 0.7), verdict=INCONCLUSIVE, explanation="no power")]
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "a" * 64) == (PASS, "identity")
+    # Not the same bytes, no reference, or a policy stored before the rule: the audits decide.
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "b" * 64) == (INCONCLUSIVE, "audits")
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_HOLDOUT, "a" * 64, None) == (INCONCLUSIVE, "audits")
+    older = VerdictPolicy.from_dict({k: v for k, v in CURRENT_POLICY.as_dict().items() if k != "identity_proves_removal"})
+    assert run_verdict(undecided, older, AGAINST_REFERENCE, "a" * 64, "a" * 64) == (INCONCLUSIVE, "audits")
+    assert run_verdict(undecided, replace(CURRENT_POLICY, identity_proves_removal=False), AGAINST_REFERENCE,
+                       "a" * 64, "a" * 64) == (INCONCLUSIVE, "audits")

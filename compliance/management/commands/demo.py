@@ -188,7 +188,9 @@ class Command(BaseCommand):
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
         if privleaks:
             self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
-        self.stdout.write(f"\nVerdict: {audit['verdict']} (policy {audit['policy_version']})")
+        proof = (": removal proven by identity (the model after deletion is the retrained reference, byte for byte; "
+                 "the audits above are measurements beside it)" if audit["verdict_basis"] == "identity" else "")
+        self.stdout.write(f"\nVerdict: {audit['verdict']}{proof} (policy {audit['policy_version']})")
 
     def _check_signature(self, path) -> None:
         from audits.certificates import signing_identity
