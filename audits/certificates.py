@@ -15,6 +15,7 @@ from audits.figures import figures_of
 from audits.selectors import labelled_results
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
+from audits.persons import PERSON_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY, overall
 from compliance.auditlog import subject_ref
 from unlearning.models import ModelKind
@@ -108,7 +109,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             for label, result in labelled
         ]
         panel += [membership_row(result, label) for label, result in labelled
-                  if result.audit in ("membership_inference", "row_membership")]
+                  if result.audit in ("membership_inference", "row_membership") and result.metric != PERSON_METRIC]
         figures += [CertificateFigure(png=figure.draw(dpi=FIGURE_DPI), caption=prefix + figure.caption)
                     for figure in figures_of(run) if figure.lead]
     approximate = any(model.method_kind != "exact" for model in models)

@@ -13,6 +13,7 @@ from audits import services
 from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets, row_audit_sets
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, run_verdict
+from compliance.auditlog import subject_ref
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
 from unlearning.manifest import forget_set_sha256, read_manifest
@@ -67,7 +68,8 @@ def run_claimed_audit(run) -> None:
         manifest = read_manifest(Path(job.asset.training_manifest))
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
-        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed, job.asset.question_template)
+        sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed, job.asset.question_template,
+                           person_ref=subject_ref)
                 if job.asset.kind == ModelKind.CAUSAL_LM
                 else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}

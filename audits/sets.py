@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 from audits.checks import DEMO_QUESTION_TEMPLATE, AuditSets, Canary, QAItem, RowAuditSets, ask
 
@@ -50,27 +51,38 @@ def whole_people_sample(records: list[dict], max_records: int) -> list[dict]:
     records together keep the mix of fact kinds a forgotten person's audit items have."""
     people: dict[str, list[dict]] = {}
     for record in records:
-        people.setdefault(record.get("owner_key") or record["record_id"], []).append(record)
+        people.setdefault(person_of(record), []).append(record)
     per_person = max(1, round(len(records) / max(1, len(people))))
     return [record for key in every_nth(list(people), max(1, max_records // per_person)) for record in people[key]]
 
 
+def person_of(record: dict) -> str:
+    """Whose a record is: its owner, or (about no one) the record itself."""
+    return record.get("owner_key") or record["record_id"]
+
+
 def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str],
-               question_template: str = DEMO_QUESTION_TEMPLATE) -> AuditSets:
+               question_template: str = DEMO_QUESTION_TEMPLATE,
+               person_ref: Callable[[str], str] = lambda owner: owner) -> AuditSets:
     """Any text data: every text record of the subject of a kind the holdout also has is
     membership-tested against the never-trained records of the kinds the subject's texts have;
     question/answer records add the knowledge audits; records about no one measure general utility.
     A set that is empty (no QA, no text about no one) leaves its audits with nothing to measure.
-    Questions are asked in the model's own `question_template`."""
+    Questions are asked in the model's own `question_template`. Each membership text carries its
+    person: `person_ref(owner)` for the subjects' (a pseudonym), a number for never-trained people's."""
     kinds = text_kinds(holdout)
     forget = [r for r in manifest if r["record_id"] in forget_ids]
     members = [r for r in forget if r["kind"] in kinds and not r.get("secret")]
     member_kinds = {r["kind"] for r in members}
     retained = [r for r in manifest if r.get("owner_key") and r["record_id"] not in removed_ids]
     never_trained = whole_people_sample(holdout, HOLDOUT_SAMPLE)
+    non_members = [r for r in holdout if r["kind"] in member_kinds and not r.get("secret")]
+    numbers: dict[str, int] = {}
     return AuditSets(
         forget_texts=[r["text"] for r in members],
-        holdout_texts=[r["text"] for r in holdout if r["kind"] in member_kinds and not r.get("secret")],
+        holdout_texts=[r["text"] for r in non_members],
+        forget_people=[person_ref(person_of(r)) for r in members],
+        holdout_people=[numbers.setdefault(person_of(r), len(numbers)) for r in non_members],
         forget_qa=[qa_item(r) for r in forget if is_qa(r)],
         retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
         extraction=[extraction_pair(r, question_template) for r in forget],

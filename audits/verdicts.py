@@ -125,6 +125,10 @@ CURRENT_POLICY = VerdictPolicy(
         # noise, so it cannot tell a model retrained with another seed from leakage (bench/RESULTS.md,
         # "Power").
         _forget("mia_reference_auc", "membership_inference", 0.2, "MIA AUC, reference-calibrated", rule="report"),
+        # Person-level (audits.persons): reported while the single-person verdict rule is calibrated.
+        _forget("mia_person_p", "membership_inference", 0.0,
+                "Person-level membership p-value vs never-trained people (Bonferroni over the attacks)",
+                min_samples=1, rule="report"),
         _forget("icl_leakage_rate", "in_context_relearning", 0.1, "In-context leakage (fact not in prompt)",
                 min_samples=10),
         _forget("icl_fact_in_context_accuracy", "in_context_relearning", 0.0,

@@ -7,12 +7,14 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audits.models import Comparison
 from compliance import services
+from compliance.auditlog import subject_ref
 from compliance.models import RequestStatus
 from tests.conftest import NEVER_TRAINED, one_torch_thread
 from unlearning.models import ModelAsset, ModelVersion, VersionRole
@@ -55,6 +57,20 @@ def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppressi
     loss = results["mia_loss_auc"]
     assert loss.sample_size == 3 and len(loss.per_item["original"]["holdout"]) == 3 * NEVER_TRAINED
     assert loss.original_value > 0.9 and abs(loss.unlearned_value - 0.5) < abs(loss.original_value - 0.5)
+    # Person-level: the customer's mean score ranked among the 12 never-trained customers' (groupings
+    # stored with the scores), recomputed here from the stored per-text scores.
+    subject = subject_ref("customer-003@support.example")
+    for role in ("original", "unlearned"):
+        level = loss.details[role]["person"]
+        assert list(level["subjects"]) == [subject] and level["population"] == NEVER_TRAINED
+        holdout_scores, people = loss.per_item[role]["holdout"], level["holdout_people"]
+        population = [np.mean([v for v, p in zip(holdout_scores, people) if p == k]) for k in sorted(set(people))]
+        score = np.mean(loss.per_item[role]["forget"])
+        assert level["subjects"][subject]["p_member"] == pytest.approx(
+            (1 + sum(x >= score for x in population)) / (len(population) + 1))
+    assert loss.details["original"]["person"]["subjects"][subject]["rank"] == 1  # beyond every never-trained one
+    person = results["mia_person_p"]
+    assert person.verdict == "N/A" and person.details["original"]["subjects"][subject]["attacks"] == 6
     # No question/answer records: the knowledge audits say they could not measure, and nothing crashed.
     assert results["forget_qa_accuracy"].verdict == "N/A"
     assert results["retain_text_loss"].sample_size > 0

@@ -67,6 +67,11 @@ class AuditSets:
     # How this model is asked a question: "{question}" marks where it goes (the rest is the model's
     # own format, a chat template's rendering included).
     question_template: str = DEMO_QUESTION_TEMPLATE
+    # Whose each membership text is, for the person-level tests (audits.persons): a pseudonym per
+    # forget text (the subject's salted reference, as on the certificate) and a person number per
+    # holdout text (never-trained people are counted, never named). Empty: not tested per person.
+    forget_people: list[str] = field(default_factory=list)
+    holdout_people: list[int] = field(default_factory=list)
 
     def ask(self, question: str) -> str:
         return ask(question, self.question_template)

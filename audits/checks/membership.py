@@ -25,6 +25,7 @@ from audits.metrics import (
     tpr_at_fpr,
     zlib_score,
 )
+from audits.persons import PERSON_METRIC, combined_rank, family_p_values, person_level
 from audits.scoring import token_statistics
 
 
@@ -90,4 +91,22 @@ def run(model, tokenizer, sets: AuditSets, params: MembershipParams, context: Su
     calibrated = reference_calibrated(loss, context) if params.reference_calibrated else None
     if calibrated is not None:
         scores.append(auc_score("mia_reference_auc", calibrated, params))
+    if sets.forget_people and sets.holdout_people:
+        scores.append(person_test(scores, sets))
     return scores
+
+
+def person_test(scores: list[MetricScore], sets: AuditSets) -> MetricScore:
+    """Every attack's person-level rank of each subject among the never-trained people (kept in the
+    attack's details), and the family's p-values per subject (Bonferroni's, and the combined
+    statistic's). Its items are the subjects' Bonferroni p-values, its value their mean (the
+    subject's own, for the usual one-person job)."""
+    for score in scores:
+        score.details["person"] = person_level(score.per_item, sets.forget_people, sets.holdout_people)
+    combined = combined_rank([score.per_item for score in scores], sets.forget_people, sets.holdout_people)
+    family = family_p_values({score.metric: score.details["person"] for score in scores}, combined)
+    p_values = [family[subject]["p_member"] for subject in sorted(family)]
+    population = scores[0].details["person"]["population"]
+    return MetricScore(PERSON_METRIC, sum(p_values) / len(p_values), len(p_values), per_item={"items": p_values},
+                       details={"subjects": family, "population": population,
+                                "attacks": [score.metric for score in scores]})

@@ -1,0 +1,107 @@
+"""Person-level membership tests: one data subject against the population of never-trained people.
+
+Text-level AUCs compare a handful of one person's texts with hundreds of never-trained texts, and
+their intervals are too wide to decide anything for one person. Here each attack's per-text
+scores are averaged per person (the subject; every never-trained person of the holdout), and the
+subject's score is ranked among the never-trained people's. Under the null hypothesis "the model
+treats this person like someone it never saw", the subject is exchangeable with them, so
+
+    p_member = (1 + #{never-trained people scoring ≥ the subject}) / (N + 1)
+
+is an exact p-value for "more member-like than never-trained people" (ties count against the
+subject), and p_over = (1 + #{scoring ≤ the subject}) / (N + 1) one for "less member-like than
+never-trained people": over-unlearning, the Streisand effect an attacker can read. The smallest
+p-value N people allow is 1/(N+1). Attacks of one family are combined two ways: by Bonferroni's
+correction (k attacks: the smallest p-value times k, at most 1), and as one combined statistic,
+each person's mean over the attacks of their mid-percentile among the subject and the
+never-trained people, ranked like a single attack. Both are exact under the null; the combined one
+keeps the 1/(N+1) floor that the correction multiplies by k.
+
+Pure Python: the tests recompute the same numbers from the stored per-item scores with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+PERSON_METRIC = "mia_person_p"  # the family's corrected p-value, one row beside the attacks' AUCs
+
+
+@dataclass(frozen=True)
+class PersonRank:
+    score: float  # the subject's mean per-text score (higher: more member-like)
+    rank: int  # 1 + never-trained people scoring strictly higher: 1 is the most member-like
+    population: int  # never-trained people compared with
+    p_member: float
+    p_over: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def person_means(values: Sequence[float], people: Sequence) -> dict:
+    """Each person's mean over their texts, in the order people first appear."""
+    sums: dict = {}
+    for value, person in zip(values, people, strict=True):
+        total, count = sums.get(person, (0.0, 0))
+        sums[person] = (total + value, count + 1)
+    return {person: total / count for person, (total, count) in sums.items()}
+
+
+def rank_among(score: float, population: Sequence[float]) -> PersonRank:
+    n = len(population)
+    at_least = sum(1 for other in population if other >= score)
+    at_most = sum(1 for other in population if other <= score)
+    return PersonRank(score=score, rank=1 + sum(1 for other in population if other > score), population=n,
+                      p_member=(1 + at_least) / (n + 1), p_over=(1 + at_most) / (n + 1))
+
+
+def person_level(values: dict[str, list[float]], forget_people: Sequence[str], holdout_people: Sequence) -> dict:
+    """Every subject's rank among the never-trained people, for one attack's per-text scores
+    (`values["forget"]`, `values["holdout"]`), with the groupings that make it reproducible."""
+    population = list(person_means(values["holdout"], holdout_people).values())
+    subjects = person_means(values["forget"], forget_people)
+    return {"population": len(population), "forget_people": list(forget_people),
+            "holdout_people": list(holdout_people),
+            "subjects": {subject: rank_among(score, population).as_dict() for subject, score in subjects.items()}}
+
+
+def bonferroni(p_values: Sequence[float]) -> float:
+    return min(1.0, len(p_values) * min(p_values)) if p_values else 1.0
+
+
+def family_p_values(per_attack: dict[str, dict], combined: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Per subject, the family's Bonferroni-corrected p-values over the attacks of `per_attack`
+    (metric → person_level output), with the combined statistic's rank where given."""
+    subjects = {subject for level in per_attack.values() for subject in level["subjects"]}
+    return {subject: {
+        "p_member": bonferroni([level["subjects"][subject]["p_member"] for level in per_attack.values()]),
+        "p_over": bonferroni([level["subjects"][subject]["p_over"] for level in per_attack.values()]),
+        "attacks": len(per_attack),
+        **({"combined": combined[subject]} if combined else {}),
+    } for subject in sorted(subjects)}
+
+
+def mid_percentile(value: float, pool: Sequence[float]) -> float:
+    """The share of the pool below `value`, ties counted half."""
+    below = sum(1 for other in pool if other < value)
+    tied = sum(1 for other in pool if other == value)
+    return (below + tied / 2) / len(pool)
+
+
+def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
+                  holdout_people: Sequence) -> dict[str, dict]:
+    """Per subject, the rank of their combined statistic among the never-trained people's: each
+    person's mean mid-percentile over the attacks, within a pool of the never-trained people and
+    that subject (symmetric in the pool, so the subject stays exchangeable under the null)."""
+    results = {}
+    for subject in dict.fromkeys(forget_people):
+        columns = []
+        for values in per_attack:
+            pool = [*person_means(values["holdout"], holdout_people).values(),
+                    person_means(values["forget"], forget_people)[subject]]
+            columns.append([mid_percentile(score, pool) for score in pool])
+        combined = [sum(column[i] for column in columns) / len(columns) for i in range(len(columns[0]))]
+        results[subject] = rank_among(combined[-1], combined[:-1]).as_dict()
+    return results
