@@ -39,6 +39,7 @@ class ModelEvidence:
     compared_with_holdout: bool = False  # no retrained reference: forget metrics against never-trained people
     executed_plan: str = ""  # exact deletions: the deletion plan that was carried out, in one sentence
     proven_by_identity: bool = False  # the verdict rests on identity with the reference (audits.verdicts.run_verdict)
+    person_ranking: str = ""  # the subject among never-trained people, in plain words (audits.selectors)
     owner_material: str = ""  # what became of the material the owner handed in, when the reviewer confirmed it
 
     @property
@@ -243,6 +244,8 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
                 *([["Deletion plan executed", Paragraph(model.executed_plan, small)]] if model.executed_plan else []),
                 *([["Owner's material", Paragraph(model.owner_material, small)]] if model.owner_material else []),
+                *([["The subject among never-trained people", Paragraph(model.person_ranking, small)]]
+                  if model.person_ranking else []),
             ], [45 * mm, 125 * mm], header=False),
         ]
     rows = [["Audit", "Original", "Unlearned", "Reference", "95% interval*", "Margin", "n", "Verdict"]]

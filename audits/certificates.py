@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, ModelEvidence
 from audits.figures import figures_of
-from audits.selectors import labelled_results
+from audits.selectors import labelled_results, person_ranking
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC
@@ -97,7 +97,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
             compared_with_holdout=run.comparison == Comparison.HOLDOUT,
             executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job, request),
-            proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY,
+            proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY, person_ranking=person_ranking(run, request),
         ))
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [

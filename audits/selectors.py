@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from audits.models import AuditResult, AuditRun, AuditStatus
+from audits.persons import PERSON_METRIC
+from compliance.auditlog import subject_ref
 from compliance.errors import NotFound
 from unlearning.models import VersionRole
 
@@ -47,3 +49,30 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
     run = AuditRun.objects.select_related("job").get(pk=run_id)
     return [str(request.pk) for request in run.job.requests.order_by("pk")
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
+
+
+PERSON_LEVEL_ALPHA = 0.05  # where the plain-language sentence says "better" or "less" than almost everyone
+
+
+def person_ranking(run: AuditRun, request) -> str:
+    """In plain words, where the request's subject ranks among the people the model never saw,
+    before and after unlearning (the combined person-level membership statistic, audits.persons);
+    empty where it was not measured."""
+    result = next((r for r in run.results.all() if r.metric == PERSON_METRIC), None)
+    subject = subject_ref(request.subject_key or request.email)
+    ranks = {role: ((result.details.get(role) or {}).get("subjects") or {}).get(subject, {}).get("combined")
+             for role in ("original", "unlearned")} if result else {}
+    if not ranks or None in ranks.values():
+        return ""
+    before, after = ranks["original"], ranks["unlearned"]
+    if after["p_member"] <= PERSON_LEVEL_ALPHA:
+        now = "it still knows you better than almost everyone it never saw"
+    elif after["p_over"] <= PERSON_LEVEL_ALPHA:
+        now = ("you now look less familiar to it than almost everyone it never saw, which an attacker could "
+               "notice")
+    else:
+        now = "it treats you like someone it never saw"
+    return (f"Among you and the {after['population']} people this model was never trained on, ranked from the one "
+            f"it seems to know best: before unlearning you were number {before['rank']}; now you are number "
+            f"{after['rank']} of {after['population'] + 1}: {now}. (Membership tests on each person's texts; "
+            f"p = {after['p_member']:.2f} that a never-trained person looks at least as familiar.)")

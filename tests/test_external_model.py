@@ -81,6 +81,7 @@ def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppressi
     text = " ".join(subprocess.run(["pdftotext", request.certificate.pdf_path, "-"], capture_output=True, text=True,
                                    check=True).stdout.split())
     assert re.search(r"suppression", text, re.IGNORECASE) and "support-llama" in text
+    assert f"Among you and the {NEVER_TRAINED} people this model was never trained on" in text
 
 
 @pytest.mark.parametrize("damage, message", [

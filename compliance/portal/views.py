@@ -129,7 +129,7 @@ def request_status(http_request, request_id):
     runs = [job.audit_run for job in request.jobs.all() if hasattr(job, "audit_run")]
     return render(http_request, "portal/request.html", {
         "request_obj": request, "steps": steps, "jobs": request.jobs.all(),
-        "runs": [_run_entry(run) for run in runs],
+        "runs": [_run_entry(run, request) for run in runs],
         "downloads": exports.FILES,
         "certificate": selectors.certificate_of(request), "days_left": selectors.days_left(request),
         "events": [(event.at, HISTORY_LABELS.get(event.action, event.action)) for event in selectors.request_events(request)],
@@ -137,10 +137,12 @@ def request_status(http_request, request_id):
     })
 
 
-def _run_entry(run: AuditRun) -> dict:
-    """An audit run with its labelled results and, once it is done, its figures: the lead ones shown, the others folded."""
+def _run_entry(run: AuditRun, request) -> dict:
+    """An audit run with its labelled results, the owner's person-level ranking and, once it is
+    done, its figures: the lead ones shown, the others folded."""
     figures = figures_of(run) if run.status == AuditStatus.DONE else []
     return {"run": run, "results": audit_selectors.labelled_results(run),
+            "ranking": audit_selectors.person_ranking(run, request) if run.status == AuditStatus.DONE else "",
             "lead_figures": [figure for figure in figures if figure.lead],
             "more_figures": [figure for figure in figures if not figure.lead]}
 
