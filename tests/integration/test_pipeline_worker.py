@@ -126,8 +126,9 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
     # The audits compared the three models, and unlearning moved the subject's figures toward the reference.
     results = {r["metric"]: r for r in audit["results"]}
     assert set(results) == {rule.metric for rule in CURRENT_POLICY.rules}
-    assert all(r["verdict"] != "N/A" or r["metric"] in ("canary_exposure", "icl_fact_in_context_accuracy", "mia_reference_auc")
-               for r in results.values())
+    reported_only = {rule.metric for rule in CURRENT_POLICY.rules if rule.rule == "report"}
+    assert all(r["verdict"] != "N/A" or r["metric"] in {"canary_exposure", *reported_only} for r in results.values())
+    assert results["mia_person_p"]["details"]["original"]["population"] > 0  # measured, and reported
     loss = results["mia_loss_auc"]
     assert loss["details"]["privleak"] == pytest.approx((loss["unlearned"] - loss["reference"]) / loss["reference"] * 100)
     assert loss["details"]["original"]["tpr_at_0.01_fpr"]["n"] == loss["sample_size"]
