@@ -9,12 +9,17 @@ treats this person like someone it never saw", the subject is exchangeable with 
     p_member = (1 + #{never-trained people scoring ≥ the subject}) / (N + 1)
 
 is an exact p-value for "more member-like than never-trained people" (ties count against the
-subject), and p_over = (1 + #{scoring ≤ the subject}) / (N + 1) one for "less member-like than
+subject) when every person contributes texts of the same kinds in the same numbers, so that their
+averages are alike under the null. Where counts or kinds differ it is only approximate, and can be
+anti-conservative: a person averaging fewer texts scatters more (a review's simulation, a subject
+with 1 text against people with 6: p ≤ 0.05 in 23% of null draws). Matching each never-trained
+person's texts to the subject's kind profile is the next step. p_over = (1 + #{scoring ≤ the
+subject}) / (N + 1) is the same for "less member-like than
 never-trained people": over-unlearning, the Streisand effect an attacker can read. The smallest
 p-value N people allow is 1/(N+1). Attacks of one family are combined two ways: by Bonferroni's
 correction (k attacks: the smallest p-value times k, at most 1), and as one combined statistic,
 each person's mean over the attacks of their mid-percentile among the subject and the
-never-trained people, ranked like a single attack. Both are exact under the null; the combined one
+never-trained people, ranked like a single attack. Both inherit the conditions above; the combined one
 keeps the 1/(N+1) floor that the correction multiplies by k.
 
 Pure Python: the tests recompute the same numbers from the stored per-item scores with numpy.

@@ -83,7 +83,8 @@ def run_claimed_audit(run) -> None:
         policy = VerdictPolicy.from_dict(run.policy)
         judgements = judge(per_item_by_role(scores), policy, comparison)
         verdict, basis = run_verdict(judgements, policy, comparison, versions["unlearned"].sha256,
-                                     reference.sha256 if reference is not None else None)
+                                     reference.sha256 if reference is not None else None,
+                                     exact=job.outcome.get("method_kind") == "exact")
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
                                 judgements=judgements, scores=scores, verdict=verdict, basis=basis)
     except Exception as exc:

@@ -56,23 +56,28 @@ PERSON_LEVEL_ALPHA = 0.05  # where the plain-language sentence says "better" or 
 
 def person_ranking(run: AuditRun, request) -> str:
     """In plain words, where the request's subject ranks among the people the model never saw,
-    before and after unlearning (the combined person-level membership statistic, audits.persons);
-    empty where it was not measured."""
+    before and after unlearning (the combined person-level membership statistic, audits.persons),
+    beside the retrained reference's rank where there is one; empty where it was not measured."""
     result = next((r for r in run.results.all() if r.metric == PERSON_METRIC), None)
     subject = subject_ref(request.subject_key or request.email)
     ranks = {role: ((result.details.get(role) or {}).get("subjects") or {}).get(subject, {}).get("combined")
-             for role in ("original", "unlearned")} if result else {}
-    if not ranks or None in ranks.values():
+             for role in ("original", "unlearned", "reference")} if result else {}
+    if not ranks or ranks["original"] is None or ranks["unlearned"] is None:
         return ""
-    before, after = ranks["original"], ranks["unlearned"]
+    before, after, reference = ranks["original"], ranks["unlearned"], ranks["reference"]
+    population = after["population"]
+    placed = (f"Among you and the {population} people this model was never trained on, ranked from the one it "
+              f"seems to know best: before unlearning you were number {before['rank']}; now you are number "
+              f"{after['rank']} of {population + 1}"
+              + (f" (a model retrained without your data places you number {reference['rank']})" if reference else ""))
+    if 1 / (population + 1) > PERSON_LEVEL_ALPHA:
+        return (f"{placed}. With so few never-trained people to compare with, this ranking cannot tell whether the "
+                "model still knows you.")
     if after["p_member"] <= PERSON_LEVEL_ALPHA:
         now = "it still knows you better than almost everyone it never saw"
     elif after["p_over"] <= PERSON_LEVEL_ALPHA:
-        now = ("you now look less familiar to it than almost everyone it never saw, which an attacker could "
-               "notice")
+        now = "you now look less familiar to it than almost everyone it never saw, which an attacker could notice"
     else:
-        now = "it treats you like someone it never saw"
-    return (f"Among you and the {after['population']} people this model was never trained on, ranked from the one "
-            f"it seems to know best: before unlearning you were number {before['rank']}; now you are number "
-            f"{after['rank']} of {after['population'] + 1}: {now}. (Membership tests on each person's texts; "
-            f"p = {after['p_member']:.2f} that a never-trained person looks at least as familiar.)")
+        now = "this test finds no sign that it knows you better than people it never saw"
+    return (f"{placed}: {now}. (Membership tests on each person's texts; p = {after['p_member']:.2f} that a "
+            "never-trained person looks at least as familiar.)")

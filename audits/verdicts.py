@@ -422,10 +422,10 @@ PROVEN_BY_IDENTITY, DECIDED_BY_AUDITS = "identity", "audits"
 
 
 def run_verdict(judgements: list[Judgement], policy: VerdictPolicy, comparison: str, unlearned_sha256: str,
-                reference_sha256: str | None) -> tuple[str, str]:
-    """A run's verdict and its ground: PASS proven by identity where the policy says so and the
-    model after deletion is the retrained reference byte for byte; else what the audits decide."""
-    if (policy.identity_proves_removal and comparison == AGAINST_REFERENCE
+                reference_sha256: str | None, exact: bool) -> tuple[str, str]:
+    """A run's verdict and its ground: PASS proven by identity where the policy says so and an
+    exact deletion's model is the retrained reference byte for byte; else what the audits decide."""
+    if (policy.identity_proves_removal and exact and comparison == AGAINST_REFERENCE
             and reference_sha256 is not None and unlearned_sha256 == reference_sha256):
         return PASS, PROVEN_BY_IDENTITY
     return overall([judgement.verdict for judgement in judgements]), DECIDED_BY_AUDITS

@@ -82,6 +82,7 @@ def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppressi
                                    check=True).stdout.split())
     assert re.search(r"suppression", text, re.IGNORECASE) and "support-llama" in text
     assert f"Among you and the {NEVER_TRAINED} people this model was never trained on" in text
+    assert "this ranking cannot tell whether the model still knows you" in text  # 12 people: p ≥ 1/13
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -71,7 +71,8 @@ def test_unknown_figures_files_and_unfinished_runs_are_404(audited_request):
 
 
 @pytest.mark.parametrize("after, sentence", [
-    ({"rank": 18, "p_member": 0.35, "p_over": 0.67}, "now you are number 18 of 51: it treats you like someone it never saw"),
+    ({"rank": 18, "p_member": 0.35, "p_over": 0.67},
+     "now you are number 18 of 51: this test finds no sign that it knows you better than people it never saw"),
     ({"rank": 1, "p_member": 0.02, "p_over": 1.0}, "it still knows you better than almost everyone it never saw"),
     ({"rank": 51, "p_member": 1.0, "p_over": 0.02}, "less familiar to it than almost everyone it never saw"),
 ])

@@ -41,7 +41,10 @@ def quantised_copy(model, bits: int):
 def run(model, tokenizer, sets: AuditSets, params: QuantisationParams, context) -> list[MetricScore]:
     quantised = quantised_copy(model, params.bits)
     prefix = f"int{params.bits}_"
-    panel = membership.run(quantised, tokenizer, sets, membership.MembershipParams(reference_calibrated=False), context)
+    # The text-level attacks only: the person-level test is the full-precision model's (its policy row).
+    without_people = replace(sets, forget_people=[], holdout_people=[])
+    panel = membership.run(quantised, tokenizer, without_people, membership.MembershipParams(reference_calibrated=False),
+                           context)
     qa = mean_score("forget_qa_accuracy", qa_correctness(quantised, tokenizer, sets.forget_qa, KnowledgeQAParams(),
                                                           sets.question_template))
     return [replace(score, metric=prefix + score.metric) for score in [*panel, qa]]

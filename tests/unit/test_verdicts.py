@@ -204,11 +204,14 @@ def test_identity_with_the_reference_proves_removal_where_the_policy_says_so():
     undecided = [Judgement(metric="mia_loss_auc", audit="membership_inference", label="AUC", original=0.9,
                            unlearned=0.5, reference=0.5, margin=0.1, sample_size=6, difference_interval=(-0.3, 0.3),
                            power_interval=(0.05, 0.7), verdict=INCONCLUSIVE, explanation="no power")]
-    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "a" * 64) == (PASS, "identity")
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "a" * 64, exact=True) == (PASS, "identity")
+    # An approximate method's model that happened to match is not a proof of anything exact.
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "a" * 64, exact=False) == (
+        INCONCLUSIVE, "audits")
     # Not the same bytes, no reference, or a policy stored before the rule: the audits decide.
-    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "b" * 64) == (INCONCLUSIVE, "audits")
-    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_HOLDOUT, "a" * 64, None) == (INCONCLUSIVE, "audits")
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_REFERENCE, "a" * 64, "b" * 64, exact=True) == (INCONCLUSIVE, "audits")
+    assert run_verdict(undecided, CURRENT_POLICY, AGAINST_HOLDOUT, "a" * 64, None, exact=True) == (INCONCLUSIVE, "audits")
     older = VerdictPolicy.from_dict({k: v for k, v in CURRENT_POLICY.as_dict().items() if k != "identity_proves_removal"})
-    assert run_verdict(undecided, older, AGAINST_REFERENCE, "a" * 64, "a" * 64) == (INCONCLUSIVE, "audits")
+    assert run_verdict(undecided, older, AGAINST_REFERENCE, "a" * 64, "a" * 64, exact=True) == (INCONCLUSIVE, "audits")
     assert run_verdict(undecided, replace(CURRENT_POLICY, identity_proves_removal=False), AGAINST_REFERENCE,
-                       "a" * 64, "a" * 64) == (INCONCLUSIVE, "audits")
+                       "a" * 64, "a" * 64, exact=True) == (INCONCLUSIVE, "audits")
