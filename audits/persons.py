@@ -27,6 +27,7 @@ Pure Python: the tests recompute the same numbers from the stored per-item score
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -88,11 +89,11 @@ def family_p_values(per_attack: dict[str, dict], combined: dict[str, dict] | Non
     } for subject in sorted(subjects)}
 
 
-def mid_percentile(value: float, pool: Sequence[float]) -> float:
-    """The share of the pool below `value`, ties counted half."""
-    below = sum(1 for other in pool if other < value)
-    tied = sum(1 for other in pool if other == value)
-    return (below + tied / 2) / len(pool)
+def mid_percentiles(pool: Sequence[float]) -> list[float]:
+    """Each value's share of the pool below it, ties counted half (by sorting: N log N)."""
+    ordered = sorted(pool)
+    return [(bisect_left(ordered, value) + (bisect_right(ordered, value) - bisect_left(ordered, value)) / 2)
+            / len(ordered) for value in pool]
 
 
 def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
@@ -100,13 +101,11 @@ def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: S
     """Per subject, the rank of their combined statistic among the never-trained people's: each
     person's mean mid-percentile over the attacks, within a pool of the never-trained people and
     that subject (symmetric in the pool, so the subject stays exchangeable under the null)."""
+    means = [(list(person_means(values["holdout"], holdout_people).values()),
+              person_means(values["forget"], forget_people)) for values in per_attack]  # once per attack
     results = {}
     for subject in dict.fromkeys(forget_people):
-        columns = []
-        for values in per_attack:
-            pool = [*person_means(values["holdout"], holdout_people).values(),
-                    person_means(values["forget"], forget_people)[subject]]
-            columns.append([mid_percentile(score, pool) for score in pool])
+        columns = [mid_percentiles([*population, subjects[subject]]) for population, subjects in means]
         combined = [sum(column[i] for column in columns) / len(columns) for i in range(len(columns[0]))]
         results[subject] = rank_among(combined[-1], combined[:-1]).as_dict()
     return results

@@ -35,10 +35,6 @@ def read_document(name: str, data: bytes) -> Document:
     """A document's text, or one line saying why it cannot be taken."""
     name = PurePath(name or "document").name[:200]
     suffix = PurePath(name).suffix.lower()
-    limit = settings.REQUEST_DOCUMENT_MAX_BYTES
-    if len(data) > limit:
-        raise MaterialRejected(f"{name} is {len(data) / 2**20:.1f} MiB; a document may be at most "
-                               f"{limit / 2**20:.1f} MiB")
     if suffix == PDF_SUFFIX:
         text = pdf_text(name, data)
     elif suffix in TEXT_SUFFIXES:
@@ -77,10 +73,13 @@ def pdf_text(name: str, data: bytes) -> str:
     return text
 
 
-def read_documents(files: list[tuple[str, bytes]]) -> list[Document]:
+def check_uploads(files: list[tuple[str, int]]) -> None:
+    """Documents by (name, size), refused before any is read: too many, or one too large."""
     if len(files) > settings.REQUEST_DOCUMENTS_MAX:
-        raise MaterialRejected(f"at most {settings.REQUEST_DOCUMENTS_MAX} documents per request")
-    return [read_document(name, data) for name, data in files]
+        raise MaterialRejected(f"At most {settings.REQUEST_DOCUMENTS_MAX} documents.")
+    for name, size in files:
+        if size > settings.REQUEST_DOCUMENT_MAX_BYTES:
+            raise MaterialRejected(f"{name} is larger than {settings.REQUEST_DOCUMENT_MAX_BYTES / 2**20:.0f} MiB.")
 
 
 def parse_qa_pairs(text: str) -> list[tuple[str, str]]:

@@ -156,6 +156,7 @@ class ModelRegistration(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as a job's: a silent one lost its worker
+    claimed_by = models.CharField(max_length=200, blank=True)  # the worker of the latest claim, as a job's
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

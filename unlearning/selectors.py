@@ -211,8 +211,8 @@ def next_queued_job(asset_id: int) -> UnlearningJob | None:
 
 def stale_claim(now=None) -> Q:
     """A RUNNING claim whose worker is gone: no heartbeat for `JOB_STALE_AFTER_SECONDS`, or running
-    past the task's hard time limit (Celery has killed it by then). For jobs and audit runs alike
-    (their statuses share the value "running"). A claim with no heartbeat at all was taken by a
+    past the task's hard time limit (Celery has killed it by then). For jobs, audit runs and model
+    registrations alike (their statuses share the value "running"). A claim with no heartbeat at all was taken by a
     worker from before heartbeats: only the time limit can tell that it is lost."""
     now = now or timezone.now()
     silent = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)

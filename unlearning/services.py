@@ -31,7 +31,9 @@ from unlearning.models import (
     VersionRole,
 )
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
-from unlearning.selectors import assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_job_claim, stale_jobs
+from unlearning.selectors import (
+    assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_claim, stale_job_claim, stale_jobs,
+)
 from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
 from unlearning.store import save_lineage
 
@@ -88,6 +90,18 @@ def register_model(
     return asset
 
 
+def register_external_model(*, name: str, sha256: str, path: Path, architecture: str, training_manifest: Path,
+                            holdout_manifest: Path, training: list[dict], question_template: str | None,
+                            actor: str = "operator") -> ModelAsset:
+    """A checkpoint the service did not train (stored, pinned), under governance with its training
+    records as lineage: no recipe to retrain it by, the "external" regime (manage.py register_model,
+    or a worker for the API's registration)."""
+    return register_model(name=name, architecture=architecture, training_recipe={}, checkpoint_sha256=sha256,
+                          checkpoint_path=path, training_manifest=training_manifest, holdout_manifest=holdout_manifest,
+                          records=lineage_records(training), regime="external", actor=actor,
+                          question_template=question_template)
+
+
 @transaction.atomic
 def request_registration(*, name: str, checkpoint_source: Path, training: list[dict], holdout: list[dict],
                          question_template: str | None, user) -> ModelRegistration:
@@ -111,27 +125,20 @@ def request_registration(*, name: str, checkpoint_source: Path, training: list[d
     return registration
 
 
-def stale_registration(now=None) -> Q:
-    """A running registration whose worker stopped heartbeating: lost (killed, or past its time limit)."""
-    now = now or timezone.now()
-    return Q(status=RegistrationStatus.RUNNING,
-             heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS))
-
-
 @transaction.atomic
 def claim_registration(registration_id: int) -> ModelRegistration | None:
     """Take a queued registration for this worker, or one whose worker was lost, while attempts
     remain; None when it is taken, finished or out of attempts. Loading and copying a checkpoint is
     safe to repeat: the store is content-addressed."""
     now = timezone.now()
-    claimable = ModelRegistration.objects.filter(Q(status=RegistrationStatus.QUEUED) | stale_registration(now),
+    claimable = ModelRegistration.objects.filter(Q(status=RegistrationStatus.QUEUED) | stale_claim(now),
                                                  pk=registration_id, attempts__lt=settings.JOB_MAX_ATTEMPTS)
     if not claimable.update(status=RegistrationStatus.RUNNING, started_at=now, heartbeat_at=now,
-                            attempts=F("attempts") + 1):
+                            attempts=F("attempts") + 1, claimed_by=this_worker()):
         return None
     registration = ModelRegistration.objects.get(pk=registration_id)
     auditlog.append(actor=WORKER, action="model.registration_started", obj=registration,
-                    data={"name": registration.name, "attempt": registration.attempts, "worker": this_worker()})
+                    data={"name": registration.name, "attempt": registration.attempts, "worker": registration.claimed_by})
     return registration
 
 
@@ -151,12 +158,11 @@ def complete_registration(*, registration_id: int, attempt: int, sha256: str, pa
     if ModelAsset.objects.filter(name=registration.name).exists():  # registered meanwhile, by the command line
         return reject_registration(registration_id=registration_id, attempt=attempt,
                                    reason=f"a model named {registration.name} was registered meanwhile")
-    registration.asset = register_model(
-        name=registration.name, architecture=architecture, training_recipe={}, checkpoint_sha256=sha256,
-        checkpoint_path=path, training_manifest=Path(registration.training_manifest),
-        holdout_manifest=Path(registration.holdout_manifest),
-        records=lineage_records(read_manifest(Path(registration.training_manifest))), regime="external",
-        actor=registration.requested_by, question_template=registration.question_template or chat_question_template)
+    registration.asset = register_external_model(
+        name=registration.name, sha256=sha256, path=path, architecture=architecture,
+        training_manifest=Path(registration.training_manifest), holdout_manifest=Path(registration.holdout_manifest),
+        training=read_manifest(Path(registration.training_manifest)),
+        question_template=registration.question_template or chat_question_template, actor=registration.requested_by)
     registration.status, registration.finished_at = RegistrationStatus.REGISTERED, timezone.now()
     registration.save(update_fields=["asset", "status", "finished_at"])
     return registration
@@ -178,17 +184,16 @@ def reject_registration(*, registration_id: int, reason: str, attempt: int | Non
 
 def sweep_stale_registrations() -> dict[str, list[int]]:
     """Registrations whose worker was lost: queued again while attempts remain, rejected after."""
-    stale = ModelRegistration.objects.filter(stale_registration()).order_by("pk").values_list("pk", flat=True)
+    stale = ModelRegistration.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True)
     return sweep_each(list(stale), sweep_stale_registration, "model registration")
 
 
 @transaction.atomic
 def sweep_stale_registration(registration_id: int) -> str | None:
-    registration = ModelRegistration.objects.select_for_update().filter(stale_registration(), pk=registration_id).first()
+    registration = ModelRegistration.objects.select_for_update().filter(stale_claim(), pk=registration_id).first()
     if registration is None:
         return None
-    lost = (f"WorkerLost: attempt {registration.attempts} of {settings.JOB_MAX_ATTEMPTS}: no heartbeat since "
-            f"{moment(registration.heartbeat_at)}")
+    lost = lost_worker(registration)
     if registration.attempts >= settings.JOB_MAX_ATTEMPTS:
         reject_registration(registration_id=registration.pk, reason=f"{lost}; no attempt is left")
         return "failed"
@@ -292,7 +297,7 @@ def fail_if_out_of_attempts(job_id: int) -> None:
 
 
 def lost_worker(claim) -> str:
-    """Why a stale claim (a job's or an audit run's) is taken to have lost its worker."""
+    """Why a stale claim (a job's, an audit run's or a model registration's) is taken to have lost its worker."""
     overdue = claim.started_at < timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     why = (f"running past the hard time limit of {settings.CELERY_TASK_TIME_LIMIT} s" if overdue
            else f"no heartbeat since {moment(claim.heartbeat_at)}")

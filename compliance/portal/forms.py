@@ -1,5 +1,4 @@
 from django import forms
-from django.conf import settings
 
 from compliance import materials
 from compliance.models import Jurisdiction
@@ -19,14 +18,9 @@ class DocumentsField(forms.FileField):
 
     def clean(self, data, initial=None):
         files = [f for f in (data if isinstance(data, (list, tuple)) else [data]) if f]
-        if len(files) > settings.REQUEST_DOCUMENTS_MAX:
-            raise forms.ValidationError(f"At most {settings.REQUEST_DOCUMENTS_MAX} documents.")
-        for uploaded in files:  # before reading it: a huge upload is refused by its size
-            if uploaded.size > settings.REQUEST_DOCUMENT_MAX_BYTES:
-                raise forms.ValidationError(f"{uploaded.name} is larger than "
-                                            f"{settings.REQUEST_DOCUMENT_MAX_BYTES / 2**20:.0f} MiB.")
         try:
-            return materials.read_documents([(uploaded.name, uploaded.read()) for uploaded in files])
+            materials.check_uploads([(uploaded.name, uploaded.size) for uploaded in files])  # before reading any
+            return [materials.read_document(uploaded.name, uploaded.read()) for uploaded in files]
         except materials.MaterialRejected as error:
             raise forms.ValidationError(error.detail) from None
 

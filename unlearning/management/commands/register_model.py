@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from unlearning import intake
-from unlearning.manifest import lineage_records, write_manifest
+from unlearning.manifest import write_manifest
 
 
 class Command(BaseCommand):
@@ -39,11 +39,10 @@ class Command(BaseCommand):
             imported = import_checkpoint(checkpoint, settings.MODEL_STORE_DIR)
         except (intake.IntakeRejected, CheckpointRejected) as error:
             raise CommandError(str(error)) from None
-        asset = services.register_model(
-            name=name, architecture=imported.architecture, training_recipe={}, checkpoint_sha256=imported.sha256,
-            checkpoint_path=imported.path, training_manifest=write_manifest(training, settings.MODEL_STORE_DIR)[1],
-            holdout_manifest=write_manifest(never_trained, settings.MODEL_STORE_DIR)[1],
-            records=lineage_records(training), regime="external",
+        asset = services.register_external_model(
+            name=name, sha256=imported.sha256, path=imported.path, architecture=imported.architecture,
+            training_manifest=write_manifest(training, settings.MODEL_STORE_DIR)[1],
+            holdout_manifest=write_manifest(never_trained, settings.MODEL_STORE_DIR)[1], training=training,
             question_template=template or imported.chat_question_template)
         owners = len({record["owner_key"] for record in training})
         self.stdout.write(self.style.SUCCESS(
