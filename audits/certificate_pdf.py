@@ -62,6 +62,14 @@ class AuditLine:
 
 
 @dataclass(frozen=True)
+class FamilyLine:
+    label: str  # what the family asks, in plain words
+    verdict: str
+    counted: bool  # False: not applicable, or no power for this person (audits.verdicts.FamilyVerdict)
+    explanation: str
+
+
+@dataclass(frozen=True)
 class CertificateFigure:
     png: bytes  # drawn with its own title
     caption: str
@@ -91,6 +99,10 @@ class CertificateContent:
     membership_panel: list[list[str]] = field(default_factory=list)
     # Drawn from the per-item scores (audits.charts): printed on a page of their own, at the end.
     figures: list[CertificateFigure] = field(default_factory=list)
+    # One verdict per family of audits, and the policy's written rule that made the overall verdict
+    # from them (empty for runs judged before families existed).
+    families: list[FamilyLine] = field(default_factory=list)
+    family_rule: str = ""
 
     @property
     def compared_with_holdout(self) -> bool:
@@ -198,6 +210,21 @@ def _interval(interval: tuple[float | None, float | None]) -> str:
     return "n/a" if None in interval else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
+def _families(content: CertificateContent, style: ParagraphStyle) -> list:
+    """The verdict of each family of audits, with its reason, then the rule that combined them."""
+    if not content.families:
+        return []
+    rows = [["Question", "Verdict", "Why"]] + [
+        [Paragraph(line.label, style), line.verdict + ("" if line.counted or line.verdict == "N/A" else "\n(not counted)"),
+         Paragraph(line.explanation, style)] for line in content.families]
+    table = _table(rows, [52 * mm, 24 * mm, 94 * mm])
+    table.setStyle(TableStyle([("TEXTCOLOR", (1, i), (1, i), _VERDICT_COLOURS.get(line.verdict, colors.black))
+                               for i, line in enumerate(content.families, start=1)]))
+    return [table, Spacer(1, 1.5 * mm),
+            Paragraph(f"<b>How the overall verdict is made</b> (policy {content.policy_version}): {content.family_rule}",
+                      style)]
+
+
 def render_certificate(content: CertificateContent) -> bytes:
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=7.5, leading=9.5)
@@ -218,6 +245,7 @@ def render_certificate(content: CertificateContent) -> bytes:
         Paragraph(f"Overall verdict: {content.overall_verdict}", verdict_style),
         *([Paragraph(IDENTITY_PROOF.format(names=", ".join(content.proven_by_identity)), small)]
           if content.proven_by_identity else []),
+        *_families(content, small),
         Paragraph(
             f"Nature of the result: <b>{content.nature}</b>. " + (
                 "An exact method produced a model that could have been trained without the data."

@@ -10,12 +10,12 @@ from django.conf import settings
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, ModelEvidence
+from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
 from audits.figures import figures_of
 from audits.selectors import labelled_results, person_ranking
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
-from audits.persons import PERSON_METRIC
+from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY, overall
 from compliance.auditlog import subject_ref
 from unlearning.models import ModelKind
@@ -24,11 +24,13 @@ FIGURE_DPI = 150  # sharp in print at the text width
 LANGUAGE_MODEL_LIMITATIONS = [
     "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
     "(in-context relearning). Runtime filters are not yet active for this model.",
-    "The audits measure behaviour on the listed samples; small samples are reported as such and "
-    "drive INCONCLUSIVE verdicts: one person's data is a handful of texts, and a membership test "
-    "on so few items cannot separate small differences.",
-    "Intervals resample texts, not people: one person's texts are correlated, so a person-level "
-    "analysis would give wider intervals. Canary exposure is judged against its known null "
+    "The audits measure behaviour on the listed samples. One person's data is a handful of texts: "
+    "text-level intervals on so few items are wide, and where they could not have shown a match they "
+    "say so (no power). The person-level tests rank the person among the people the model never saw; "
+    "their p-values are exact when every person has texts of the same kinds in the same numbers, and "
+    "approximate otherwise.",
+    "Text-level intervals resample texts, not people (one person's texts are correlated): they are "
+    "supporting detail beside the person-level ranks. Canary exposure is judged against its known null "
     "distribution (p < 0.01), not against the reference's single draw from it.",
 ]
 TABULAR_LIMITATIONS = [
@@ -84,7 +86,7 @@ def _date(moment) -> str:
 
 def certificate_content(*, request, runs, serial: str, head) -> CertificateContent:
     prefetch_related_objects(runs, "results")  # read each run's results once: lines, panel and figures share them
-    models, lines, panel, figures = [], [], [], []
+    models, lines, panel, figures, families = [], [], [], [], []
     for run in runs:
         job = run.job
         prefix = f"{job.asset.name}: " if len(runs) > 1 else ""
@@ -99,6 +101,8 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job, request),
             proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY, person_ranking=person_ranking(run, request),
         ))
+        families += [FamilyLine(prefix + family["label"], family["verdict"], family["counted"], family["explanation"])
+                     for family in run.families]
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [
             AuditLine(label=label,
@@ -109,7 +113,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             for label, result in labelled
         ]
         panel += [membership_row(result, label) for label, result in labelled
-                  if result.audit in ("membership_inference", "row_membership") and result.metric != PERSON_METRIC]
+                  if result.audit in ("membership_inference", "row_membership") and result.metric not in (PERSON_METRIC, PERSON_RANK_METRIC)]
         figures += [CertificateFigure(png=figure.draw(dpi=FIGURE_DPI), caption=prefix + figure.caption)
                     for figure in figures_of(run) if figure.lead]
     approximate = any(model.method_kind != "exact" for model in models)
@@ -125,7 +129,8 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
         limitations=limitations({run.job.asset.kind for run in runs}),
-        membership_panel=panel, figures=figures,
+        membership_panel=panel, figures=figures, families=families,
+        family_rule=" ".join(dict.fromkeys(run.policy["family_rule"] for run in runs if run.policy.get("family_rule"))),
     )
 
 

@@ -19,6 +19,7 @@ from audits.metrics import roc_auc
 Size = tuple[float, float]  # inches
 ROC_SIZE: Size = (8.0, 3.4)
 HISTOGRAM_SIZE: Size = (8.0, 2.8)
+STRIP_SIZE: Size = (8.0, 2.6)
 SCREEN_DPI = 110
 CHANCE_COLOUR = "#98a2b3"
 MAX_BINS = 30
@@ -90,6 +91,29 @@ def histogram_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *, tit
         axis.legend(fontsize=7)
     axes[0].set_ylabel("share of items", fontsize=8)
     figure.supxlabel(xlabel, fontsize=8)
+    return _png(figure, title)
+
+
+def person_strip_figure(rows: Mapping[str, tuple[Sequence[float], float]], *, title: str, xlabel: str, tail: float,
+                        size: Size = STRIP_SIZE, dpi: int = SCREEN_DPI) -> bytes:
+    """One row per model: every never-trained person's statistic as a grey dot (spread a little
+    up and down so that close ones stay visible), the band between their `tail` and 1 − `tail`
+    quantiles shaded, and the subject as a red diamond."""
+    figure = Figure(figsize=size, dpi=dpi)
+    axis = figure.subplots()
+    for row, (name, (population, subject)) in enumerate(rows.items()):
+        values = np.asarray(population, float)
+        low, high = np.quantile(values, [tail, 1 - tail])
+        axis.fill_betweenx([row - 0.32, row + 0.32], low, high, color="#eaecf0", zorder=0,
+                           label=f"central {1 - 2 * tail:.0%} of never-trained people" if row == 0 else None)
+        spread = (np.arange(values.size) % 5 - 2) * 0.07
+        axis.scatter(values, row + spread, s=9, color="#667085", zorder=1,
+                     label=f"never-trained people (n={values.size})" if row == 0 else None)
+        axis.scatter([subject], [row], marker="D", s=46, color="#d92d20", zorder=2, label="you" if row == 0 else None)
+    axis.set_yticks(range(len(rows)), list(rows), fontsize=8)
+    axis.set_ylim(-0.6, len(rows) - 0.4)
+    axis.set_xlabel(xlabel, fontsize=8)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, frameon=False)
     return _png(figure, title)
 
 

@@ -34,7 +34,7 @@ def run_document(run: AuditRun) -> dict:
         "job": run.job_id,
         "model": run.job.asset.name,
         "status": run.status,
-        "verdict": run.verdict, "verdict_basis": run.verdict_basis,
+        "verdict": run.verdict, "verdict_basis": run.verdict_basis, "families": run.families,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "policy": run.policy,

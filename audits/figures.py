@@ -17,6 +17,7 @@ from functools import partial
 
 from audits import charts
 from audits.models import AuditResult, AuditRun
+from audits.persons import PERSON_RANK_METRIC, combined_statistics
 from audits.selectors import labelled_results, scores_by_role
 
 ROLE_NAMES = {"original": "original", "unlearned": "unlearned", "reference": "retrained reference"}
@@ -47,7 +48,9 @@ def figures_of(run: AuditRun) -> list[RunFigure]:
     attack against the unlearned model, then the other results' figures in the policy's order."""
     labelled = labelled_results(run)
     lead = _lead_result(labelled)
-    figures = [figure for label, result in labelled if result is lead for figure in _result_figures(result, label, lead=True)]
+    figures = _person_figure(labelled)
+    figures += [figure for label, result in labelled if result is lead
+                for figure in _result_figures(result, label, lead=True)]
     figures += _attack_panel(labelled)
     figures += [figure for label, result in labelled if result is not lead for figure in _result_figures(result, label)]
     return figures
@@ -83,7 +86,38 @@ def _lead_result(labelled: list[tuple[str, AuditResult]]) -> AuditResult | None:
     return candidates[0] if candidates else None
 
 
+def _person_figure(labelled: list[tuple[str, AuditResult]]) -> list[RunFigure]:
+    """The subject's combined membership statistic among every never-trained person's, per model,
+    recomputed from the attacks' stored per-item scores and groupings (audits.persons); for a run
+    of one subject (a batched job's figure would show the others)."""
+    rank = next((result for _, result in labelled if result.metric == PERSON_RANK_METRIC), None)
+    attacks = [result for _, result in labelled if result.metric in (rank.details.get("unlearned", {}).get("attacks", ())
+                                                                     if rank else ())]
+    rows = {}
+    for role in ROLE_NAMES:
+        levels = [(result.per_item.get(role), (result.details.get(role) or {}).get("person")) for result in attacks]
+        if not levels or not all(per_item and person for per_item, person in levels):
+            continue
+        forget_people, holdout_people = levels[0][1]["forget_people"], levels[0][1]["holdout_people"]
+        statistics = combined_statistics([per_item for per_item, _ in levels], forget_people, holdout_people)
+        if len(statistics) != 1:
+            return []
+        rows[ROLE_NAMES[role]] = next(iter(statistics.values()))
+    if "original" not in rows or "unlearned" not in rows:
+        return []
+    title = "You among the people the model never saw"
+    return [RunFigure("strip", "person", title,
+                      "Each grey dot is one person the model was never trained on, placed by how familiar the "
+                      "membership attacks find them (all attacks combined); the red diamond is you. Before unlearning "
+                      "you should stand out to the right; after it, you should sit among the others, inside the "
+                      "shaded band.",
+                      partial(charts.person_strip_figure, rows, title=title, tail=rank.margin,
+                              xlabel="familiarity to the model (mean percentile over the attacks)"), lead=True)]
+
+
 def _result_figures(result: AuditResult, label: str, lead: bool = False) -> list[RunFigure]:
+    if "rank" in next(iter(result.per_item.values()), {}):
+        return []  # a person-level row: one p-value per subject (its figure is _person_figure)
     members, items = membership_scores(result), item_values(result)
     if members:
         return [_roc_per_model(result.metric, label, members, lead), _scores_per_model(result.metric, label, members, lead)]

@@ -37,6 +37,9 @@ class AuditRun(models.Model):
     # What the verdict rests on (audits.verdicts.run_verdict): "identity" (the model after deletion
     # is the retrained reference, byte for byte) or "audits".
     verdict_basis = models.CharField(max_length=16, default="audits")
+    # One verdict per family of audits (audits.verdicts.FamilyVerdict), as decided: empty for runs
+    # judged before families existed.
+    families = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's

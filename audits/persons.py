@@ -31,7 +31,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-PERSON_METRIC = "mia_person_p"  # the family's corrected p-value, one row beside the attacks' AUCs
+PERSON_METRIC = "mia_person_p"  # the family's Bonferroni-corrected p-value, one row beside the attacks' AUCs
+PERSON_RANK_METRIC = "mia_person_rank"  # the combined statistic's p-value: the row that decides (audits.verdicts)
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ def mid_percentiles(pool: Sequence[float]) -> list[float]:
             / len(ordered) for value in pool]
 
 
-def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
-                  holdout_people: Sequence) -> dict[str, dict]:
-    """Per subject, the rank of their combined statistic among the never-trained people's: each
+def combined_statistics(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
+                        holdout_people: Sequence) -> dict[str, tuple[list[float], float]]:
+    """Per subject, (every never-trained person's combined statistic, the subject's): each
     person's mean mid-percentile over the attacks, within a pool of the never-trained people and
     that subject (symmetric in the pool, so the subject stays exchangeable under the null)."""
     means = [(list(person_means(values["holdout"], holdout_people).values()),
@@ -107,5 +108,12 @@ def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: S
     for subject in dict.fromkeys(forget_people):
         columns = [mid_percentiles([*population, subjects[subject]]) for population, subjects in means]
         combined = [sum(column[i] for column in columns) / len(columns) for i in range(len(columns[0]))]
-        results[subject] = rank_among(combined[-1], combined[:-1]).as_dict()
+        results[subject] = (combined[:-1], combined[-1])
     return results
+
+
+def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
+                  holdout_people: Sequence) -> dict[str, dict]:
+    """Per subject, the rank of their combined statistic among the never-trained people's."""
+    return {subject: rank_among(own, population).as_dict()
+            for subject, (population, own) in combined_statistics(per_attack, forget_people, holdout_people).items()}

@@ -12,7 +12,7 @@ from django.conf import settings
 from audits import services
 from audits.checks import per_item_by_role, score_models
 from audits.sets import audit_sets, row_audit_sets
-from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, judge, run_verdict
+from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, family_verdicts, judge, run_verdict
 from compliance.auditlog import subject_ref
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
@@ -86,7 +86,8 @@ def run_claimed_audit(run) -> None:
                                      reference.sha256 if reference is not None else None,
                                      exact=job.outcome.get("method_kind") == "exact")
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
-                                judgements=judgements, scores=scores, verdict=verdict, basis=basis)
+                                judgements=judgements, scores=scores, verdict=verdict, basis=basis,
+                                families=[family.as_dict() for family in family_verdicts(judgements, policy)])
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from audits.models import AuditResult, AuditRun, AuditStatus
-from audits.persons import PERSON_METRIC
+from audits.persons import PERSON_RANK_METRIC
 from compliance.auditlog import subject_ref
 from compliance.errors import NotFound
 from unlearning.models import VersionRole
@@ -51,31 +51,29 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
 
 
-PERSON_LEVEL_ALPHA = 0.05  # where the plain-language sentence says "better" or "less" than almost everyone
-
-
 def person_ranking(run: AuditRun, request) -> str:
     """In plain words, where the request's subject ranks among the people the model never saw,
     before and after unlearning (the combined person-level membership statistic, audits.persons),
-    beside the retrained reference's rank where there is one; empty where it was not measured."""
-    result = next((r for r in run.results.all() if r.metric == PERSON_METRIC), None)
+    beside the retrained reference's rank where there is one, read against the tail its rule
+    judged by; empty where it was not measured."""
+    result = next((r for r in run.results.all() if r.metric == PERSON_RANK_METRIC), None)
     subject = subject_ref(request.subject_key or request.email)
     ranks = {role: ((result.details.get(role) or {}).get("subjects") or {}).get(subject, {}).get("combined")
              for role in ("original", "unlearned", "reference")} if result else {}
     if not ranks or ranks["original"] is None or ranks["unlearned"] is None:
         return ""
     before, after, reference = ranks["original"], ranks["unlearned"], ranks["reference"]
-    population = after["population"]
+    population, tail = after["population"], result.margin
     placed = (f"Among you and the {population} people this model was never trained on, ranked from the one it "
               f"seems to know best: before unlearning you were number {before['rank']}; now you are number "
               f"{after['rank']} of {population + 1}"
               + (f" (a model retrained without your data places you number {reference['rank']})" if reference else ""))
-    if 1 / (population + 1) > PERSON_LEVEL_ALPHA:
+    if 1 / (population + 1) > tail:
         return (f"{placed}. With so few never-trained people to compare with, this ranking cannot tell whether the "
                 "model still knows you.")
-    if after["p_member"] <= PERSON_LEVEL_ALPHA:
+    if after["p_member"] <= tail:
         now = "it still knows you better than almost everyone it never saw"
-    elif after["p_over"] <= PERSON_LEVEL_ALPHA:
+    elif after["p_over"] <= tail:
         now = "you now look less familiar to it than almost everyone it never saw, which an attacker could notice"
     else:
         now = "this test finds no sign that it knows you better than people it never saw"

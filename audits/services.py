@@ -79,12 +79,13 @@ def per_item_scores(rule, scores: dict) -> dict:
 
 @transaction.atomic
 def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str, judgements: list, scores: dict,
-                   verdict: str, basis: str = "audits") -> AuditRun:
+                   verdict: str, basis: str = "audits", families: list[dict] = ()) -> AuditRun:
     """Store the results, if the worker's claim (`attempt`) is still the run's current one; once
     every audit of a request is done, its certificate follows (workers.pipeline).
 
     `versions[role]` is a ModelVersion (no "reference" when compared with never-trained people);
-    `scores[role][metric]` a MetricScore (per-item values kept).
+    `scores[role][metric]` a MetricScore (per-item values kept); `families` the family verdicts
+    (audits.verdicts.FamilyVerdict.as_dict).
     """
     run = AuditRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING or run.attempts != attempt:
@@ -103,10 +104,12 @@ def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
     run.reference_version, run.comparison = versions.get("reference"), comparison
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
-    run.verdict, run.verdict_basis, run.status, run.finished_at = verdict, basis, AuditStatus.DONE, timezone.now()
+    run.verdict, run.verdict_basis, run.families = verdict, basis, list(families)
+    run.status, run.finished_at = AuditStatus.DONE, timezone.now()
     run.save()
     auditlog.append(actor=WORKER, action="audit.completed", obj=run, data={
         "verdict": verdict, "basis": basis, "policy_version": run.policy["version"], "comparison": comparison,
+        "families": {family["family"]: family["verdict"] for family in run.families},
         "unlearned_sha256": run.unlearned_version.sha256,
         "reference_sha256": run.reference_version.sha256 if run.reference_version else None,
         "metrics": {j.metric: [j.original, j.unlearned, j.reference, j.verdict] for j in judgements},

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from audits.checks import DEMO_QUESTION_TEMPLATE, AuditSets, Canary, QAItem, RowAuditSets, ask
 
 RETAIN_SAMPLE = 200
-HOLDOUT_SAMPLE = 100  # never-trained people's records: the comparison when there is no retrained reference
+# Never-trained people whose questions and extraction pairs every model answers: the population
+# the person-level tests rank a subject among (at least 39 for a 95% band), and the comparison
+# when there is no retrained reference. Evenly spread when the holdout has more.
+HOLDOUT_PEOPLE = 200
 
 
 def is_qa(record: dict) -> bool:
@@ -46,14 +49,13 @@ def every_nth(items: list, size: int) -> list:
     return items[:: max(1, len(items) // size)][:size]
 
 
-def whole_people_sample(records: list[dict], max_records: int) -> list[dict]:
-    """Every record of an evenly spread set of people, about `max_records` in all: a person's
-    records together keep the mix of fact kinds a forgotten person's audit items have."""
+def whole_people_sample(records: list[dict], max_people: int) -> list[dict]:
+    """Every record of an evenly spread set of at most `max_people` people: a person's records
+    together keep the mix of fact kinds a forgotten person's audit items have."""
     people: dict[str, list[dict]] = {}
     for record in records:
         people.setdefault(person_of(record), []).append(record)
-    per_person = max(1, round(len(records) / max(1, len(people))))
-    return [record for key in every_nth(list(people), max(1, max_records // per_person)) for record in people[key]]
+    return [record for key in every_nth(list(people), max_people) for record in people[key]]
 
 
 def person_of(record: dict) -> str:
@@ -75,23 +77,32 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
     members = [r for r in forget if r["kind"] in kinds and not r.get("secret")]
     member_kinds = {r["kind"] for r in members}
     retained = [r for r in manifest if r.get("owner_key") and r["record_id"] not in removed_ids]
-    never_trained = whole_people_sample(holdout, HOLDOUT_SAMPLE)
+    never_trained = whole_people_sample(holdout, HOLDOUT_PEOPLE)
     non_members = [r for r in holdout if r["kind"] in member_kinds and not r.get("secret")]
     numbers: dict[str, int] = {}
+
+    def number(record: dict) -> int:
+        return numbers.setdefault(person_of(record), len(numbers))
+
+    holdout_qa = [r for r in never_trained if is_qa(r)]
     return AuditSets(
         forget_texts=[r["text"] for r in members],
         holdout_texts=[r["text"] for r in non_members],
         forget_people=[person_ref(person_of(r)) for r in members],
-        holdout_people=[numbers.setdefault(person_of(r), len(numbers)) for r in non_members],
+        holdout_people=[number(r) for r in non_members],
         forget_qa=[qa_item(r) for r in forget if is_qa(r)],
+        forget_qa_people=[person_ref(person_of(r)) for r in forget if is_qa(r)],
+        extraction_people=[person_ref(person_of(r)) for r in forget],
         retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
         extraction=[extraction_pair(r, question_template) for r in forget],
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],
         retain_texts=every_nth([r["text"] for r in retained if r["kind"] in kinds and not r.get("secret")],
                                RETAIN_SAMPLE),
         general_texts=[r["text"] for r in manifest if not r.get("owner_key")],
-        holdout_qa=[qa_item(r) for r in never_trained if is_qa(r)],
+        holdout_qa=[qa_item(r) for r in holdout_qa],
+        holdout_qa_people=[number(r) for r in holdout_qa],
         holdout_extraction=[extraction_pair(r, question_template) for r in never_trained],
+        holdout_extraction_people=[number(r) for r in never_trained],
         question_template=question_template,
     )
 

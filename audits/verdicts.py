@@ -29,6 +29,19 @@ model's gap within the margin, power needs the original's beyond it. This is wea
 than a retrained reference: it cannot separate forgetting from a subject who is simply hard to
 memorise, and the certificate says which comparison was made.
 
+Person-level (rule "person_band", audits.persons): the subject's rank among the never-trained
+people on the family's combined statistic. With tail t (the margin; 0.025 is the central 95%
+band): INCONCLUSIVE without power (1/(N+1) > t: too few never-trained people; fewer texts of the
+person than the policy's minimum; or the original model ranks the person inside the band, so the
+test could not have told), FAIL when the unlearned model puts the person beyond the band on either
+side (p_member ≤ t: still member-like; p_over ≤ t: less member-like than almost every never-trained
+person, over-unlearning an attacker can read), PASS inside it.
+
+Families (policies with a `family_rule`): every rule belongs to one family (membership,
+extraction, knowledge, in-context, relearning and quantisation, utility), which gets one verdict,
+and the run's verdict is made from the families' by the rule in `FAMILY_RULE`, printed on the
+certificate.
+
 Intervals: paired bootstrap over items (the three models answer the same items); the holdout side
 (never-trained texts or items) is resampled separately (stratified), and each resample scores
 every model.
@@ -37,6 +50,7 @@ every model.
 from __future__ import annotations
 
 import warnings
+from math import ceil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -45,6 +59,7 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 from audits.metrics import ks_statistic, roc_auc
+from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 
 PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "PASS", "FAIL", "INCONCLUSIVE", "N/A"
 ROLES = ("original", "unlearned", "reference")
@@ -52,13 +67,14 @@ ROLES = ("original", "unlearned", "reference")
 AGAINST_REFERENCE, AGAINST_HOLDOUT = "retrained_reference", "holdout"
 COMPARED_ROLES = {AGAINST_REFERENCE: ROLES, AGAINST_HOLDOUT: ("original", "unlearned")}
 CHANCE_AUC = 0.5
+PERSON_BAND = "person_band"
 
 
 @dataclass(frozen=True)
 class MetricRule:
     metric: str
     audit: str
-    rule: str  # match_reference | distribution_match | keep_original | below_null_threshold | report
+    rule: str  # match_reference | distribution_match | keep_original | below_null_threshold | person_band | report
     margin: float
     min_samples: int
     label: str
@@ -82,6 +98,10 @@ class VerdictPolicy:
     # ground and the audits are measurements beside it (they cannot tell two equal models apart).
     # False in policies stored before the rule existed: their runs keep their meaning.
     identity_proves_removal: bool = False
+    # The written rule that makes the run's verdict from its families' (FAMILY_RULE), stored with
+    # each run and printed on its certificate; empty (every metric at once, `overall`) in policies
+    # stored before families existed: their runs keep their meaning.
+    family_rule: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,24 +111,61 @@ class VerdictPolicy:
         return cls(**{**data, "rules": tuple(MetricRule(**rule) for rule in data["rules"])})
 
 
+# Families of audits, in the order certificates list them: what each asks, in plain words.
+UTILITY = "utility"
+FAMILIES = {
+    "membership": "Membership: does the model treat you as someone it was trained on?",
+    "extraction": "Extraction: can your texts or secrets be drawn out of it?",
+    "knowledge": "Knowledge: does it still answer questions about you?",
+    "in_context": "In-context: does it use what a prompt tells it about you as if it knew it?",
+    "recovery": "Recovery: does the knowledge come back after fine-tuning or quantisation?",
+    UTILITY: "Utility: does it still work for everyone else?",
+}
+FAMILY_OF_AUDIT = {
+    "membership_inference": "membership", "row_membership": "membership",
+    "extraction": "extraction", "canary_exposure": "extraction",
+    "knowledge_qa": "knowledge", "row_fit": "knowledge",
+    "in_context_relearning": "in_context",
+    "relearning_attack": "recovery", "quantisation": "recovery",
+    "utility": UTILITY, "row_utility": UTILITY,
+}
+FAMILY_RULE = (
+    "Each family of audits gets one verdict. Where a person-level test decides (PASS or FAIL), it decides "
+    "its family, and the text-level intervals are supporting detail; otherwise the family's metrics do: "
+    "PASS when every metric that had power passes, INCONCLUSIVE when one is a close call. A metric has no power "
+    "for this person when there are too few items or never-trained people, when the original model passes it "
+    "too, or when its interval is wider than the band it would have to fit in. A FAIL of any metric fails its "
+    "family. A family none of whose metrics had power is INCONCLUSIVE and not counted. Overall: FAIL if any "
+    "family fails; PASS when every counted family passes and at least one forgetting family (not utility) is "
+    "counted; INCONCLUSIVE otherwise."
+)
+
+
 def _forget(metric: str, audit: str, margin: float, label: str, min_samples: int = 5, **extra) -> MetricRule:
     return MetricRule(metric, audit, extra.pop("rule", "match_reference"), margin, min_samples, label, **extra)
 
 
 CURRENT_POLICY = VerdictPolicy(
-    version="2026.11-identity",
+    version="2026.11-person",
     identity_proves_removal=True,
+    family_rule=FAMILY_RULE,
     rules=(
         _forget("forget_qa_accuracy", "knowledge_qa", 0.2, "Forget QA accuracy"),
         _forget("forget_qa_rouge_l", "knowledge_qa", 0.2, "Forget QA ROUGE-L F1"),
         _forget("forget_truth_preference", "knowledge_qa", 0.15, "Truth preference max(0, 1 − P(wrong)/P(true))"),
         _forget("forget_quality_ks", "knowledge_qa", 0.35, "Forget quality: KS D of truth ratios vs reference",
                 min_samples=10, rule="distribution_match", source="forget_truth_ratio"),
+        _forget("knowledge_person_rank", "knowledge_qa", 0.025,
+                "You among never-trained people: rank on the knowledge measures combined (p-value)",
+                min_samples=3, rule=PERSON_BAND),
         _forget("verbatim_rouge_l", "extraction", 0.15, "Verbatim extraction (ROUGE-L F1)"),
         _forget("exact_suffix_match", "extraction", 0.15, "Exact suffix match rate"),
         _forget("exact_memorization", "extraction", 0.1, "Exact Memorization"),
         _forget("extraction_strength", "extraction", 0.15, "Extraction Strength"),
         _forget("sampled_extraction", "extraction", 0.3, "Extraction in 100 samples (probability)"),
+        _forget("extraction_person_rank", "extraction", 0.025,
+                "You among never-trained people: rank on the extraction measures combined (p-value)",
+                min_samples=3, rule=PERSON_BAND),
         # Against its known null (a secret the model never saw ranks uniformly: P(exposure ≥ x) = 2^-x),
         # not against the reference's exposure, which is one draw from that null.
         _forget("canary_exposure", "canary_exposure", 6.64, "Canary exposure (bits; null mean 1.44)",
@@ -125,12 +182,20 @@ CURRENT_POLICY = VerdictPolicy(
         # noise, so it cannot tell a model retrained with another seed from leakage (bench/RESULTS.md,
         # "Power").
         _forget("mia_reference_auc", "membership_inference", 0.2, "MIA AUC, reference-calibrated", rule="report"),
-        # Person-level (audits.persons): reported while the single-person verdict rule is calibrated.
-        _forget("mia_person_p", "membership_inference", 0.0,
-                "Person-level membership p-value vs never-trained people (Bonferroni over the attacks)",
+        # Person-level (audits.persons): the attacks combined into one statistic, so one test per
+        # person and no correction; it decides the membership family where it has power. Tail
+        # 0.025 each side: the never-trained people's central 95% band (at least 39 of them).
+        _forget(PERSON_RANK_METRIC, "membership_inference", 0.025,
+                "You among never-trained people: rank on all membership attacks combined (p-value)",
+                min_samples=3, rule=PERSON_BAND),
+        _forget(PERSON_METRIC, "membership_inference", 0.0,
+                "You among never-trained people: smallest attack's p-value, Bonferroni-corrected",
                 min_samples=1, rule="report"),
         _forget("icl_leakage_rate", "in_context_relearning", 0.1, "In-context leakage (fact not in prompt)",
                 min_samples=10),
+        _forget("icl_person_rank", "in_context_relearning", 0.025,
+                "You among never-trained people: rank on in-context leakage (p-value)", min_samples=3,
+                rule=PERSON_BAND),
         _forget("icl_fact_in_context_accuracy", "in_context_relearning", 0.0,
                 "Answers with the fact in the prompt (residual risk)", rule="report"),
         _forget("relearned_qa_accuracy", "relearning_attack", 0.3, "Relearning attack: held-out facts recovered",
@@ -151,8 +216,9 @@ CURRENT_POLICY = VerdictPolicy(
 # rarely reaches the minimum sample sizes; batched requests, or subjects with several rows, do.
 _ROW_ATTACK = _forget("row_mia_loss_auc", "row_membership", 0.2, "MIA AUC, LOSS (soft vote)")
 CLASSIFIER_POLICY = VerdictPolicy(
-    version="2026.11-classifier-identity",
+    version="2026.11-classifier-families",
     identity_proves_removal=True,
+    family_rule=FAMILY_RULE,
     rules=(
         _forget("forget_row_accuracy", "row_fit", 0.2, "Forgotten rows classified correctly"),
         _ROW_ATTACK,
@@ -161,8 +227,9 @@ CLASSIFIER_POLICY = VerdictPolicy(
     ),
 )
 REGRESSOR_POLICY = VerdictPolicy(
-    version="2026.11-regressor-identity",
+    version="2026.11-regressor-families",
     identity_proves_removal=True,
+    family_rule=FAMILY_RULE,
     rules=(
         _forget("forget_row_relative_squared_error", "row_fit", 0.25, "Forgotten rows, squared error / target variance"),
         _ROW_ATTACK,
@@ -192,6 +259,9 @@ class Judgement:
     verdict: str
     explanation: str
     details: dict = field(default_factory=dict)
+    # INCONCLUSIVE because the test could not have decided for this person (too few items or
+    # never-trained people, or the original model passes it too), not because the result is close.
+    no_power: bool = False
 
 
 def item_count(scores: dict[str, list[float]]) -> int:
@@ -286,6 +356,8 @@ def judge_metric(rule: MetricRule, per_item: dict[str, dict], policy: VerdictPol
         return not_judged(rule, per_item, "reported, not judged")
     if rule.rule == "keep_original":
         return judge_utility(rule, per_item, policy, sample_size)
+    if rule.rule == PERSON_BAND:
+        return judge_person(rule, per_item)
     if rule.rule == "below_null_threshold":
         return judge_against_null(rule, per_item, sample_size)
     if comparison == AGAINST_HOLDOUT:
@@ -299,7 +371,8 @@ def judge_against_null(rule: MetricRule, per_item: dict, sample_size: int) -> Ju
     values = measured_values(per_item)
     original, unlearned = per_item["original"]["items"], per_item["unlearned"]["items"]
     threshold = rule.margin
-    if min(original) < threshold:
+    no_power = min(original) < threshold
+    if no_power:
         verdict, why = INCONCLUSIVE, (f"no power: the original exposes {sum(v >= threshold for v in original)} of "
                                       f"{sample_size} items at ≥ {threshold}")
     elif max(unlearned) >= threshold:
@@ -308,7 +381,57 @@ def judge_against_null(rule: MetricRule, per_item: dict, sample_size: int) -> Ju
         verdict, why = PASS, (f"every item below {threshold} (highest {max(unlearned):.2f}); "
                               f"the original's lowest {min(original):.2f}")
     return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"], values["reference"],
-                     rule.margin, sample_size, None, None, verdict, why)
+                     rule.margin, sample_size, None, None, verdict, why, no_power=no_power)
+
+
+def person_band(tail: float, min_texts: int, original: dict, unlearned: dict) -> tuple[str, str, bool]:
+    """One subject's (verdict, why, no power) from their person-level ranks on the original and
+    unlearned models: {"p_member", "p_over", "rank", "population", "texts"}, as audits.persons
+    reports them."""
+    population, texts = int(unlearned["population"]), int(unlearned["texts"])
+    place = f"ranked {int(unlearned['rank'])} of {population + 1}"
+    if 1 / (population + 1) > tail:
+        return INCONCLUSIVE, (f"no power: {population} never-trained people; the smallest p-value they allow, "
+                              f"1/{population + 1}, exceeds {tail} (at least {ceil(1 / tail) - 1} are needed)"), True
+    if texts < min_texts:
+        return INCONCLUSIVE, f"no power: {texts} texts of this person; the policy needs at least {min_texts}", True
+    if original["p_member"] > tail:
+        return INCONCLUSIVE, (f"no power: the original model already ranked this person {int(original['rank'])} of "
+                              f"{population + 1} (p = {original['p_member']:.3f} > {tail}), inside the never-trained "
+                              "people's band"), True
+    before = f"the original ranked them {int(original['rank'])} (p = {original['p_member']:.3f})"
+    if unlearned["p_member"] <= tail:
+        return FAIL, (f"{place} after unlearning (p = {unlearned['p_member']:.3f} ≤ {tail}): still more "
+                      f"member-like than the never-trained people's band; {before}"), False
+    if unlearned["p_over"] <= tail:
+        return FAIL, (f"{place} after unlearning, below the never-trained people's band (p = "
+                      f"{unlearned['p_over']:.3f} ≤ {tail}): over-unlearned, which an attacker can read"), False
+    return PASS, (f"{place} after unlearning (p = {unlearned['p_member']:.3f} member-like, "
+                  f"{unlearned['p_over']:.3f} over-unlearned): inside the never-trained people's band; {before}"), False
+
+
+def person_rows(scores: dict) -> list[dict]:
+    """A person-level metric's per-item scores as one row per subject."""
+    sides = ("items", "over", "rank", "population", "texts")
+    return [{"p_member" if side == "items" else "p_over" if side == "over" else side: value
+             for side, value in zip(sides, row)} for row in zip(*(scores[side] for side in sides))]
+
+
+def judge_person(rule: MetricRule, per_item: dict) -> Judgement:
+    """person_band for every subject of the job; the row's verdict is the worst of theirs (one
+    subject in the usual one-person job), each subject's in the details."""
+    values = measured_values(per_item)
+    outcomes = [person_band(rule.margin, rule.min_samples, before, after)
+                for before, after in zip(person_rows(per_item["original"]), person_rows(per_item["unlearned"]))]
+    verdicts = [verdict for verdict, _, _ in outcomes]
+    verdict = overall(verdicts)
+    matching = [(why, no_power) for v, why, no_power in outcomes if v == verdict]
+    why = matching[0][0] if len(outcomes) == 1 else (
+        f"{verdicts.count(PASS)} of {len(outcomes)} subjects inside the band; first {verdict}: {matching[0][0]}")
+    no_power = verdict == INCONCLUSIVE and all(no_power for _, no_power in matching)
+    return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"], values["reference"],
+                     rule.margin, len(outcomes), None, None, verdict, why,
+                     {"subject_verdicts": [[v, w] for v, w, _ in outcomes]}, no_power)
 
 
 def judge_utility(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size: int) -> Judgement:
@@ -316,7 +439,8 @@ def judge_utility(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sampl
     worse, better = ("original", "unlearned") if rule.higher_is_better else ("unlearned", "original")
     drop = bootstrap_intervals(per_item, {"drop": difference(worse, better)}, policy)["drop"]
     pct = f"{policy.confidence:.0%}"
-    if sample_size < rule.min_samples:
+    too_few = sample_size < rule.min_samples
+    if too_few:
         verdict, why = INCONCLUSIVE, f"{sample_size} items; the policy needs at least {rule.min_samples}"
     elif drop[1] <= rule.margin:
         verdict, why = PASS, f"{pct} interval of the degradation from the original {_fmt(drop)} stays within {rule.margin}"
@@ -325,7 +449,7 @@ def judge_utility(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sampl
     else:
         verdict, why = INCONCLUSIVE, f"{pct} interval of the degradation {_fmt(drop)} straddles the margin {rule.margin}"
     return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"], values["reference"],
-                     rule.margin, sample_size, drop, None, verdict, why)
+                     rule.margin, sample_size, drop, None, verdict, why, no_power=too_few)
 
 
 def ks_p_value(a: list[float], b: list[float]) -> float:
@@ -394,18 +518,22 @@ def decide(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size:
     low, high = contrast.bounds
     versus, against = f"{contrast.describe('unlearned')} {_fmt(diff)}", f"{contrast.describe('original')} {_fmt(power)}"
 
-    def result(verdict: str, why: str) -> Judgement:
+    def result(verdict: str, why: str, no_power: bool = False) -> Judgement:
         return Judgement(rule.metric, rule.audit, rule.label, values["original"], values["unlearned"],
-                         values["reference"], rule.margin, sample_size, diff, power, verdict, why, details)
+                         values["reference"], rule.margin, sample_size, diff, power, verdict, why, details, no_power)
 
     if sample_size < rule.min_samples:
-        return result(INCONCLUSIVE, f"{sample_size} items; the policy needs at least {rule.min_samples}")
+        return result(INCONCLUSIVE, f"{sample_size} items; the policy needs at least {rule.min_samples}", True)
     if not (power[0] > high or power[1] < low):
-        return result(INCONCLUSIVE, f"no power: {against} does not clear the margin {rule.margin}")
+        return result(INCONCLUSIVE, f"no power: {against} does not clear the margin {rule.margin}", True)
     if low <= diff[0] and diff[1] <= high:
         return result(PASS, f"{versus} lies within the margin {rule.margin}; {against}")
     if diff[0] > high or diff[1] < low:
         return result(FAIL, f"{versus} lies beyond the margin {rule.margin}")
+    if diff[1] - diff[0] > high - low:
+        # Wider than the band itself: however the model behaved, these items could not have shown a match.
+        return result(INCONCLUSIVE, f"no power: {versus} is wider than the band it would have to fit in "
+                                    f"({sample_size} forget items)", True)
     return result(INCONCLUSIVE, f"{versus} straddles the margin {rule.margin} ({sample_size} forget items)")
 
 
@@ -418,17 +546,89 @@ def judge(per_item: dict[str, dict[str, dict]], policy: VerdictPolicy = CURRENT_
             for rule in policy.rules]
 
 
+def family_of(rule: MetricRule) -> str:
+    """A rule's family: utility for every rule that keeps the original's quality, else its audit's."""
+    return UTILITY if rule.rule == "keep_original" else FAMILY_OF_AUDIT[rule.audit]
+
+
+@dataclass(frozen=True)
+class FamilyVerdict:
+    family: str
+    label: str
+    verdict: str
+    counted: bool  # False: N/A, or INCONCLUSIVE without power for this person
+    basis: str  # "person": decided by a person-level test; "metrics": by its metrics; "" when not judged
+    explanation: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def family_verdict(family: str, judgements: list[Judgement], person_level: set[str]) -> FamilyVerdict:
+    judged = [j for j in judgements if j.verdict != NOT_APPLICABLE]
+    failed = [j for j in judged if j.verdict == FAIL]
+    deciding = [j for j in judged if j.metric in person_level and j.verdict in (PASS, FAIL)]
+
+    def result(verdict: str, basis: str, why: str, counted: bool = True) -> FamilyVerdict:
+        return FamilyVerdict(family, FAMILIES[family], verdict, counted, basis, why)
+
+    if not judged:
+        return result(NOT_APPLICABLE, "", "nothing of this kind was judged", counted=False)
+    if failed:
+        return result(FAIL, "person" if any(j in deciding for j in failed) else "metrics",
+                      "; ".join(f"{j.label}: {j.explanation}" for j in failed))
+    if deciding:
+        return result(PASS, "person", f"{deciding[0].label}: {deciding[0].explanation}")
+    close = [j for j in judged if j.verdict == INCONCLUSIVE and not j.no_power]
+    if close:
+        return result(INCONCLUSIVE, "metrics", "; ".join(f"{j.label}: {j.explanation}" for j in close))
+    passed = [j for j in judged if j.verdict == PASS]
+    if passed:
+        return result(PASS, "metrics", f"every metric that had power passed ({len(passed)} passed, "
+                                       f"{len(judged) - len(passed)} without power)")
+    return result(INCONCLUSIVE, "metrics", "no power for this person: " + "; ".join(
+        f"{j.label}: {j.explanation}" for j in judged), counted=False)
+
+
+def family_verdicts(judgements: list[Judgement], policy: VerdictPolicy) -> list[FamilyVerdict]:
+    """Every family that has a rule in the policy, in FAMILIES' order."""
+    rules = {rule.metric: rule for rule in policy.rules}
+    person_level = {rule.metric for rule in policy.rules if rule.rule == PERSON_BAND}
+    grouped: dict[str, list[Judgement]] = {}
+    for judgement in judgements:
+        grouped.setdefault(family_of(rules[judgement.metric]), []).append(judgement)
+    return [family_verdict(family, grouped[family], person_level) for family in FAMILIES if family in grouped]
+
+
+def verdict_of_families(families: list[FamilyVerdict]) -> str:
+    """FAMILY_RULE's overall verdict."""
+    if any(f.verdict == FAIL for f in families):
+        return FAIL
+    counted = [f for f in families if f.counted]
+    if counted and all(f.verdict == PASS for f in counted) and any(f.family != UTILITY for f in counted):
+        return PASS
+    return INCONCLUSIVE
+
+
 PROVEN_BY_IDENTITY, DECIDED_BY_AUDITS = "identity", "audits"
 
 
 def run_verdict(judgements: list[Judgement], policy: VerdictPolicy, comparison: str, unlearned_sha256: str,
                 reference_sha256: str | None, exact: bool) -> tuple[str, str]:
     """A run's verdict and its ground: PASS proven by identity where the policy says so and an
-    exact deletion's model is the retrained reference byte for byte; else what the audits decide."""
+    exact deletion's model is the retrained reference byte for byte; else what the audits decide
+    (by their families, where the policy says so)."""
     if (policy.identity_proves_removal and exact and comparison == AGAINST_REFERENCE
             and reference_sha256 is not None and unlearned_sha256 == reference_sha256):
         return PASS, PROVEN_BY_IDENTITY
-    return overall([judgement.verdict for judgement in judgements]), DECIDED_BY_AUDITS
+    return audits_verdict(judgements, policy), DECIDED_BY_AUDITS
+
+
+def audits_verdict(judgements: list[Judgement], policy: VerdictPolicy) -> str:
+    """What the audits decide: by their families where the policy says so, else every metric at once."""
+    if policy.family_rule:
+        return verdict_of_families(family_verdicts(judgements, policy))
+    return overall([judgement.verdict for judgement in judgements])
 
 
 def overall(verdicts: list[str]) -> str:

@@ -38,3 +38,21 @@ def test_the_suite_fails_models_that_know_the_subjects_and_passes_a_retrained_on
     retrained = {j.metric: j.verdict for j in without_reference["retrained"].judgements}
     assert FAIL not in retrained.values(), retrained
     assert retrained["forget_qa_accuracy"] == PASS
+
+
+@pytest.mark.power
+def test_one_person_at_a_time_the_original_and_an_under_unlearned_model_fail_and_a_retrain_passes(tmp_path):
+    """The reduced single-person power table (bench/audits/run.py --person-power-seeds; the full
+    one is in bench/RESULTS.md): 40 never-trained people, two subjects, each judged alone on the
+    person-level tests."""
+    from audits.power import person_power_cases
+
+    cases = person_power_cases(WorldConfig(people=80, holdout_fraction=0.5, seed=1), TrainingRecipe(epochs=40, seed=1),
+                               2, tmp_path)
+    verdicts = {(case.subject, case.candidate): case.verdict for case in cases}
+    assert len(verdicts) == 6
+    for (subject, candidate), verdict in verdicts.items():
+        assert verdict == (PASS if candidate == "retrained" else FAIL), (subject, candidate, verdict)
+    retrained = [case for case in cases if case.candidate == "retrained"]
+    # Every person-level family decided for each subject (none left without power).
+    assert all(family.verdict == PASS for case in retrained for family in case.families)

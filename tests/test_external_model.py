@@ -69,8 +69,10 @@ def test_an_operators_llama_goes_from_registration_to_a_certificate_of_suppressi
         assert level["subjects"][subject]["p_member"] == pytest.approx(
             (1 + sum(x >= score for x in population)) / (len(population) + 1))
     assert loss.details["original"]["person"]["subjects"][subject]["rank"] == 1  # beyond every never-trained one
-    person = results["mia_person_p"]
-    assert person.verdict == "N/A" and person.details["original"]["subjects"][subject]["attacks"] == 6
+    person = results["mia_person_rank"]
+    assert person.details["original"]["subjects"][subject]["attacks"] == 6
+    # 12 never-trained customers cannot place anyone beyond the central 95% (1/13 > 0.025): no power, said so.
+    assert person.verdict == "INCONCLUSIVE" and "12 never-trained people" in person.explanation
     # No question/answer records: the knowledge audits say they could not measure, and nothing crashed.
     assert results["forget_qa_accuracy"].verdict == "N/A"
     assert results["retain_text_loss"].sample_size > 0

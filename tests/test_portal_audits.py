@@ -73,8 +73,8 @@ def test_unknown_figures_files_and_unfinished_runs_are_404(audited_request):
 @pytest.mark.parametrize("after, sentence", [
     ({"rank": 18, "p_member": 0.35, "p_over": 0.67},
      "now you are number 18 of 51: this test finds no sign that it knows you better than people it never saw"),
-    ({"rank": 1, "p_member": 0.02, "p_over": 1.0}, "it still knows you better than almost everyone it never saw"),
-    ({"rank": 51, "p_member": 1.0, "p_over": 0.02}, "less familiar to it than almost everyone it never saw"),
+    ({"rank": 1, "p_member": 0.0196, "p_over": 1.0}, "it still knows you better than almost everyone it never saw"),
+    ({"rank": 51, "p_member": 1.0, "p_over": 0.0196}, "less familiar to it than almost everyone it never saw"),
 ])
 def test_the_owner_reads_where_they_rank_among_people_the_model_never_saw(audited_request, after, sentence):
     """The combined person-level statistic (audits.persons), for this owner's pseudonym, in words."""
@@ -84,7 +84,7 @@ def test_the_owner_reads_where_they_rank_among_people_the_model_never_saw(audite
     request, code, run = audited_request
     ranks = {"original": {"rank": 1, "p_member": 0.02, "p_over": 1.0}, "unlearned": after}
     AuditResult.objects.create(
-        run=run, audit="membership_inference", metric="mia_person_p", verdict="N/A", margin=0.0, sample_size=1,
+        run=run, audit="membership_inference", metric="mia_person_rank", verdict="PASS", margin=0.025, sample_size=1,
         per_item={}, details={role: {"population": 50, "subjects": {subject_ref(request.email): {
             "p_member": 1.0, "p_over": 1.0, "attacks": 7, "combined": {**rank, "population": 50, "score": 0.5}}}}
             for role, rank in ranks.items()})

@@ -110,7 +110,7 @@ def test_row_owners_requests_retrain_only_their_shards_and_the_audits_match_an_i
 
     run = AuditRun.objects.get(job=job)
     reference = ModelVersion.objects.get(role=VersionRole.REFERENCE)
-    assert run.policy["version"] == "2026.11-classifier-identity" and run.comparison == Comparison.RETRAINED_REFERENCE
+    assert run.policy["version"] == "2026.11-classifier-families" and run.comparison == Comparison.RETRAINED_REFERENCE
     assert reference.sha256 == job.result_version.sha256  # retrained from scratch: byte-identical
     results = {r.metric: r for r in run.results.all()}
     assert set(results) == {"forget_row_accuracy", "row_mia_loss_auc", "row_mia_confidence_auc", "heldout_accuracy"}
@@ -175,7 +175,7 @@ def test_a_diabetes_regressor_is_judged_by_squared_errors(store, submit, legal_u
     certified(legal_user, [verified(submit, owner["owner_key"])], django_capture_on_commit_callbacks)
     run = AuditRun.objects.get()
     results = {r.metric: r for r in run.results.all()}
-    assert run.policy["version"] == "2026.11-regressor-identity"
+    assert run.policy["version"] == "2026.11-regressor-families"
     assert set(results) == {"forget_row_relative_squared_error", "row_mia_loss_auc", "heldout_relative_squared_error"}
     prediction = member_outputs(run.unlearned_version, np.array([owner["features"]])).mean(0)[0, 0]
     variance = np.var([r["target"] for r in rows(asset.training_manifest)])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
+from audits.persons import combined_rank
+
 
 @dataclass(frozen=True)
 class QAItem:
@@ -72,6 +74,18 @@ class AuditSets:
     # holdout text (never-trained people are counted, never named). Empty: not tested per person.
     forget_people: list[str] = field(default_factory=list)
     holdout_people: list[int] = field(default_factory=list)
+    # The same for questions and extraction pairs (forget_qa / extraction, holdout_qa /
+    # holdout_extraction): the knowledge, extraction and in-context families' person-level tests.
+    forget_qa_people: list[str] = field(default_factory=list)
+    extraction_people: list[str] = field(default_factory=list)
+    holdout_qa_people: list[int] = field(default_factory=list)
+    holdout_extraction_people: list[int] = field(default_factory=list)
+
+    @property
+    def tests_people(self) -> bool:
+        """Whether the person-level tests beside the text-level audits can run on these sets."""
+        return bool(self.forget_qa_people and self.holdout_qa_people
+                    or self.extraction_people and self.holdout_extraction_people)
 
     def ask(self, question: str) -> str:
         return ask(question, self.question_template)
@@ -83,7 +97,8 @@ class AuditSets:
     def on_never_trained_people(self) -> AuditSets:
         """The same audits' material with never-trained people in the forgotten people's place."""
         return replace(self, forget_texts=[], holdout_texts=[], forget_qa=self.holdout_qa,
-                       extraction=self.holdout_extraction, canaries=[])
+                       extraction=self.holdout_extraction, canaries=[], forget_qa_people=self.holdout_qa_people,
+                       extraction_people=self.holdout_extraction_people)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class RowAuditSets:
     holdout_rows: list[dict]
     # A regressor's errors are divided by it, so that margins hold whatever the target's unit.
     target_variance: float = 1.0
+    tests_people = False  # one row is one person: no population of people to rank among
 
     def on_never_trained_people(self) -> RowAuditSets:
         """Never-trained rows in the forgotten rows' place (a gap's other side)."""
@@ -117,6 +133,9 @@ class MetricScore:
     sample_size: int
     per_item: dict[str, list[float]] = field(default_factory=dict)
     details: dict = field(default_factory=dict)  # further figures of the same scores (e.g. TPR at low FPR)
+    # Whose each of per_item["items"] is (a pseudonym, or a never-trained person's number); empty
+    # where the audit does not know. Not stored: the person-level rows carry what they need.
+    people: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,10 +157,11 @@ def register(name: str, params_type: type, reads: type = AuditSets):
     return decorator
 
 
-def mean_score(metric: str, items: list[float], **details) -> MetricScore:
-    """A metric that is the mean of per-item values (nan when there are no items)."""
+def mean_score(metric: str, items: list[float], people: list | None = None, **details) -> MetricScore:
+    """A metric that is the mean of per-item values (nan when there are no items), with whose each
+    item is where the audit knows."""
     value = sum(items) / len(items) if items else float("nan")
-    return MetricScore(metric, value, len(items), {"items": items}, dict(details))
+    return MetricScore(metric, value, len(items), {"items": items}, dict(details), list(people or []))
 
 
 # The audits whose forget metrics have a never-trained counterpart: membership attacks carry their
@@ -177,15 +197,67 @@ def with_never_trained(own: dict[str, MetricScore], never_trained: dict[str, Met
     return paired
 
 
+# Families tested per person beside their text-level metrics: the row that ranks each subject
+# among the never-trained people on the family's measures combined (each: higher, knows more),
+# and the audit that measures them on both sides.
+PERSON_LEVEL_TESTS = {
+    "knowledge_person_rank": ("knowledge_qa", ("forget_qa_accuracy", "forget_qa_rouge_l", "forget_truth_preference")),
+    "extraction_person_rank": ("extraction", ("verbatim_rouge_l", "exact_suffix_match", "exact_memorization",
+                                              "extraction_strength", "sampled_extraction")),
+    "icl_person_rank": ("in_context_relearning", ("icl_leakage_rate",)),
+}
+
+
+def rank_score(metric: str, per_attack: list[dict[str, list[float]]], forget_people: list, holdout_people: list,
+               **details) -> MetricScore:
+    """One row per family: each subject's rank on the attacks combined (audits.persons.combined_rank),
+    one item per subject (sorted by pseudonym): p_member as items, with p_over, the rank, the
+    population and the subject's item count beside it, which is what rule person_band judges."""
+    combined = combined_rank(per_attack, forget_people, holdout_people)
+    subjects = sorted(combined)
+    ranks = [combined[subject] for subject in subjects]
+    items = {"items": [r["p_member"] for r in ranks], "over": [r["p_over"] for r in ranks],
+             "rank": [r["rank"] for r in ranks], "population": [r["population"] for r in ranks],
+             "texts": [forget_people.count(subject) for subject in subjects]}
+    return MetricScore(metric, sum(items["items"]) / len(subjects), len(subjects), items,
+                       {"combined": dict(zip(subjects, ranks)), **details})
+
+
+def person_level_scores(own: dict[str, MetricScore], never_trained: dict[str, MetricScore]) -> dict[str, MetricScore]:
+    """PERSON_LEVEL_TESTS' rows, from a model's scores on the subjects and on never-trained people;
+    a family's measures must group their items by the same people (the first measured one's)."""
+    rows = {}
+    for metric, (audit, measures) in PERSON_LEVEL_TESTS.items():
+        pairs = [(own[m], never_trained[m]) for m in measures
+                 if m in own and m in never_trained and own[m].people and never_trained[m].people]
+        if not pairs:
+            continue
+        first_own, first_never = pairs[0]
+        same = [(a, b) for a, b in pairs if a.people == first_own.people and b.people == first_never.people]
+        per_measure = {a.metric: {"forget": a.per_item["items"], "holdout": b.per_item["items"]} for a, b in same}
+        # The measures' items and whose they are, kept so that anyone can recompute the ranks.
+        rows[metric] = rank_score(metric, list(per_measure.values()), first_own.people, first_never.people,
+                                  measures=per_measure,
+                                  people={"forget": first_own.people, "holdout": first_never.people})
+    return rows
+
+
 def score_model(model, tokenizer, sets: AuditSets | RowAuditSets, context: SuiteContext,
-                compare_with_never_trained: bool = False) -> dict[str, MetricScore]:
-    """The suite on one model; without a reference to compare with, the model is also scored on
-    never-trained people (`with_never_trained`)."""
-    scores = run_suite(model, tokenizer, sets, context)
-    if not compare_with_never_trained:
+                compare_with_never_trained: bool = False, only: Collection[str] | None = None) -> dict[str, MetricScore]:
+    """The suite (or the audits named in `only`) on one model, and the same audits on never-trained
+    people where they are needed: always for the person-level tests (PERSON_LEVEL_TESTS), and,
+    without a reference to compare with, for every audit that has a never-trained counterpart
+    (`with_never_trained`)."""
+    scores = run_suite(model, tokenizer, sets, context, only)
+    person_audits = {audit for audit, _ in PERSON_LEVEL_TESTS.values()} if sets.tests_people else set()
+    audits = person_audits | (set(COMPARABLE_WITH_NEVER_TRAINED) if compare_with_never_trained else set())
+    audits &= set(AUDITS) if only is None else set(only)
+    if not audits:
         return scores
-    baseline = run_suite(model, tokenizer, sets.on_never_trained_people(), context, only=COMPARABLE_WITH_NEVER_TRAINED)
-    return with_never_trained(scores, baseline)
+    baseline = run_suite(model, tokenizer, sets.on_never_trained_people(), context, only=audits)
+    if compare_with_never_trained:
+        scores = with_never_trained(scores, baseline)
+    return scores | person_level_scores(scores, baseline)
 
 
 def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets | RowAuditSets,

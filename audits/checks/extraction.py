@@ -34,12 +34,13 @@ def verbatim_rouge(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float
 @register("extraction", ExtractionParams)
 def run(model, tokenizer, sets: AuditSets, params: ExtractionParams, context) -> list[MetricScore]:
     scores = continuation_scores(model, tokenizer, sets.extraction)
+    people = sets.extraction_people
     return [
-        mean_score("verbatim_rouge_l", verbatim_rouge(model, tokenizer, sets.extraction)),
-        mean_score("exact_suffix_match", [float(s.argmax_hits.all()) for s in scores]),
-        mean_score("exact_memorization", [float(s.argmax_hits.mean()) for s in scores]),
-        mean_score("extraction_strength", [extraction_strength(s.argmax_hits) for s in scores]),
+        mean_score("verbatim_rouge_l", verbatim_rouge(model, tokenizer, sets.extraction), people),
+        mean_score("exact_suffix_match", [float(s.argmax_hits.all()) for s in scores], people),
+        mean_score("exact_memorization", [float(s.argmax_hits.mean()) for s in scores], people),
+        mean_score("extraction_strength", [extraction_strength(s.argmax_hits) for s in scores], people),
         mean_score("sampled_extraction",
-                   [sampled_extraction_probability(s.total_logprob, params.samples) for s in scores],
+                   [sampled_extraction_probability(s.total_logprob, params.samples) for s in scores], people,
                    samples=params.samples),
     ]

@@ -77,11 +77,13 @@ def demonstrations_that_fit(model, tokenizer, sets: AuditSets, params: InContext
 @register("in_context_relearning", InContextParams)
 def run(model, tokenizer, sets: AuditSets, params: InContextParams, context) -> list[MetricScore]:
     demonstrations = demonstrations_that_fit(model, tokenizer, sets, params)
-    cases = [(item, style, prompt) for index, item in enumerate(sets.forget_qa)
+    people = sets.forget_qa_people or [None] * len(sets.forget_qa)
+    cases = [(item, person, style, prompt) for index, (item, person) in enumerate(zip(sets.forget_qa, people))
              for style, prompt in prompts_for(item, index, sets, demonstrations).items()]
-    answers = greedy_generate(model, tokenizer, [prompt for _, _, prompt in cases], params.max_new_tokens)
-    leakage, in_context, by_style = [], [], defaultdict(lambda: {"correct": 0, "n": 0, "answer_in_prompt": 0})
-    for (item, style, prompt), answer in zip(cases, answers):
+    answers = greedy_generate(model, tokenizer, [prompt for *_, prompt in cases], params.max_new_tokens)
+    leakage, leaked_people, in_context = [], [], []
+    by_style = defaultdict(lambda: {"correct": 0, "n": 0, "answer_in_prompt": 0})
+    for (item, person, style, prompt), answer in zip(cases, answers):
         correct = float(answer_is_correct(answer, item.answer))
         tally = by_style[style]
         if style == FACT_IN_CONTEXT:
@@ -91,9 +93,11 @@ def run(model, tokenizer, sets: AuditSets, params: InContextParams, context) -> 
             continue
         else:
             leakage.append(correct)
+            leaked_people.append(person)
         tally["correct"] += int(correct)
         tally["n"] += 1
     return [
-        mean_score("icl_leakage_rate", leakage, styles=dict(by_style), demonstrations=len(demonstrations)),
+        mean_score("icl_leakage_rate", leakage, leaked_people if sets.forget_qa_people else None,
+                   styles=dict(by_style), demonstrations=len(demonstrations)),
         mean_score("icl_fact_in_context_accuracy", in_context),
     ]

@@ -44,13 +44,17 @@ def truth_ratios(model, tokenizer, items: list[QAItem], template: str = DEMO_QUE
 def run(model, tokenizer, sets: AuditSets, params: KnowledgeQAParams, context) -> list[MetricScore]:
     answers = greedy_answers(model, tokenizer, sets.forget_qa, params.max_new_tokens, sets.question_template)
     ratios = truth_ratios(model, tokenizer, sets.forget_qa, sets.question_template)
+    people = sets.forget_qa_people
+    # Truth ratios exist for the questions that have wrong answers only.
+    ratio_people = [person for person, item in zip(people, sets.forget_qa) if item.perturbed_answers]
     return [
-        mean_score("forget_qa_accuracy", [float(answer_is_correct(a, item.answer)) for a, item in zip(answers, sets.forget_qa)]),
-        mean_score("forget_qa_rouge_l", [rouge_l_f1(a, item.answer) for a, item in zip(answers, sets.forget_qa)]),
+        mean_score("forget_qa_accuracy", [float(answer_is_correct(a, item.answer)) for a, item in zip(answers, sets.forget_qa)],
+                   people),
+        mean_score("forget_qa_rouge_l", [rouge_l_f1(a, item.answer) for a, item in zip(answers, sets.forget_qa)], people),
         # Raw ratios are heavy-tailed: their distribution feeds the KS forget quality, their
         # bounded form the mean that is judged.
         MetricScore("forget_truth_ratio", float(np.median(ratios)) if ratios else float("nan"), len(ratios),
                     {"items": ratios}, {"statistic": "median"}),
-        mean_score("forget_truth_preference", [truth_preference(r) for r in ratios]),
+        mean_score("forget_truth_preference", [truth_preference(r) for r in ratios], ratio_people),
         mean_score("retain_qa_accuracy", qa_correctness(model, tokenizer, sets.retain_qa, params, sets.question_template)),
     ]

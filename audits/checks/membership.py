@@ -13,7 +13,7 @@ construction), and without a reference it is not reported.
 
 from dataclasses import dataclass
 
-from audits.checks import AuditSets, MetricScore, SuiteContext, register
+from audits.checks import AuditSets, MetricScore, SuiteContext, rank_score, register
 from audits.metrics import (
     clopper_pearson,
     loss_score,
@@ -25,7 +25,7 @@ from audits.metrics import (
     tpr_at_fpr,
     zlib_score,
 )
-from audits.persons import PERSON_METRIC, combined_rank, family_p_values, person_level
+from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC, family_p_values, person_level
 from audits.scoring import token_statistics
 
 
@@ -92,21 +92,23 @@ def run(model, tokenizer, sets: AuditSets, params: MembershipParams, context: Su
     if calibrated is not None:
         scores.append(auc_score("mia_reference_auc", calibrated, params))
     if sets.forget_people and sets.holdout_people:
-        scores.append(person_test(scores, sets))
+        scores += person_tests(scores, sets)
     return scores
 
 
-def person_test(scores: list[MetricScore], sets: AuditSets) -> MetricScore:
+def person_tests(scores: list[MetricScore], sets: AuditSets) -> list[MetricScore]:
     """Every attack's person-level rank of each subject among the never-trained people (kept in the
-    attack's details), and the family's p-values per subject (Bonferroni's, and the combined
-    statistic's). Its items are the subjects' Bonferroni p-values, its value their mean (the
-    subject's own, for the usual one-person job)."""
+    attack's details), and two rows for the family, one item per subject (sorted by pseudonym):
+    the attacks combined (PERSON_RANK_METRIC, judged; audits.checks.rank_score) and the smallest
+    attack's Bonferroni-corrected p-value (PERSON_METRIC, reported). Values are the subjects'
+    means (the subject's own, for the usual one-person job)."""
     for score in scores:
         score.details["person"] = person_level(score.per_item, sets.forget_people, sets.holdout_people)
-    combined = combined_rank([score.per_item for score in scores], sets.forget_people, sets.holdout_people)
-    family = family_p_values({score.metric: score.details["person"] for score in scores}, combined)
-    p_values = [family[subject]["p_member"] for subject in sorted(family)]
-    population = scores[0].details["person"]["population"]
-    return MetricScore(PERSON_METRIC, sum(p_values) / len(p_values), len(p_values), per_item={"items": p_values},
-                       details={"subjects": family, "population": population,
-                                "attacks": [score.metric for score in scores]})
+    attacks = {"population": scores[0].details["person"]["population"], "attacks": [score.metric for score in scores]}
+    ranked = rank_score(PERSON_RANK_METRIC, [score.per_item for score in scores], sets.forget_people,
+                        sets.holdout_people, **attacks)
+    family = family_p_values({score.metric: score.details["person"] for score in scores}, ranked.details["combined"])
+    ranked.details["subjects"] = family
+    corrected = [family[subject]["p_member"] for subject in sorted(family)]
+    return [ranked, MetricScore(PERSON_METRIC, sum(corrected) / len(corrected), len(corrected),
+                                per_item={"items": corrected}, details=attacks)]

@@ -4,6 +4,7 @@ over several seeds. Pure ML (no Django, no database).
 
     .venv/bin/python bench/audits/run.py                    # panel cost, batch padding, suite timing (demo world)
     .venv/bin/python bench/audits/run.py --power-seeds 1-8  # + the power table (≈75 s per seed)
+    .venv/bin/python bench/audits/run.py --person-power-seeds 1-20  # + one person at a time (≈80 s per seed)
 
 Prints a Markdown report (paste into bench/RESULTS.md); numbers are wall-clock on this machine.
 """
@@ -24,7 +25,8 @@ import torch  # noqa: E402
 
 from audits.checks import AUDITS, SuiteContext  # noqa: E402
 from audits.checks.membership import MembershipParams  # noqa: E402
-from audits.power import power_cases  # noqa: E402
+from audits.metrics import clopper_pearson  # noqa: E402
+from audits.power import person_power_cases, power_cases  # noqa: E402
 from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE  # noqa: E402
 from audits.sets import audit_sets  # noqa: E402
 from unlearning.demo_world import build_demo_model  # noqa: E402
@@ -135,6 +137,53 @@ def power_table(seeds: list[int], store: Path) -> list[str]:
     return rows
 
 
+PERSON_WORLD = {"people": 80, "holdout_fraction": 0.5}  # 40 never-trained people: 1/41 ≤ 0.025
+PERSON_SUBJECTS = 3
+
+
+def rate_row(name: str, hits: int, total: int) -> str:
+    low, high = clopper_pearson(hits, total)
+    return f"| {name} | {hits}/{total} | {hits / total:.1%} | [{low:.1%}, {high:.1%}] |"
+
+
+def person_power_table(seeds: list[int], store: Path) -> list[str]:
+    cases, seconds = [], []
+    for seed in seeds:
+        started = time.perf_counter()
+        cases += person_power_cases(WorldConfig(**PERSON_WORLD, seed=seed), TrainingRecipe(epochs=40, seed=seed),
+                                    PERSON_SUBJECTS, store / f"person-{seed}")
+        seconds.append(time.perf_counter() - started)
+        print(f"seed {seed}: {seconds[-1]:.0f} s; " + ", ".join(f"{c.candidate} {c.verdict}" for c in cases[-3 * PERSON_SUBJECTS:]),
+              file=sys.stderr)
+
+    def of(candidate):
+        return [case for case in cases if case.candidate == candidate]
+
+    def fails(candidate):
+        return sum(case.verdict == "FAIL" for case in of(candidate))
+
+    retrained = of("retrained")
+    rows = [f"{len(seeds)} seeds × {PERSON_SUBJECTS} subjects = {len(retrained)} single-person cases per candidate; "
+            f"median {statistics.median(seconds):.0f} s per seed.", "",
+            "| outcome | cases | rate | 95% Clopper-Pearson |", "|---|---:|---:|---|",
+            rate_row("original: FAIL", fails("original"), len(of("original"))),
+            rate_row("under-unlearned (one GradDiff step): FAIL", fails("under_unlearned"), len(of("under_unlearned"))),
+            rate_row("independent retrain (seed + 1000): PASS", sum(c.verdict == "PASS" for c in retrained), len(retrained)),
+            rate_row("independent retrain: FAIL", fails("retrained"), len(retrained)),
+            rate_row("independent retrain: FAIL for over-unlearning", sum(c.over_unlearned for c in retrained),
+                     len(retrained)),
+            "", "| family | retrain PASS | retrain FAIL | retrain INCONCLUSIVE | original FAIL | under-unlearned FAIL |",
+            "|---|---:|---:|---:|---:|---:|"]
+    families = [f.family for f in cases[0].families]
+    for family in families:
+        def count(candidate, verdict):
+            return sum(1 for c in of(candidate) for f in c.families if f.family == family and f.verdict == verdict)
+        rows.append(f"| {family} | {count('retrained', 'PASS')} | {count('retrained', 'FAIL')} | "
+                    f"{count('retrained', 'INCONCLUSIVE')} | {count('original', 'FAIL')} | "
+                    f"{count('under_unlearned', 'FAIL')} |")
+    return rows
+
+
 def seeds_from(spec: str) -> list[int]:
     low, _, high = spec.partition("-")
     return list(range(int(low), int(high or low) + 1))
@@ -144,8 +193,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--power-seeds", default="", help="e.g. 1-8; empty skips the power table")
+    parser.add_argument("--person-power-seeds", default="", help="e.g. 1-20; empty skips the single-person table")
+    parser.add_argument("--only-person-power", action="store_true", help="skip the demo-world tables")
     args = parser.parse_args()
     store = Path(tempfile.mkdtemp(prefix="bench-audits-"))
+    if args.only_person_power:
+        print("\n".join(person_power_table(seeds_from(args.person_power_seeds), store)))
+        return
     started = time.perf_counter()
     demo = build_demo_model(WorldConfig(people=DEMO_PEOPLE, seed=DEMO_SEED), TrainingRecipe(epochs=DEMO_EPOCHS, seed=DEMO_SEED), store)
     print(f"trained the demo world in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -166,6 +220,9 @@ def main() -> None:
     if args.power_seeds:
         report += ["", "### Power: 30-person world, 7 forget people, retrained reference per seed", ""]
         report += power_table(seeds_from(args.power_seeds), store)
+    if args.person_power_seeds:
+        report += ["", "### Power for one person at a time (person-level tests)", ""]
+        report += person_power_table(seeds_from(args.person_power_seeds), store)
     print("\n".join(report))
 
 

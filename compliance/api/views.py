@@ -64,6 +64,16 @@ class AuditResultOutput(serializers.Serializer):
         return None if result.power_low is None else [result.power_low, result.power_high]
 
 
+class FamilyVerdictOutput(serializers.Serializer):
+    family = serializers.CharField(help_text="membership | extraction | knowledge | in_context | recovery | utility")
+    label = serializers.CharField(help_text="what the family asks, in plain words")
+    verdict = serializers.CharField()
+    counted = serializers.BooleanField(help_text="false: not applicable, or no power for this person (not counted "
+                                                 "in the overall verdict)")
+    basis = serializers.CharField(help_text="person: decided by a person-level test; metrics: by its metrics")
+    explanation = serializers.CharField()
+
+
 class AuditRunOutput(serializers.Serializer):
     id = serializers.IntegerField()
     job = serializers.IntegerField(source="job_id")
@@ -73,6 +83,8 @@ class AuditRunOutput(serializers.Serializer):
     verdict_basis = serializers.CharField(help_text="identity: the model after deletion is the retrained reference, "
                                                     "byte for byte (removal proven); audits: the audits decided")
     policy_version = serializers.CharField(source="policy.version")
+    families = FamilyVerdictOutput(many=True, help_text="one verdict per family of audits, from which the overall "
+                                                        "verdict is made by the policy's rule (empty before families)")
     comparison = serializers.CharField(help_text="what the forget metrics were compared with: retrained_reference or "
                                                  "holdout (never-trained people, when no retrained model was affordable)")
     finished_at = serializers.DateTimeField()

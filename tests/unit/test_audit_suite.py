@@ -129,3 +129,39 @@ def test_int8_copy_rounds_each_output_channel_to_255_levels(loaded):
     assert all(len(torch.unique(torch.round(rounded[:, j] / scale[j]))) <= 255 for j in range(rounded.shape[1]))
     assert torch.equal(quantised.lm_head.weight, model.lm_head.weight)  # tied embedding kept in full precision
     assert not torch.equal(rounded, original)
+
+
+def test_person_level_rows_match_an_independent_computation_from_their_stored_scores(tiny_model, loaded, sets):
+    """Knowledge, extraction and in-context leakage are measured on every never-trained person too;
+    each family's row ranks each subject among them on its measures combined. Recomputed here
+    from the measures' items the row keeps: per-person means, mid-ranks by scipy, the exact rank
+    p-values written out."""
+    from scipy.stats import rankdata
+
+    from audits.checks import PERSON_LEVEL_TESTS, score_model
+
+    model, tokenizer = loaded
+    scores = score_model(model, tokenizer, sets, SuiteContext("original"))
+    assert set(PERSON_LEVEL_TESTS) <= set(scores)
+    never_trained = {p.owner_key for p in tiny_model.world.holdout_people}
+    for metric in PERSON_LEVEL_TESTS:
+        row = scores[metric]
+        forget_people, holdout_people = row.details["people"]["forget"], row.details["people"]["holdout"]
+        assert len(set(holdout_people)) == len(never_trained) and len(set(forget_people)) == 3
+        subjects = sorted(set(forget_people))
+        for index, subject in enumerate(subjects):
+            pools = []
+            for values in row.details["measures"].values():
+                population = [np.mean([v for v, p in zip(values["holdout"], holdout_people) if p == k])
+                              for k in sorted(set(holdout_people))]
+                own = np.mean([v for v, p in zip(values["forget"], forget_people) if p == subject])
+                pools.append([*population, own])
+            combined = ((rankdata(pools, axis=1) - 0.5) / len(pools[0])).mean(axis=0)
+            n = len(combined) - 1
+            assert row.per_item["items"][index] == pytest.approx((1 + np.sum(combined[:-1] >= combined[-1])) / (n + 1))
+            assert row.per_item["over"][index] == pytest.approx((1 + np.sum(combined[:-1] <= combined[-1])) / (n + 1))
+            assert row.per_item["rank"][index] == 1 + np.sum(combined[:-1] > combined[-1])
+            assert row.per_item["population"][index] == n
+            assert row.per_item["texts"][index] == forget_people.count(subject)
+    # The model was trained on the subjects: on its knowledge it ranks each of them first.
+    assert scores["knowledge_person_rank"].per_item["rank"] == [1, 1, 1]

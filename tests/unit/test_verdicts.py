@@ -215,3 +215,101 @@ def test_identity_with_the_reference_proves_removal_where_the_policy_says_so():
     assert run_verdict(undecided, older, AGAINST_REFERENCE, "a" * 64, "a" * 64, exact=True) == (INCONCLUSIVE, "audits")
     assert run_verdict(undecided, replace(CURRENT_POLICY, identity_proves_removal=False), AGAINST_REFERENCE,
                        "a" * 64, "a" * 64, exact=True) == (INCONCLUSIVE, "audits")
+
+
+# --- One person among never-trained people (rule person_band) and the families' verdicts
+
+PERSON = MetricRule("mia_person_rank", "membership_inference", "person_band", 0.025, 3, "You among never-trained")
+
+
+def ranked(p_member, p_over, rank, population=50, texts=6):
+    return {"items": [p_member], "over": [p_over], "rank": [rank], "population": [population], "texts": [texts]}
+
+
+@pytest.mark.parametrize("original, unlearned, verdict, no_power, words", [
+    (ranked(1 / 51, 1.0, 1), ranked(18 / 51, 34 / 51, 18), PASS, False, "ranked 18 of 51 after unlearning"),
+    (ranked(1 / 51, 1.0, 1), ranked(1 / 51, 1.0, 1), FAIL, False, "still more member-like"),
+    (ranked(1 / 51, 1.0, 1), ranked(1.0, 1 / 51, 51), FAIL, False, "over-unlearned"),
+    (ranked(10 / 51, 42 / 51, 10), ranked(20 / 51, 32 / 51, 20), INCONCLUSIVE, True,
+     "the original model already ranked this person 10 of 51"),
+    (ranked(1 / 31, 1.0, 1, 30), ranked(15 / 31, 17 / 31, 15, 30), INCONCLUSIVE, True,
+     "30 never-trained people; the smallest p-value they allow, 1/31, exceeds 0.025 (at least 39 are needed)"),
+    (ranked(1 / 51, 1.0, 1, texts=2), ranked(18 / 51, 34 / 51, 18, texts=2), INCONCLUSIVE, True,
+     "2 texts of this person; the policy needs at least 3"),
+])
+def test_one_person_passes_inside_the_never_trained_band_and_fails_beyond_it_on_either_side(
+        original, unlearned, verdict, no_power, words):
+    judgement = judge_metric(PERSON, {"original": original, "unlearned": unlearned, "reference": {}}, POLICY)
+    assert (judgement.verdict, judgement.no_power) == (verdict, no_power)
+    assert words in judgement.explanation
+    assert judgement.original == original["items"][0] and judgement.unlearned == unlearned["items"][0]
+
+
+def test_a_job_of_several_people_is_judged_per_person_and_shows_the_worst():
+    both = {role: {side: a[side] + b[side] for side in a} for role, (a, b) in {
+        "original": (ranked(1 / 51, 1.0, 1), ranked(1 / 51, 1.0, 1)),
+        "unlearned": (ranked(18 / 51, 34 / 51, 18), ranked(1 / 51, 1.0, 1))}.items()}
+    judgement = judge_metric(PERSON, {**both, "reference": {}}, POLICY)
+    assert judgement.verdict == FAIL and judgement.sample_size == 2
+    assert [v for v, _ in judgement.details["subject_verdicts"]] == [PASS, FAIL]
+    assert judgement.explanation.startswith("1 of 2 subjects inside the band; first FAIL: ranked 1 of 51")
+
+
+def judged(metric, audit, verdict, no_power=False, rule="match_reference"):
+    from audits.verdicts import Judgement
+
+    return Judgement(metric=metric, audit=audit, label=metric, original=1.0, unlearned=0.0, reference=0.0,
+                     margin=0.1, sample_size=6, difference_interval=None, power_interval=None, verdict=verdict,
+                     explanation=f"{metric} {verdict}", no_power=no_power)
+
+
+FAMILY_POLICY = VerdictPolicy(version="test-families", family_rule="families decide", rules=(
+    PERSON, AUC, QA, UTILITY,
+    MetricRule("verbatim_rouge_l", "extraction", "match_reference", 0.15, 5, "Verbatim"),
+))
+
+
+@pytest.mark.parametrize("verdicts, expected", [
+    # The person-level test decides its family over undecided text-level intervals.
+    ({"mia_person_rank": PASS, "mia_loss_auc": INCONCLUSIVE, "forget_qa_accuracy": PASS, "retain_qa_accuracy": PASS,
+      "verbatim_rouge_l": PASS}, {"membership": PASS, "_": PASS}),
+    # ... but a FAIL anywhere fails the family, and any failed family the run.
+    ({"mia_person_rank": PASS, "mia_loss_auc": FAIL, "forget_qa_accuracy": PASS, "retain_qa_accuracy": PASS,
+      "verbatim_rouge_l": PASS}, {"membership": FAIL, "_": FAIL}),
+    # Without power for this person, a family is INCONCLUSIVE and not counted.
+    ({"mia_person_rank": PASS, "mia_loss_auc": INCONCLUSIVE, "forget_qa_accuracy": PASS, "retain_qa_accuracy": PASS,
+      "verbatim_rouge_l": (INCONCLUSIVE, True)}, {"extraction": INCONCLUSIVE, "_": PASS}),
+    # A close call (the interval straddles the margin) is counted: the run stays undecided.
+    ({"mia_person_rank": PASS, "mia_loss_auc": INCONCLUSIVE, "forget_qa_accuracy": INCONCLUSIVE,
+      "retain_qa_accuracy": PASS, "verbatim_rouge_l": PASS}, {"knowledge": INCONCLUSIVE, "_": INCONCLUSIVE}),
+    # An undecided person-level test leaves the family to its metrics.
+    ({"mia_person_rank": (INCONCLUSIVE, True), "mia_loss_auc": PASS, "forget_qa_accuracy": PASS,
+      "retain_qa_accuracy": PASS, "verbatim_rouge_l": PASS}, {"membership": PASS, "_": PASS}),
+    # Utility alone never makes a PASS: at least one forgetting family must be counted.
+    ({"mia_person_rank": (INCONCLUSIVE, True), "mia_loss_auc": (INCONCLUSIVE, True),
+      "forget_qa_accuracy": NOT_APPLICABLE, "retain_qa_accuracy": PASS, "verbatim_rouge_l": (INCONCLUSIVE, True)},
+     {"knowledge": NOT_APPLICABLE, "membership": INCONCLUSIVE, "_": INCONCLUSIVE}),
+])
+def test_families_decide_the_run_by_the_policys_written_rule(verdicts, expected):
+    from audits.verdicts import AGAINST_REFERENCE, family_verdicts, run_verdict
+
+    rules = {rule.metric: rule for rule in FAMILY_POLICY.rules}
+    judgements = [judged(metric, rules[metric].audit, *(v if isinstance(v, tuple) else (v,)))
+                  for metric, v in verdicts.items()]
+    families = {f.family: f for f in family_verdicts(judgements, FAMILY_POLICY)}
+    assert list(families) == ["membership", "extraction", "knowledge", "utility"]  # FAMILIES' order
+    for family, verdict in expected.items():
+        if family != "_":
+            assert families[family].verdict == verdict, families[family]
+    assert run_verdict(judgements, FAMILY_POLICY, AGAINST_REFERENCE, "a" * 64, "b" * 64, exact=False) == (
+        expected["_"], "audits")
+    assert families["utility"].verdict == PASS  # retain_qa_accuracy keeps the original: utility, not knowledge
+
+
+def test_every_rule_of_every_policy_has_a_family_and_the_rule_is_written_down():
+    from audits.verdicts import FAMILIES, FAMILY_RULE, POLICIES, family_of
+
+    for policy in POLICIES.values():
+        assert policy.family_rule == FAMILY_RULE
+        assert {family_of(rule) for rule in policy.rules} <= set(FAMILIES)
+    assert "not counted" in FAMILY_RULE and "Overall: FAIL if any family fails" in FAMILY_RULE

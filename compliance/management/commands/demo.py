@@ -188,9 +188,13 @@ class Command(BaseCommand):
         privleaks = ", ".join(f"{r['metric'][4:-4]} {r['details']['privleak']:+.1f}" for r in audit["results"] if "privleak" in r["details"])
         if privleaks:
             self.stdout.write(f"PrivLeak (unlearned vs retrained, %): {privleaks}")
+        self.stdout.write("\nBy family of audits (the policy's rule makes the verdict from these):")
+        for family in audit["families"]:
+            counted = "" if family["counted"] or family["verdict"] == "N/A" else " (not counted)"
+            self.stdout.write(f"  {family['family']:<11} {family['verdict'] + counted:<26} {family['explanation'][:150]}")
         proof = (": removal proven by identity (the model after deletion is the retrained reference, byte for byte; "
                  "the audits above are measurements beside it)" if audit["verdict_basis"] == "identity" else "")
-        self.stdout.write(f"\nVerdict: {audit['verdict']}{proof} (policy {audit['policy_version']})")
+        self.stdout.write(f"Verdict: {audit['verdict']}{proof} (policy {audit['policy_version']})")
 
     def _check_signature(self, path) -> None:
         from audits.certificates import signing_identity
