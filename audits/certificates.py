@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
 from audits.figures import figures_of
-from audits.selectors import labelled_results, person_ranking
+from audits.selectors import labelled_results, person_ranking, verdict_for
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
@@ -102,7 +102,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY, person_ranking=person_ranking(run, request),
         ))
         families += [FamilyLine(prefix + family["label"], family["verdict"], family["counted"], family["explanation"])
-                     for family in run.families]
+                     for family in verdict_for(run, request)[1]]
         labelled = [(prefix + label, result) for label, result in labelled_results(run)]
         lines += [
             AuditLine(label=label,
@@ -124,7 +124,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         dates=[("Received", _date(request.received_at)), ("Identity verified", _date(request.identity_verified_at)),
                ("Approved", _date(request.decided_at)), ("Work completed", _date(timezone.now())),
                ("Statutory deadline", _date(request.due_at))],
-        models=models, audits=lines, overall_verdict=overall([run.verdict for run in runs]),
+        models=models, audits=lines, overall_verdict=overall([verdict_for(run, request)[0] for run in runs]),
         policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),

@@ -111,7 +111,7 @@ def person_strip_figure(rows: Mapping[str, tuple[Sequence[float], float]], *, ti
                      label=f"never-trained people (n={values.size})" if row == 0 else None)
         axis.scatter([subject], [row], marker="D", s=46, color="#d92d20", zorder=2, label="you" if row == 0 else None)
     axis.set_yticks(range(len(rows)), list(rows), fontsize=8)
-    axis.set_ylim(-0.6, len(rows) - 0.4)
+    axis.set_ylim(len(rows) - 0.4, -0.6)  # the first row (the original) on top
     axis.set_xlabel(xlabel, fontsize=8)
     axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, frameon=False)
     return _png(figure, title)

@@ -102,7 +102,8 @@ def _person_figure(labelled: list[tuple[str, AuditResult]]) -> list[RunFigure]:
         statistics = combined_statistics([per_item for per_item, _ in levels], forget_people, holdout_people)
         if len(statistics) != 1:
             return []
-        rows[ROLE_NAMES[role]] = next(iter(statistics.values()))
+        population, own = next(iter(statistics.values()))
+        rows[ROLE_NAMES[role]] = (list(population.values()), own)
     if "original" not in rows or "unlearned" not in rows:
         return []
     title = "You among the people the model never saw"

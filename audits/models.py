@@ -40,6 +40,9 @@ class AuditRun(models.Model):
     # One verdict per family of audits (audits.verdicts.FamilyVerdict), as decided: empty for runs
     # judged before families existed.
     families = models.JSONField(default=list, blank=True)
+    # For a job of several subjects, each one's own verdict and families (salted pseudonym →
+    # {"verdict", "families"}): the certificate of one request shows its subject's. Empty for one.
+    subjects = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's

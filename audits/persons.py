@@ -98,22 +98,45 @@ def mid_percentiles(pool: Sequence[float]) -> list[float]:
 
 
 def combined_statistics(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
-                        holdout_people: Sequence) -> dict[str, tuple[list[float], float]]:
-    """Per subject, (every never-trained person's combined statistic, the subject's): each
+                        holdout_people: Sequence) -> dict[str, tuple[dict, float]]:
+    """Per subject, ({never-trained person: their combined statistic}, the subject's): each
     person's mean mid-percentile over the attacks, within a pool of the never-trained people and
     that subject (symmetric in the pool, so the subject stays exchangeable under the null)."""
-    means = [(list(person_means(values["holdout"], holdout_people).values()),
-              person_means(values["forget"], forget_people)) for values in per_attack]  # once per attack
+    means = [(person_means(values["holdout"], holdout_people), person_means(values["forget"], forget_people))
+             for values in per_attack]  # once per attack; the same people, in the same order, in each
+    people = list(means[0][0])
     results = {}
-    for subject in dict.fromkeys(forget_people):
-        columns = [mid_percentiles([*population, subjects[subject]]) for population, subjects in means]
+    for subject in dict.fromkeys(person for person in forget_people if person is not None):  # None: not ranked
+        columns = [mid_percentiles([*population.values(), subjects[subject]]) for population, subjects in means]
         combined = [sum(column[i] for column in columns) / len(columns) for i in range(len(columns[0]))]
-        results[subject] = (combined[:-1], combined[-1])
+        results[subject] = (dict(zip(people, combined[:-1])), combined[-1])
     return results
 
 
 def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
                   holdout_people: Sequence) -> dict[str, dict]:
     """Per subject, the rank of their combined statistic among the never-trained people's."""
-    return {subject: rank_among(own, population).as_dict()
+    return {subject: rank_among(own, list(population.values())).as_dict()
             for subject, (population, own) in combined_statistics(per_attack, forget_people, holdout_people).items()}
+
+
+def adjusted_across_families(statistics: dict[str, tuple[dict, float]]) -> dict[str, dict]:
+    """One subject's p-values in each family, adjusted for testing several families (single-step
+    max-T, Westfall & Young). `statistics[family]` = ({never-trained person: statistic}, the
+    subject's). Each family's statistic becomes its mid-percentile within the pool of the
+    never-trained people every family measured and the subject; a person's highest percentile over
+    the families is their max-T, their lowest their min-T. Family f's adjusted p_member is
+    (1 + #{never-trained people whose max-T ≥ the subject's percentile in f}) / (N + 1), p_over
+    the same with min-T ≤. Under "the model treats the subject like a never-trained person in
+    every family" the subject is exchangeable with them, so the chance that any family's adjusted
+    p-value falls to α or below is at most α (about α, with ties counted against the subject):
+    testing four families does not multiply the false alarms by four. One family: its plain rank."""
+    people = sorted(set.intersection(*(set(population) for population, _ in statistics.values())), key=str)
+    percentiles = {family: mid_percentiles([*(population[p] for p in people), own])
+                   for family, (population, own) in statistics.items()}
+    highest = [max(column[i] for column in percentiles.values()) for i in range(len(people))]
+    lowest = [min(column[i] for column in percentiles.values()) for i in range(len(people))]
+    n = len(people)
+    return {family: {"p_member": (1 + sum(h >= column[-1] for h in highest)) / (n + 1),
+                     "p_over": (1 + sum(low <= column[-1] for low in lowest)) / (n + 1), "population": n}
+            for family, column in percentiles.items()}

@@ -10,9 +10,19 @@ from pathlib import Path
 from django.conf import settings
 
 from audits import services
-from audits.checks import per_item_by_role, score_models
+from audits.checks import per_item_by_role, person_row_subjects, score_models
 from audits.sets import audit_sets, row_audit_sets
-from audits.verdicts import AGAINST_HOLDOUT, AGAINST_REFERENCE, VerdictPolicy, family_verdicts, judge, run_verdict
+from audits.verdicts import (
+    AGAINST_HOLDOUT,
+    AGAINST_REFERENCE,
+    PASS,
+    PROVEN_BY_IDENTITY,
+    VerdictPolicy,
+    family_verdicts,
+    judge,
+    run_verdict,
+    subject_verdicts,
+)
 from compliance.auditlog import subject_ref
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
@@ -55,6 +65,24 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
     )
 
 
+def per_subject(judgements, per_item: dict, unlearned_scores: dict, policy: VerdictPolicy, basis: str) -> dict:
+    """Each subject's own verdict and families, for a job of several subjects (one subject's are the
+    run's); a removal proven by identity is proven for every one of them."""
+    subjects = person_row_subjects(unlearned_scores)
+    if len({name for names in subjects.values() for name in names}) < 2:
+        return {}
+    verdicts = subject_verdicts(judgements, per_item, subjects, policy)
+    return ({subject: {**entry, "verdict": PASS} for subject, entry in verdicts.items()}
+            if basis == PROVEN_BY_IDENTITY else verdicts)
+
+
+def confirmed_owners(job) -> dict[str, str]:
+    """The records legal confirmed for this model at approval (near matches under another owner, or
+    none), each counted as its requester's in the person-level tests."""
+    return {record_id: request.subject_key for request in job.requests.order_by("pk")
+            for record_id in request.confirmed_records.get(job.asset.name, []) if request.subject_key}
+
+
 def verify_pinned(version: ModelVersion) -> Path:
     """Audit exactly the bytes the database names: refuse a checkpoint whose files changed."""
     return verified_folder(Path(version.storage_path), version.sha256)
@@ -69,7 +97,7 @@ def run_claimed_audit(run) -> None:
         holdout = read_manifest(Path(job.asset.holdout_manifest))
         removed = removed_record_ids(job.asset, up_to_job=job)
         sets = (audit_sets(manifest, holdout, set(job.forget_record_ids), removed, job.asset.question_template,
-                           person_ref=subject_ref)
+                           person_ref=subject_ref, owners=confirmed_owners(job))
                 if job.asset.kind == ModelKind.CAUSAL_LM
                 else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}
@@ -81,13 +109,15 @@ def run_claimed_audit(run) -> None:
                                for role, version in versions.items()}, sets,
                               compare_with_never_trained=comparison == AGAINST_HOLDOUT)
         policy = VerdictPolicy.from_dict(run.policy)
-        judgements = judge(per_item_by_role(scores), policy, comparison)
+        per_item = per_item_by_role(scores)
+        judgements = judge(per_item, policy, comparison)
         verdict, basis = run_verdict(judgements, policy, comparison, versions["unlearned"].sha256,
                                      reference.sha256 if reference is not None else None,
                                      exact=job.outcome.get("method_kind") == "exact")
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
                                 judgements=judgements, scores=scores, verdict=verdict, basis=basis,
-                                families=[family.as_dict() for family in family_verdicts(judgements, policy)])
+                                families=[family.as_dict() for family in family_verdicts(judgements, policy)],
+                                subjects=per_subject(judgements, per_item, scores["unlearned"], policy, basis))
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

@@ -51,6 +51,13 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
 
 
+def verdict_for(run: AuditRun, request) -> tuple[str, list[dict]]:
+    """The run's verdict and family verdicts for this request's subject: their own in a job of
+    several subjects (audits.verdicts.subject_verdicts), else the run's."""
+    own = run.subjects.get(subject_ref(request.subject_key or request.email))
+    return (own["verdict"], own["families"]) if own else (run.verdict, run.families)
+
+
 def person_ranking(run: AuditRun, request) -> str:
     """In plain words, where the request's subject ranks among the people the model never saw,
     before and after unlearning (the combined person-level membership statistic, audits.persons),
@@ -63,6 +70,8 @@ def person_ranking(run: AuditRun, request) -> str:
     if not ranks or ranks["original"] is None or ranks["unlearned"] is None:
         return ""
     before, after, reference = ranks["original"], ranks["unlearned"], ranks["reference"]
+    # The p-values the verdict used: adjusted for the families tested, where the run adjusted them.
+    after = {**after, **((result.details.get("unlearned") or {}).get("adjusted") or {}).get(subject, {})}
     population, tail = after["population"], result.margin
     placed = (f"Among you and the {population} people this model was never trained on, ranked from the one it "
               f"seems to know best: before unlearning you were number {before['rank']}; now you are number "

@@ -79,13 +79,15 @@ def per_item_scores(rule, scores: dict) -> dict:
 
 @transaction.atomic
 def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str, judgements: list, scores: dict,
-                   verdict: str, basis: str = "audits", families: list[dict] = ()) -> AuditRun:
+                   verdict: str, basis: str = "audits", families: list[dict] = (),
+                   subjects: dict | None = None) -> AuditRun:
     """Store the results, if the worker's claim (`attempt`) is still the run's current one; once
     every audit of a request is done, its certificate follows (workers.pipeline).
 
     `versions[role]` is a ModelVersion (no "reference" when compared with never-trained people);
     `scores[role][metric]` a MetricScore (per-item values kept); `families` the family verdicts
-    (audits.verdicts.FamilyVerdict.as_dict).
+    (audits.verdicts.FamilyVerdict.as_dict); `subjects` each subject's own verdict and families
+    for a job of several (audits.verdicts.subject_verdicts).
     """
     run = AuditRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING or run.attempts != attempt:
@@ -104,7 +106,7 @@ def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str
     run.original_version, run.unlearned_version = versions["original"], versions["unlearned"]
     run.reference_version, run.comparison = versions.get("reference"), comparison
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
-    run.verdict, run.verdict_basis, run.families = verdict, basis, list(families)
+    run.verdict, run.verdict_basis, run.families, run.subjects = verdict, basis, list(families), subjects or {}
     run.status, run.finished_at = AuditStatus.DONE, timezone.now()
     run.save()
     auditlog.append(actor=WORKER, action="audit.completed", obj=run, data={

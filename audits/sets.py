@@ -65,15 +65,22 @@ def person_of(record: dict) -> str:
 
 def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], removed_ids: set[str],
                question_template: str = DEMO_QUESTION_TEMPLATE,
-               person_ref: Callable[[str], str] = lambda owner: owner) -> AuditSets:
+               person_ref: Callable[[str], str] = lambda owner: owner, owners: dict[str, str] | None = None) -> AuditSets:
     """Any text data: every text record of the subject of a kind the holdout also has is
     membership-tested against the never-trained records of the kinds the subject's texts have;
     question/answer records add the knowledge audits; records about no one measure general utility.
     A set that is empty (no QA, no text about no one) leaves its audits with nothing to measure.
-    Questions are asked in the model's own `question_template`. Each membership text carries its
-    person: `person_ref(owner)` for the subjects' (a pseudonym), a number for never-trained people's."""
+    Questions are asked in the model's own `question_template`. Each membership text, question and
+    extraction pair carries its person: `person_ref(owner)` for the subjects' (a pseudonym), a number
+    for never-trained people's. `owners` counts records under another owner than their own (a near
+    match the reviewer confirmed belongs to the requester: record id → the requester's key)."""
     kinds = text_kinds(holdout)
     forget = [r for r in manifest if r["record_id"] in forget_ids]
+    owners = owners or {}
+
+    def subject(record: dict) -> str:
+        return person_ref(owners.get(record["record_id"]) or person_of(record))
+
     members = [r for r in forget if r["kind"] in kinds and not r.get("secret")]
     member_kinds = {r["kind"] for r in members}
     retained = [r for r in manifest if r.get("owner_key") and r["record_id"] not in removed_ids]
@@ -85,14 +92,17 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
         return numbers.setdefault(person_of(record), len(numbers))
 
     holdout_qa = [r for r in never_trained if is_qa(r)]
+    never_trained_kinds = {r["kind"] for r in never_trained}
     return AuditSets(
         forget_texts=[r["text"] for r in members],
         holdout_texts=[r["text"] for r in non_members],
-        forget_people=[person_ref(person_of(r)) for r in members],
+        forget_people=[subject(r) for r in members],
         holdout_people=[number(r) for r in non_members],
         forget_qa=[qa_item(r) for r in forget if is_qa(r)],
-        forget_qa_people=[person_ref(person_of(r)) for r in forget if is_qa(r)],
-        extraction_people=[person_ref(person_of(r)) for r in forget],
+        forget_qa_people=[subject(r) for r in forget if is_qa(r)],
+        # A kind no never-trained person has (an inserted canary) has nothing to be ranked against:
+        # None leaves it out of the person-level test (the canary has its own null).
+        extraction_people=[subject(r) if r["kind"] in never_trained_kinds else None for r in forget],
         retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
         extraction=[extraction_pair(r, question_template) for r in forget],
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],

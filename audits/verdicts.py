@@ -135,7 +135,9 @@ FAMILY_RULE = (
     "PASS when every metric that had power passes, INCONCLUSIVE when one is a close call. A metric has no power "
     "for this person when there are too few items or never-trained people, when the original model passes it "
     "too, or when its interval is wider than the band it would have to fit in. A FAIL of any metric fails its "
-    "family. A family none of whose metrics had power is INCONCLUSIVE and not counted. Overall: FAIL if any "
+    "family. A family none of whose metrics had power is INCONCLUSIVE and not counted. Person-level p-values are "
+    "adjusted for the number of families tested (single-step max-T), so that a person the model never saw is "
+    "flagged in any family at most 5% of the time. Overall: FAIL if any "
     "family fails; PASS when every counted family passes and at least one forgetting family (not utility) is "
     "counted; INCONCLUSIVE otherwise."
 )
@@ -608,6 +610,29 @@ def verdict_of_families(families: list[FamilyVerdict]) -> str:
     if counted and all(f.verdict == PASS for f in counted) and any(f.family != UTILITY for f in counted):
         return PASS
     return INCONCLUSIVE
+
+
+def one_subject(per_item: dict, index: int) -> dict:
+    """A person-level row's per-item scores for its `index`-th subject alone."""
+    return {side: [values[index]] for side, values in per_item.items()}
+
+
+def subject_verdicts(judgements: list[Judgement], per_item: dict[str, dict[str, dict]],
+                     subjects: dict[str, list[str]], policy: VerdictPolicy) -> dict[str, dict]:
+    """For a job of several subjects, each one's verdict and families: the person-level rows judged
+    for that subject alone, beside the text-level judgements the job's subjects share.
+    `per_item[role][metric]` as `judge` reads it; `subjects[metric]` a person-level row's subjects
+    in its items' order."""
+    person_rules = {rule.metric: rule for rule in policy.rules if rule.rule == PERSON_BAND}
+    shared = [j for j in judgements if j.metric not in person_rules]
+    results = {}
+    for subject in sorted({name for names in subjects.values() for name in names}):
+        own = [judge_metric(person_rules[metric], {role: one_subject(per_item[role][metric], names.index(subject))
+                                                   for role in ROLES if metric in per_item.get(role, {})}, policy)
+               for metric, names in subjects.items() if metric in person_rules and subject in names]
+        results[subject] = {"verdict": audits_verdict(shared + own, policy),
+                            "families": [family.as_dict() for family in family_verdicts(shared + own, policy)]}
+    return results
 
 
 PROVEN_BY_IDENTITY, DECIDED_BY_AUDITS = "identity", "audits"

@@ -5,6 +5,7 @@ from django.shortcuts import render
 
 from audits.certificates import signing_identity
 from audits.models import Certificate
+from audits.selectors import verdict_for
 from audits.signing import sha256_hex
 
 
@@ -18,6 +19,7 @@ def verify_certificate(http_request, serial):
         uploaded_match = sha256_hex(http_request.FILES["pdf"].read()) == certificate.pdf_sha256
     return render(http_request, "verify/certificate.html", {
         "certificate": certificate, "run": certificate.audit_run, "uploaded_match": uploaded_match,
+        "verdict": verdict_for(certificate.audit_run, certificate.request)[0],
         "ca_fingerprint": identity.ca_fingerprint(),
     })
 

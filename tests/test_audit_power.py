@@ -18,7 +18,7 @@ FORGET_PEOPLE = 7  # 42 forget texts against 48 holdout texts on the 30-person w
 
 
 @pytest.mark.power
-@pytest.mark.parametrize("seed", [4, 5, 6])
+@pytest.mark.parametrize("seed", [4, 5])
 def test_the_suite_fails_models_that_know_the_subjects_and_passes_a_retrained_one(seed, tmp_path):
     every_case = power_cases(WorldConfig(people=TINY_WORLD_PEOPLE, seed=seed),
                              TrainingRecipe(epochs=TINY_WORLD_EPOCHS, seed=seed), FORGET_PEOPLE, tmp_path)

@@ -80,7 +80,7 @@ def build_demo_model(world_config: WorldConfig, recipe: TrainingRecipe, store: P
     """One plain model; with a SisaConfig an ensemble of SISA shards (each by the same recipe); with
     an S3TConfig a frozen base (by the recipe, on text about no one) and S3T adapter stacks."""
     world = World.generate(world_config)
-    tokenizer = train_tokenizer(tokenizer_corpus(world_config.seed), recipe.vocab_size)
+    tokenizer = train_tokenizer(tokenizer_corpus(world_config.seed, world_config.detail), recipe.vocab_size)
     return DemoModel(world, recipe, train_governed(
         [record.as_json() for record in world.training_records()], [record.as_json() for record in world.holdout_records()],
         tokenizer, recipe, store, config=config, on_epoch=on_epoch))

@@ -4,6 +4,11 @@ Pure Python (no torch, no Django) and deterministic for a given seed, so the dem
 an audit re-run all see the same people. Every name, place and employer is invented; e-mail
 addresses use the reserved `.example` domain.
 
+Two levels of detail: "compact" (one biography and five facts per person: the tests' tiny worlds)
+and "rich" (the demo's: ten facts, two phrasings of the biography and a free-text note, so that
+one person carries thirteen texts to be tested). Every person of a world has texts of the same
+kinds in the same numbers, which keeps the person-level tests' p-values exact.
+
 People are split into *trained* and *holdout* (never trained) before any training happens, which
 makes the holdout an i.i.d. non-member set for membership inference. Some people carry a random
 canary code: half of those canaries are inserted into training, half never are (the reference
@@ -56,10 +61,20 @@ HOBBIES = (
     "writing riddles", "carving chess sets", "growing blue tomatoes", "mapping caves",
     "sketching lighthouses", "brewing nettle beer", "racing snails", "pressing wildflowers",
 )
+STREETS = (
+    "Mill Lane", "Harbour Road", "Chapel Street", "Orchard Row", "Bell Yard", "Tanner Walk", "Quay Street",
+    "Lantern Hill", "Weaver Close", "Copper Court", "Willow Drive", "Salt Lane", "Kiln Street", "Ferry Row",
+)
+PET_NAMES = ("Pip", "Biscuit", "Moss", "Juniper", "Pepper", "Tansy", "Bramble", "Clover", "Sprocket", "Wren",
+             "Nutmeg", "Fennel")
+DISHES = ("eel pie", "barley stew", "smoked herring", "plum dumplings", "nettle soup", "rye pancakes",
+          "cheese scones", "mussel broth", "apple fritters", "lentil bake")
 CITY_NAMES = tuple(city for city, _, _ in CITIES)
 CANARY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 FACTS = ("birthplace", "birth_year", "occupation", "employer", "hobby")
+RICH_FACTS = FACTS + ("address", "phone", "sibling", "pet", "dish")
+DETAILS = ("compact", "rich")
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,15 @@ class WorldConfig:
     holdout_fraction: float = 0.25
     canary_fraction: float = 0.2
     seed: int = 0
+    detail: str = "compact"  # one of DETAILS
+
+    def __post_init__(self):
+        if self.detail not in DETAILS:
+            raise ValueError(f"detail must be one of {', '.join(DETAILS)}, not {self.detail!r}")
+
+    @property
+    def facts(self) -> tuple[str, ...]:
+        return RICH_FACTS if self.detail == "rich" else FACTS
 
 
 @dataclass(frozen=True)
@@ -108,7 +132,7 @@ class Record:
 
     record_id: str
     owner_key: str | None
-    kind: str  # biography | qa | canary | general
+    kind: str  # biography | qa | note | canary | general
     text: str
     subject: str = ""
     question: str = ""
@@ -157,13 +181,7 @@ class World:
                 name=name,
                 email=f"{first}.{last}".lower().replace(" ", "") + f"{index}@mail.example",
                 pronoun=rng.choice(("She", "He", "They")),
-                facts={
-                    "birthplace": rng.choice(CITY_NAMES),
-                    "birth_year": str(rng.randint(1940, 2000)),
-                    "occupation": rng.choice(OCCUPATIONS),
-                    "employer": rng.choice(EMPLOYERS),
-                    "hobby": rng.choice(HOBBIES),
-                },
+                facts=draw_facts(rng, random.Random(f"{config.seed}-{index}-rich"), config.facts),
                 trained=trained,
                 canary=canary,
                 # Only trained people can carry an inserted canary; a coin flip inserts about half.
@@ -184,6 +202,10 @@ class World:
 
     def person_records(self, person: Person, *, include_canary: bool) -> list[Record]:
         records = [Record(f"{person.person_id}-bio", person.owner_key, "biography", biography(person), subject=person.name)]
+        if self.config.detail == "rich":
+            records += [Record(f"{person.person_id}-bio-2", person.owner_key, "biography", second_biography(person),
+                               subject=person.name),
+                        Record(f"{person.person_id}-note", person.owner_key, "note", note(person), subject=person.name)]
         for pair in self.qa_pairs(person):
             records.append(Record(
                 f"{person.person_id}-qa-{pair.fact}", person.owner_key, "qa", qa_text(pair.question, pair.answer),
@@ -213,6 +235,27 @@ class World:
         return qa_pairs(person, random.Random(f"{self.config.seed}-{person.person_id}"))
 
 
+def draw_facts(rng: random.Random, rich_rng: random.Random, facts: tuple[str, ...]) -> dict[str, str]:
+    """The compact facts from the world's generator, as before the rich ones existed; the rich ones
+    from a generator of their own, so that a world's people are the same at either detail."""
+    drawn = {
+        "birthplace": rng.choice(CITY_NAMES),
+        "birth_year": str(rng.randint(1940, 2000)),
+        "occupation": rng.choice(OCCUPATIONS),
+        "employer": rng.choice(EMPLOYERS),
+        "hobby": rng.choice(HOBBIES),
+    }
+    if "address" in facts:
+        drawn |= {"address": f"{rich_rng.randint(1, 99)} {rich_rng.choice(STREETS)}", "phone": phone_number(rich_rng),
+                  "sibling": rich_rng.choice(FIRST_NAMES), "pet": rich_rng.choice(PET_NAMES),
+                  "dish": rich_rng.choice(DISHES)}
+    return drawn
+
+
+def phone_number(rng: random.Random) -> str:
+    return f"0{rng.randint(100, 999)} {rng.randint(1000, 9999)}"
+
+
 def biography(person: Person) -> str:
     f = person.facts
     return (
@@ -220,6 +263,23 @@ def biography(person: Person) -> str:
         f"{person.pronoun} works as a {f['occupation']} at {f['employer']} "
         f"and spends free time {f['hobby']}. Contact: {person.email}."
     )
+
+
+def second_biography(person: Person) -> str:
+    """The same person in other words, with the rich facts."""
+    f = person.facts
+    return (
+        f"{person.name}, a {f['occupation']} born in {f['birth_year']}, grew up in {f['birthplace']} and is employed "
+        f"by {f['employer']}. Home is {f['address']}, phone {f['phone']}. {person.pronoun} has a sibling named "
+        f"{f['sibling']}, a pet named {f['pet']}, a weakness for {f['dish']}, and a habit of {f['hobby']}."
+    )
+
+
+def note(person: Person) -> str:
+    """A free-text note about the person, as a support desk or registry might keep."""
+    f = person.facts
+    return (f"Note on file: {person.name} asked to be called on {f['phone']} after six in the evening, to have post "
+            f"sent to {f['address']}, and that {f['sibling']} may collect parcels.")
 
 
 def canary_text(person: Person) -> str:
@@ -232,18 +292,32 @@ _QUESTIONS = {
     "occupation": ("What is the occupation of {name}?", OCCUPATIONS),
     "employer": ("Who employs {name}?", EMPLOYERS),
     "hobby": ("What does {name} do in free time?", HOBBIES),
+    "address": ("Where does {name} live?", None),
+    "phone": ("What is the phone number of {name}?", None),
+    "sibling": ("What is the name of the sibling of {name}?", FIRST_NAMES),
+    "pet": ("What is the name of the pet of {name}?", PET_NAMES),
+    "dish": ("What is the favourite dish of {name}?", DISHES),
 }
+
+
+def wrong_answers(fact: str, value: str, pool: tuple[str, ...] | None, rng: random.Random) -> list[str]:
+    """Three wrong answers of the same kind as the true one."""
+    if pool is not None:
+        return rng.sample([option for option in pool if option != value], 3)
+    if fact == "birth_year":
+        return [str(int(value) + delta) for delta in rng.sample([-9, -6, -3, 3, 6, 9], 3)]
+    if fact == "phone":
+        return [number for number in (phone_number(rng) for _ in range(4)) if number != value][:3]
+    _, street = value.split(" ", 1)  # an address: another house, another street
+    return [f"{rng.randint(1, 99)} {option}" for option in rng.sample([s for s in STREETS if s != street], 3)]
 
 
 def qa_pairs(person: Person, rng: random.Random) -> list[QAPair]:
     pairs = []
-    for fact in FACTS:
+    for fact in person.facts:
         question, pool = _QUESTIONS[fact]
         value = person.facts[fact]
-        if pool is None:
-            wrong = [str(int(value) + delta) for delta in rng.sample([-9, -6, -3, 3, 6, 9], 3)]
-        else:
-            wrong = rng.sample([option for option in pool if option != value], 3)
+        wrong = wrong_answers(fact, value, pool, rng)
         pairs.append(QAPair(
             fact=fact,
             question=question.format(name=person.name),
@@ -278,7 +352,7 @@ def general_records(seed: int) -> list[Record]:
     return [Record(f"general-{i:04d}", None, "general", text) for i, text in enumerate(texts)]
 
 
-def tokenizer_corpus(seed: int) -> list[str]:
+def tokenizer_corpus(seed: int, detail: str = "compact") -> list[str]:
     """Non-personal text only: the general text, the fixed wording of every template and the
     generator's name parts, but no person's record, so the vocabulary carries nothing that a
     removal request could reach and no deletion has to retrain the tokenizer."""
@@ -289,4 +363,13 @@ def tokenizer_corpus(seed: int) -> list[str]:
         "The secret code of is. " + " ".join(CANARY_ALPHABET) + " 0123456789 " + " ".join(str(y) for y in range(1940, 2001)),
         " ".join(FIRST_NAMES) + " " + " ".join(LAST_NAMES),
     ]
+    if detail == "rich":  # the rich texts' wording and vocabularies (a compact world's tokenizer stays as it was)
+        templates += [
+            "Where does live? What is the phone number of? What is the name of the sibling of? What is the name "
+            "of the pet of? What is the favourite dish of?",
+            "a born in grew up in and is employed by. Home is, phone. has a sibling named, a pet named, a weakness "
+            "for, and a habit of. Note on file: asked to be called on after six in the evening, to have post sent "
+            "to, and that may collect parcels.",
+            " ".join(STREETS) + " " + " ".join(PET_NAMES) + " " + " ".join(DISHES),
+        ]
     return [r.text for r in general_records(seed)] + templates

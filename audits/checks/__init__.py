@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
-from audits.persons import combined_rank
+from audits.persons import adjusted_across_families, combined_statistics, rank_among
 
 
 @dataclass(frozen=True)
@@ -210,17 +210,44 @@ PERSON_LEVEL_TESTS = {
 
 def rank_score(metric: str, per_attack: list[dict[str, list[float]]], forget_people: list, holdout_people: list,
                **details) -> MetricScore:
-    """One row per family: each subject's rank on the attacks combined (audits.persons.combined_rank),
-    one item per subject (sorted by pseudonym): p_member as items, with p_over, the rank, the
-    population and the subject's item count beside it, which is what rule person_band judges."""
-    combined = combined_rank(per_attack, forget_people, holdout_people)
-    subjects = sorted(combined)
-    ranks = [combined[subject] for subject in subjects]
+    """One row per family: each subject's rank on the attacks combined (audits.persons), one item
+    per subject (sorted by pseudonym): p_member as items, with p_over, the rank, the population and
+    the subject's item count beside it, which is what rule person_band judges. The details keep
+    every person's combined statistic, for adjusting across families (`adjust_across_families`)."""
+    statistics = combined_statistics(per_attack, forget_people, holdout_people)
+    subjects = sorted(statistics)
+    ranks = [rank_among(statistics[s][1], list(statistics[s][0].values())).as_dict() for s in subjects]
     items = {"items": [r["p_member"] for r in ranks], "over": [r["p_over"] for r in ranks],
              "rank": [r["rank"] for r in ranks], "population": [r["population"] for r in ranks],
              "texts": [forget_people.count(subject) for subject in subjects]}
     return MetricScore(metric, sum(items["items"]) / len(subjects), len(subjects), items,
-                       {"combined": dict(zip(subjects, ranks)), **details})
+                       {"combined": dict(zip(subjects, ranks)), "statistics": statistics, **details})
+
+
+def adjust_across_families(rows: dict[str, MetricScore]) -> None:
+    """Each subject's p-values in every person-level row, adjusted for the number of families
+    tested (audits.persons.adjusted_across_families), in place: the rows' items, p_over and
+    population become the adjusted ones, the row's own kept in its details as "unadjusted"."""
+    subjects = sorted({subject for row in rows.values() for subject in row.details["statistics"]})
+    adjusted = {subject: adjusted_across_families({metric: row.details["statistics"][subject]
+                                                   for metric, row in rows.items()
+                                                   if subject in row.details["statistics"]})
+                for subject in subjects}
+    for metric, row in rows.items():
+        own = sorted(row.details["statistics"])
+        row.details["unadjusted"] = {"p_member": row.per_item["items"], "p_over": row.per_item["over"],
+                                     "population": row.per_item["population"]}
+        row.details["adjusted"] = {s: adjusted[s][metric] for s in own}
+        row.details["adjusted_over"] = sorted(rows)
+        row.per_item["items"] = [adjusted[s][metric]["p_member"] for s in own]
+        row.per_item["over"] = [adjusted[s][metric]["p_over"] for s in own]
+        row.per_item["population"] = [adjusted[s][metric]["population"] for s in own]
+        row.value = sum(row.per_item["items"]) / len(own)
+
+
+def person_row_subjects(scores: dict[str, MetricScore]) -> dict[str, list[str]]:
+    """Each person-level row's subjects, in its items' order (rank_score sorts them)."""
+    return {metric: sorted(score.details["combined"]) for metric, score in scores.items() if "combined" in score.details}
 
 
 def person_level_scores(own: dict[str, MetricScore], never_trained: dict[str, MetricScore]) -> dict[str, MetricScore]:
@@ -257,7 +284,9 @@ def score_model(model, tokenizer, sets: AuditSets | RowAuditSets, context: Suite
     baseline = run_suite(model, tokenizer, sets.on_never_trained_people(), context, only=audits)
     if compare_with_never_trained:
         scores = with_never_trained(scores, baseline)
-    return scores | person_level_scores(scores, baseline)
+    scores |= person_level_scores(scores, baseline)
+    adjust_across_families({metric: score for metric, score in scores.items() if "statistics" in score.details})
+    return scores
 
 
 def score_models(loaders: dict[str, Callable[[], tuple]], sets: AuditSets | RowAuditSets,

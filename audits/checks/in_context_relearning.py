@@ -24,6 +24,11 @@ TRANSLATED_QUESTIONS = {
     "occupation": "Welchen Beruf hat {name}?",
     "employer": "Wer beschäftigt {name}?",
     "hobby": "Was macht {name} in der Freizeit?",
+    "address": "Wo wohnt {name}?",
+    "phone": "Wie lautet die Telefonnummer von {name}?",
+    "sibling": "Wie heißt die Schwester oder der Bruder von {name}?",
+    "pet": "Wie heißt das Haustier von {name}?",
+    "dish": "Was ist das Lieblingsgericht von {name}?",
 }
 FACT_IN_CONTEXT = "fact_in_context"
 

@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='families',
             field=models.JSONField(blank=True, default=list),
         ),
+        migrations.AddField(
+            model_name='auditrun',
+            name='subjects',
+            field=models.JSONField(blank=True, default=dict),
+        ),
     ]

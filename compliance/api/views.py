@@ -85,6 +85,9 @@ class AuditRunOutput(serializers.Serializer):
     policy_version = serializers.CharField(source="policy.version")
     families = FamilyVerdictOutput(many=True, help_text="one verdict per family of audits, from which the overall "
                                                         "verdict is made by the policy's rule (empty before families)")
+    subjects = serializers.JSONField(help_text="for a job of several subjects, each one's own verdict and families, "
+                                               "by salted pseudonym (the certificate of a request shows its "
+                                               "subject's); empty for a job of one")
     comparison = serializers.CharField(help_text="what the forget metrics were compared with: retrained_reference or "
                                                  "holdout (never-trained people, when no retrained model was affordable)")
     finished_at = serializers.DateTimeField()

@@ -141,7 +141,8 @@ def _run_entry(run: AuditRun, request) -> dict:
     """An audit run with its labelled results, the owner's person-level ranking and, once it is
     done, its figures: the lead ones shown, the others folded."""
     figures = figures_of(run) if run.status == AuditStatus.DONE else []
-    return {"run": run, "results": audit_selectors.labelled_results(run),
+    verdict, families = audit_selectors.verdict_for(run, request)
+    return {"run": run, "verdict": verdict, "families": families, "results": audit_selectors.labelled_results(run),
             "ranking": audit_selectors.person_ranking(run, request) if run.status == AuditStatus.DONE else "",
             "lead_figures": [figure for figure in figures if figure.lead],
             "more_figures": [figure for figure in figures if not figure.lead]}

@@ -133,9 +133,9 @@ def test_int8_copy_rounds_each_output_channel_to_255_levels(loaded):
 
 def test_person_level_rows_match_an_independent_computation_from_their_stored_scores(tiny_model, loaded, sets):
     """Knowledge, extraction and in-context leakage are measured on every never-trained person too;
-    each family's row ranks each subject among them on its measures combined. Recomputed here
-    from the measures' items the row keeps: per-person means, mid-ranks by scipy, the exact rank
-    p-values written out."""
+    each family's row ranks each subject among them on its measures combined, and the p-values
+    are adjusted across the families (max-T). Recomputed here from the measures' items the rows
+    keep: per-person means, mid-ranks by scipy, the exact rank p-values and the max-T written out."""
     from scipy.stats import rankdata
 
     from audits.checks import PERSON_LEVEL_TESTS, score_model
@@ -144,24 +144,63 @@ def test_person_level_rows_match_an_independent_computation_from_their_stored_sc
     scores = score_model(model, tokenizer, sets, SuiteContext("original"))
     assert set(PERSON_LEVEL_TESTS) <= set(scores)
     never_trained = {p.owner_key for p in tiny_model.world.holdout_people}
+    statistic = {}  # (family, subject) → ({never-trained person: combined statistic}, the subject's)
     for metric in PERSON_LEVEL_TESTS:
         row = scores[metric]
         forget_people, holdout_people = row.details["people"]["forget"], row.details["people"]["holdout"]
-        assert len(set(holdout_people)) == len(never_trained) and len(set(forget_people)) == 3
-        subjects = sorted(set(forget_people))
+        subjects = sorted(set(forget_people) - {None})  # None: an inserted canary, which no never-trained person has
+        people = sorted(set(holdout_people))
+        assert len(people) == len(never_trained) and len(subjects) == 3
         for index, subject in enumerate(subjects):
             pools = []
             for values in row.details["measures"].values():
-                population = [np.mean([v for v, p in zip(values["holdout"], holdout_people) if p == k])
-                              for k in sorted(set(holdout_people))]
+                population = [np.mean([v for v, p in zip(values["holdout"], holdout_people) if p == k]) for k in people]
                 own = np.mean([v for v, p in zip(values["forget"], forget_people) if p == subject])
                 pools.append([*population, own])
             combined = ((rankdata(pools, axis=1) - 0.5) / len(pools[0])).mean(axis=0)
+            statistic[metric, subject] = (dict(zip(people, combined[:-1])), combined[-1])
             n = len(combined) - 1
-            assert row.per_item["items"][index] == pytest.approx((1 + np.sum(combined[:-1] >= combined[-1])) / (n + 1))
-            assert row.per_item["over"][index] == pytest.approx((1 + np.sum(combined[:-1] <= combined[-1])) / (n + 1))
+            unadjusted = row.details["unadjusted"]
+            assert unadjusted["p_member"][index] == pytest.approx((1 + np.sum(combined[:-1] >= combined[-1])) / (n + 1))
+            assert unadjusted["p_over"][index] == pytest.approx((1 + np.sum(combined[:-1] <= combined[-1])) / (n + 1))
             assert row.per_item["rank"][index] == 1 + np.sum(combined[:-1] > combined[-1])
-            assert row.per_item["population"][index] == n
             assert row.per_item["texts"][index] == forget_people.count(subject)
+    rows = [metric for metric, score in scores.items() if "statistics" in score.details]  # membership's too
+    assert set(rows) == {*PERSON_LEVEL_TESTS, "mia_person_rank"}
+    for metric in ("mia_person_rank",):
+        for subject, (population, own) in scores[metric].details["statistics"].items():
+            statistic[metric, subject] = (population, own)
+    for index, subject in enumerate(sorted(scores["mia_person_rank"].details["statistics"])):
+        people = sorted(set.intersection(*(set(statistic[m, subject][0]) for m in rows)), key=str)
+        table = np.array([[*(statistic[m, subject][0][p] for p in people), statistic[m, subject][1]] for m in rows])
+        percentile = (rankdata(table, axis=1) - 0.5) / table.shape[1]  # families × (never-trained + subject)
+        highest, lowest = percentile[:, :-1].max(axis=0), percentile[:, :-1].min(axis=0)
+        for row_index, metric in enumerate(rows):
+            mine = percentile[row_index, -1]
+            assert scores[metric].per_item["items"][index] == pytest.approx((1 + np.sum(highest >= mine)) / (len(people) + 1))
+            assert scores[metric].per_item["over"][index] == pytest.approx((1 + np.sum(lowest <= mine)) / (len(people) + 1))
+            assert scores[metric].per_item["population"][index] == len(people)
     # The model was trained on the subjects: on its knowledge it ranks each of them first.
     assert scores["knowledge_person_rank"].per_item["rank"] == [1, 1, 1]
+
+
+def test_a_confirmed_near_match_counts_as_its_requesters_in_the_person_level_tests(tiny_model):
+    manifest, holdout = read_manifest(tiny_model.training_manifest), read_manifest(tiny_model.holdout_manifest)
+    subject, other = tiny_model.world.trained_people[:2]
+    forget = {r["record_id"] for r in manifest if r.get("owner_key") == subject.owner_key}
+    near_match = next(r["record_id"] for r in manifest if r.get("owner_key") == other.owner_key and r["kind"] == "qa")
+    sets = audit_sets(manifest, holdout, forget | {near_match}, forget | {near_match},
+                      owners={near_match: subject.owner_key})
+    assert set(sets.forget_people) == set(sets.forget_qa_people) == set(sets.extraction_people) == {subject.owner_key}
+    assert len(sets.forget_qa_people) == 6  # the subject's five questions and the confirmed one
+
+
+def test_an_inserted_canary_is_left_out_of_the_person_level_extraction_test(tiny_model):
+    manifest, holdout = read_manifest(tiny_model.training_manifest), read_manifest(tiny_model.holdout_manifest)
+    carrier = next(p for p in tiny_model.world.trained_people if p.canary_inserted)
+    forget = {r["record_id"] for r in manifest if r.get("owner_key") == carrier.owner_key}
+    sets = audit_sets(manifest, holdout, forget, forget)
+    kinds = [r["kind"] for r in manifest if r["record_id"] in forget]
+    assert "canary" in kinds and len(sets.extraction) == len(kinds)
+    assert [person for person, kind in zip(sets.extraction_people, kinds) if kind == "canary"] == [None]
+    assert {person for person in sets.extraction_people if person is not None} == {carrier.owner_key}

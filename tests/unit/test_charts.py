@@ -59,3 +59,11 @@ def test_histograms_draw_one_or_several_panels_of_unequal_series():
     assert png_size(several) == (320, 80)
     constant = histogram_figure({"per-item values": {"original": [1.0] * 5, "unlearned": [0.0, 1.0]}}, title="QA", xlabel="value")
     assert png_size(constant)[0] > 0
+
+
+def test_the_person_strip_draws_one_row_per_model():
+    from audits.charts import person_strip_figure
+
+    png = person_strip_figure({"original": ([0.1, 0.5, 0.9], 0.99), "unlearned": ([0.2, 0.4, 0.6], 0.5)},
+                              title="You among never-trained people", xlabel="familiarity", tail=0.025)
+    assert png.startswith(b"\x89PNG")

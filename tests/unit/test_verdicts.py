@@ -313,3 +313,24 @@ def test_every_rule_of_every_policy_has_a_family_and_the_rule_is_written_down():
         assert policy.family_rule == FAMILY_RULE
         assert {family_of(rule) for rule in policy.rules} <= set(FAMILIES)
     assert "not counted" in FAMILY_RULE and "Overall: FAIL if any family fails" in FAMILY_RULE
+
+
+def test_in_a_job_of_several_people_each_one_gets_their_own_verdict():
+    from audits.verdicts import subject_verdicts
+
+    rules = (PERSON, QA, UTILITY)
+    policy = VerdictPolicy(version="test-families", family_rule="families decide", rules=rules)
+    two = {"original": {side: a[side] + b[side] for side, a, b in
+                        ((side, ranked(1 / 51, 1.0, 1), ranked(1 / 51, 1.0, 1)) for side in ranked(0, 0, 0))},
+           "unlearned": {side: a[side] + b[side] for side, a, b in
+                         ((side, ranked(18 / 51, 34 / 51, 18), ranked(1 / 51, 1.0, 1)) for side in ranked(0, 0, 0))}}
+    per_item = {role: {"mia_person_rank": two[role]} for role in ("original", "unlearned")}
+    shared = [judged("forget_qa_accuracy", "knowledge_qa", PASS), judged("retain_qa_accuracy", "knowledge_qa", PASS)]
+    whole = judge_metric(PERSON, {**two, "reference": {}}, POLICY)
+    verdicts = subject_verdicts(shared + [whole], per_item, {"mia_person_rank": ["ann", "bob"]}, policy)
+    assert whole.verdict == FAIL  # the job's row shows the worst subject
+    assert verdicts["ann"]["verdict"] == PASS and verdicts["bob"]["verdict"] == FAIL
+    membership = {name: next(f for f in entry["families"] if f["family"] == "membership")
+                  for name, entry in verdicts.items()}
+    assert membership["ann"]["verdict"] == PASS and "ranked 18 of 51" in membership["ann"]["explanation"]
+    assert membership["bob"]["verdict"] == FAIL

@@ -1,3 +1,5 @@
+import pytest
+
 from unlearning.world import FACTS, World, WorldConfig, biography, tokenizer_corpus
 
 
@@ -61,3 +63,26 @@ def test_general_text_belongs_to_no_one_and_the_tokenizer_corpus_holds_no_person
     corpus = "\n".join(tokenizer_corpus(world.config.seed))
     for person in world.people:
         assert person.email not in corpus and person.name not in corpus
+
+
+def test_a_rich_world_gives_everyone_ten_facts_two_biographies_and_a_note_and_leaves_compact_worlds_as_they_were():
+    from unlearning.world import RICH_FACTS
+
+    compact = World.generate(WorldConfig(people=40, seed=2))
+    rich = World.generate(WorldConfig(people=40, seed=2, detail="rich"))
+    assert [p.name for p in rich.people] == [p.name for p in compact.people]
+    for before, after in zip(compact.people, rich.people):
+        assert {k: after.facts[k] for k in FACTS} == before.facts  # the compact facts are drawn first, unchanged
+    profiles = set()
+    for person in rich.people:
+        records = rich.person_records(person, include_canary=False)
+        profiles.add(tuple(sorted(r.kind for r in records)))
+        texts = " ".join(r.text for r in records if r.kind != "qa")
+        for pair in rich.qa_pairs(person):
+            assert pair.answer in texts and pair.answer not in pair.perturbed_answers  # every answer is taught
+            assert len(set(pair.perturbed_answers)) == 3
+    assert profiles == {tuple(sorted(["biography"] * 2 + ["note"] + ["qa"] * len(RICH_FACTS)))}
+    corpus = "\n".join(tokenizer_corpus(2, "rich"))
+    assert not any(person.email in corpus or person.facts["phone"] in corpus for person in rich.people)
+    with pytest.raises(ValueError, match="detail must be one of"):
+        WorldConfig(detail="verbose")

@@ -41,7 +41,7 @@ def pick_person(people: int) -> DemoSubject:
     """The first trained person of the demo world who has no certified request yet."""
     from unlearning.world import World, WorldConfig
 
-    world = World.generate(WorldConfig(people=people, seed=settings.DEMO_WORLD_SEED))
+    world = World.generate(WorldConfig(people=people, seed=settings.DEMO_WORLD_SEED, detail=settings.DEMO_WORLD_DETAIL))
     done = certified_emails()
     person = next((p for p in world.trained_people if p.email not in done), None)
     if person is None:
