@@ -145,8 +145,10 @@ class Command(BaseCommand):
             from unlearning.demo_world import DEMO_SCALES
 
             preset = DEMO_SCALES[scale]
-            call_command("build_demo_world", regime=regime, scale=scale, name=DEMO_MODEL_NAMES[regime] + preset.name_suffix,
-                         stdout=self.stdout)
+            # A rich world's model under a name of its own, beside a compact one in the same database.
+            detail = "-rich" if settings.DEMO_WORLD_DETAIL == "rich" else ""
+            call_command("build_demo_world", regime=regime, scale=scale,
+                         name=DEMO_MODEL_NAMES[regime] + preset.name_suffix + detail, stdout=self.stdout)
             return pick_person(preset.people or settings.DEMO_WORLD_PEOPLE)
         from unlearning.models import ModelAsset
 
