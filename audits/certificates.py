@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
 from audits.figures import figures_of
-from audits.selectors import labelled_results, person_ranking, verdict_for
+from audits.selectors import labelled_results, own_judgement, person_ranking, verdict_for
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
@@ -109,8 +109,8 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
                 original=result.original_value, unlearned=result.unlearned_value,
                 reference=result.reference_value, margin=result.margin, sample_size=result.sample_size,
                 interval=(result.difference_low, result.difference_high),
-                verdict=result.verdict, explanation=result.explanation)
-            for label, result in labelled
+                verdict=verdict, explanation=explanation)
+            for label, result in labelled for verdict, explanation in [own_judgement(result, request)]
         ]
         panel += [membership_row(result, label) for label, result in labelled
                   if result.audit in ("membership_inference", "row_membership") and result.metric not in (PERSON_METRIC, PERSON_RANK_METRIC)]

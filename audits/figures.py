@@ -110,8 +110,9 @@ def _person_figure(labelled: list[tuple[str, AuditResult]]) -> list[RunFigure]:
     return [RunFigure("strip", "person", title,
                       "Each grey dot is one person the model was never trained on, placed by how familiar the "
                       "membership attacks find them (all attacks combined); the red diamond is you. Before unlearning "
-                      "you should stand out to the right; after it, you should sit among the others, inside the "
-                      "shaded band.",
+                      "you should stand out to the right; after it, you should sit among the others. The shaded band "
+                      "holds the middle 95% on membership alone; the verdict also allows for the other families "
+                      "tested beside it.",
                       partial(charts.person_strip_figure, rows, title=title, tail=rank.margin,
                               xlabel="familiarity to the model (mean percentile over the attacks)"), lead=True)]
 

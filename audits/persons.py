@@ -113,13 +113,6 @@ def combined_statistics(per_attack: Sequence[dict[str, list[float]]], forget_peo
     return results
 
 
-def combined_rank(per_attack: Sequence[dict[str, list[float]]], forget_people: Sequence[str],
-                  holdout_people: Sequence) -> dict[str, dict]:
-    """Per subject, the rank of their combined statistic among the never-trained people's."""
-    return {subject: rank_among(own, list(population.values())).as_dict()
-            for subject, (population, own) in combined_statistics(per_attack, forget_people, holdout_people).items()}
-
-
 def adjusted_across_families(statistics: dict[str, tuple[dict, float]]) -> dict[str, dict]:
     """One subject's p-values in each family, adjusted for testing several families (single-step
     max-T, Westfall & Young). `statistics[family]` = ({never-trained person: statistic}, the
@@ -138,5 +131,6 @@ def adjusted_across_families(statistics: dict[str, tuple[dict, float]]) -> dict[
     lowest = [min(column[i] for column in percentiles.values()) for i in range(len(people))]
     n = len(people)
     return {family: {"p_member": (1 + sum(h >= column[-1] for h in highest)) / (n + 1),
-                     "p_over": (1 + sum(low <= column[-1] for low in lowest)) / (n + 1), "population": n}
+                     "p_over": (1 + sum(low <= column[-1] for low in lowest)) / (n + 1), "population": n,
+                     "rank": 1 + sum(value > column[-1] for value in column[:-1])}  # among those n, this family
             for family, column in percentiles.items()}

@@ -34,6 +34,7 @@ from audits.verdicts import (
     family_verdicts,
     judge,
     judge_metric,
+    one_subject,
     verdict_of_families,
 )
 from unlearning.demo_world import DemoModel, build_demo_model
@@ -113,15 +114,11 @@ class PersonCase:
         return self.verdict == FAIL and any("over-unlearned" in f.explanation for f in self.families if f.verdict == FAIL)
 
 
-def person_rows(model, tokenizer, sets, policy: VerdictPolicy) -> dict[str, dict]:
+def person_level_rows(model, tokenizer, sets, policy: VerdictPolicy) -> dict[str, dict]:
     """The person-level rows (metric → per-item scores, one item per subject) of one model."""
     scores = score_model(model, tokenizer, sets, SuiteContext(role="unlearned"), only=PERSON_AUDITS)
     return {rule.metric: scores[rule.metric].per_item for rule in policy.rules
             if rule.rule == PERSON_BAND and rule.metric in scores}
-
-
-def one_subject(per_item: dict, index: int) -> dict:
-    return {side: [values[index]] for side, values in per_item.items()}
 
 
 def person_verdict(original: dict, candidate: dict, policy: VerdictPolicy) -> tuple[str, list[FamilyVerdict]]:
@@ -143,13 +140,14 @@ def person_power_cases(world: WorldConfig, recipe: TrainingRecipe, subjects: int
     kept = [r["text"] for r in manifest if r["record_id"] not in everyone]
     retrained = train_causal_lm(kept, tokenizer, replace(recipe, seed=recipe.seed + 1000))
     together = audit_sets(manifest, holdout, everyone, everyone)
-    rows = {"original": person_rows(original, tokenizer, together, policy),
-            "retrained": person_rows(retrained, tokenizer, together, policy)}
+    # Every subject has texts and questions, so each row holds all three, sorted like `sorted(people)`.
+    rows = {"original": person_level_rows(original, tokenizer, together, policy),
+            "retrained": person_level_rows(retrained, tokenizer, together, policy)}
     cases = []
     for index, key in enumerate(sorted(people)):
         alone = audit_sets(manifest, holdout, records[key], records[key])
         forget = [r["text"] for r in manifest if r["record_id"] in records[key]]
-        under = person_rows(under_unlearned(original, tokenizer, forget, kept), tokenizer, alone, policy)
+        under = person_level_rows(under_unlearned(original, tokenizer, forget, kept), tokenizer, alone, policy)
         before = {metric: one_subject(per_item, index) for metric, per_item in rows["original"].items()}
         for candidate, after in (("original", before), ("under_unlearned", under),
                                  ("retrained", {metric: one_subject(per_item, index)

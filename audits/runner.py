@@ -116,7 +116,8 @@ def run_claimed_audit(run) -> None:
                                      exact=job.outcome.get("method_kind") == "exact")
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
                                 judgements=judgements, scores=scores, verdict=verdict, basis=basis,
-                                families=[family.as_dict() for family in family_verdicts(judgements, policy)],
+                                families=([family.as_dict() for family in family_verdicts(judgements, policy)]
+                                          if policy.family_rule else []),
                                 subjects=per_subject(judgements, per_item, scores["unlearned"], policy, basis))
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)

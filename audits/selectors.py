@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from audits.models import AuditResult, AuditRun, AuditStatus
-from audits.persons import PERSON_RANK_METRIC
+from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
+from audits.verdicts import overall
 from compliance.auditlog import subject_ref
 from compliance.errors import NotFound
 from unlearning.models import VersionRole
@@ -51,6 +52,24 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
 
 
+def own_judgement(result: AuditResult, request) -> tuple[str, str]:
+    """A result's verdict and explanation for this request's subject: a person-level row of a job of
+    several subjects was judged per subject (its row shows the worst); any other result is shared."""
+    subjects = sorted((result.details.get("unlearned") or {}).get("combined") or {})
+    verdicts = result.details.get("subject_verdicts") or []
+    subject = subject_ref(request.subject_key or request.email)
+    if len(subjects) > 1 and subject in subjects and len(verdicts) == len(subjects):
+        verdict, explanation = verdicts[subjects.index(subject)]
+        return verdict, explanation
+    return result.verdict, result.explanation
+
+
+def request_verdict(request) -> str:
+    """The request's overall verdict over its finished audit runs, each for its own subject (as
+    its certificate states it)."""
+    return overall([verdict_for(run, request)[0] for run in audit_runs_of(request).filter(status=AuditStatus.DONE)])
+
+
 def verdict_for(run: AuditRun, request) -> tuple[str, list[dict]]:
     """The run's verdict and family verdicts for this request's subject: their own in a job of
     several subjects (audits.verdicts.subject_verdicts), else the run's."""
@@ -58,21 +77,26 @@ def verdict_for(run: AuditRun, request) -> tuple[str, list[dict]]:
     return (own["verdict"], own["families"]) if own else (run.verdict, run.families)
 
 
+DEFAULT_TAIL = 0.025  # runs stored before the person-level rule had a tail of their own
+
+
 def person_ranking(run: AuditRun, request) -> str:
     """In plain words, where the request's subject ranks among the people the model never saw,
     before and after unlearning (the combined person-level membership statistic, audits.persons),
     beside the retrained reference's rank where there is one, read against the tail its rule
     judged by; empty where it was not measured."""
-    result = next((r for r in run.results.all() if r.metric == PERSON_RANK_METRIC), None)
+    # Runs judged before the combined row decided kept their ranks on the reported row.
+    results = {r.metric: r for r in run.results.all()}
+    result = results.get(PERSON_RANK_METRIC) or results.get(PERSON_METRIC)
     subject = subject_ref(request.subject_key or request.email)
     ranks = {role: ((result.details.get(role) or {}).get("subjects") or {}).get(subject, {}).get("combined")
              for role in ("original", "unlearned", "reference")} if result else {}
     if not ranks or ranks["original"] is None or ranks["unlearned"] is None:
         return ""
-    before, after, reference = ranks["original"], ranks["unlearned"], ranks["reference"]
-    # The p-values the verdict used: adjusted for the families tested, where the run adjusted them.
-    after = {**after, **((result.details.get("unlearned") or {}).get("adjusted") or {}).get(subject, {})}
-    population, tail = after["population"], result.margin
+    # The ranks and p-values the verdict used: adjusted for the families tested, where the run adjusted them.
+    before, after, reference = ({**rank, **((result.details.get(role) or {}).get("adjusted") or {}).get(subject, {})}
+                                if rank else None for role, rank in ranks.items())
+    population, tail = after["population"], result.margin or DEFAULT_TAIL
     placed = (f"Among you and the {population} people this model was never trained on, ranked from the one it "
               f"seems to know best: before unlearning you were number {before['rank']}; now you are number "
               f"{after['rank']} of {population + 1}"

@@ -102,7 +102,8 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
         forget_qa_people=[subject(r) for r in forget if is_qa(r)],
         # A kind no never-trained person has (an inserted canary) has nothing to be ranked against:
         # None leaves it out of the person-level test (the canary has its own null).
-        extraction_people=[subject(r) if r["kind"] in never_trained_kinds else None for r in forget],
+        extraction_people=[subject(r) if r["kind"] in never_trained_kinds and not r.get("secret") else None
+                           for r in forget],
         retain_qa=every_nth([qa_item(r) for r in retained if is_qa(r)], RETAIN_SAMPLE),
         extraction=[extraction_pair(r, question_template) for r in forget],
         canaries=[Canary(r["text"], r["secret"]) for r in forget if r.get("secret")],
@@ -110,6 +111,7 @@ def audit_sets(manifest: list[dict], holdout: list[dict], forget_ids: set[str], 
                                RETAIN_SAMPLE),
         general_texts=[r["text"] for r in manifest if not r.get("owner_key")],
         holdout_qa=[qa_item(r) for r in holdout_qa],
+        asked_qa=[qa_item(r) for r in forget if is_qa(r)] + [qa_item(r) for r in holdout_qa],
         holdout_qa_people=[number(r) for r in holdout_qa],
         holdout_extraction=[extraction_pair(r, question_template) for r in never_trained],
         holdout_extraction_people=[number(r) for r in never_trained],

@@ -50,9 +50,9 @@ every model.
 from __future__ import annotations
 
 import warnings
-from math import ceil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from math import ceil
 
 import numpy as np
 
@@ -130,14 +130,14 @@ FAMILY_OF_AUDIT = {
     "utility": UTILITY, "row_utility": UTILITY,
 }
 FAMILY_RULE = (
-    "Each family of audits gets one verdict. Where a person-level test decides (PASS or FAIL), it decides "
-    "its family, and the text-level intervals are supporting detail; otherwise the family's metrics do: "
-    "PASS when every metric that had power passes, INCONCLUSIVE when one is a close call. A metric has no power "
-    "for this person when there are too few items or never-trained people, when the original model passes it "
-    "too, or when its interval is wider than the band it would have to fit in. A FAIL of any metric fails its "
-    "family. A family none of whose metrics had power is INCONCLUSIVE and not counted. Person-level p-values are "
-    "adjusted for the number of families tested (single-step max-T), so that a person the model never saw is "
-    "flagged in any family at most 5% of the time. Overall: FAIL if any "
+    "Each family of audits gets one verdict. A FAIL of any of its metrics fails it. Otherwise, where a "
+    "person-level test decides (PASS), it decides the family and the text-level intervals are supporting "
+    "detail; elsewhere the family's metrics do: PASS when every metric that had power passes, INCONCLUSIVE "
+    "when one is a close call. A metric has no power for this person when there are too few items or "
+    "never-trained people, when the original model passes it too, or when its interval reaches past both ends "
+    "of the band it would have to fit in. A family none of whose metrics had power is INCONCLUSIVE and not "
+    "counted. Person-level p-values are adjusted for the number of families tested (single-step max-T), so "
+    "that a person the model never saw is flagged in any family at most 5% of the time. Overall: FAIL if any "
     "family fails; PASS when every counted family passes and at least one forgetting family (not utility) is "
     "counted; INCONCLUSIVE otherwise."
 )
@@ -532,9 +532,9 @@ def decide(rule: MetricRule, per_item: dict, policy: VerdictPolicy, sample_size:
         return result(PASS, f"{versus} lies within the margin {rule.margin}; {against}")
     if diff[0] > high or diff[1] < low:
         return result(FAIL, f"{versus} lies beyond the margin {rule.margin}")
-    if diff[1] - diff[0] > high - low:
-        # Wider than the band itself: however the model behaved, these items could not have shown a match.
-        return result(INCONCLUSIVE, f"no power: {versus} is wider than the band it would have to fit in "
+    if diff[0] < low and diff[1] > high:
+        # Beyond both ends of the band: these items could not have shown a match, nor leaned either way.
+        return result(INCONCLUSIVE, f"no power: {versus} reaches past both ends of the band ±{rule.margin} "
                                     f"({sample_size} forget items)", True)
     return result(INCONCLUSIVE, f"{versus} straddles the margin {rule.margin} ({sample_size} forget items)")
 

@@ -5,7 +5,7 @@ from django.shortcuts import render
 
 from audits.certificates import signing_identity
 from audits.models import Certificate
-from audits.selectors import verdict_for
+from audits.selectors import request_verdict
 from audits.signing import sha256_hex
 
 
@@ -19,7 +19,7 @@ def verify_certificate(http_request, serial):
         uploaded_match = sha256_hex(http_request.FILES["pdf"].read()) == certificate.pdf_sha256
     return render(http_request, "verify/certificate.html", {
         "certificate": certificate, "run": certificate.audit_run, "uploaded_match": uploaded_match,
-        "verdict": verdict_for(certificate.audit_run, certificate.request)[0],
+        "verdict": request_verdict(certificate.request),
         "ca_fingerprint": identity.ca_fingerprint(),
     })
 

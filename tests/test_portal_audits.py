@@ -91,3 +91,28 @@ def test_the_owner_reads_where_they_rank_among_people_the_model_never_saw(audite
     page = " ".join(owner_of(request, code).get(f"/requests/{request.pk}/").content.decode().split())
     assert "Among you and the 50 people this model was never trained on" in page
     assert "before unlearning you were number 1;" in page and sentence in page
+
+
+def test_in_a_job_of_several_people_the_owner_sees_their_own_verdict_not_the_worst_one(audited_request):
+    from audits.models import AuditResult
+    from compliance.auditlog import subject_ref
+
+    request, code, run = audited_request
+    mine, other = subject_ref(request.email), subject_ref("someone.else@mail.example")
+    run.verdict = "FAIL"  # the other subject's
+    family = {"family": "membership", "label": "Membership: does the model treat you as someone it was trained on?",
+              "counted": True, "basis": "person"}
+    run.subjects = {mine: {"verdict": "PASS", "families": [{**family, "verdict": "PASS", "explanation": "ranked 18 of 51"}]},
+                    other: {"verdict": "FAIL", "families": [{**family, "verdict": "FAIL", "explanation": "ranked 1 of 51"}]}}
+    run.save()
+    combined = {name: {"rank": 1, "p_member": 0.02, "p_over": 1.0, "population": 50} for name in (mine, other)}
+    AuditResult.objects.create(
+        run=run, audit="membership_inference", metric="mia_person_rank", verdict="FAIL", margin=0.025, sample_size=2,
+        explanation="1 of 2 subjects inside the band; first FAIL: ranked 1 of 51", per_item={},
+        details={"unlearned": {"combined": combined},  # the row's subjects, sorted as its verdicts are
+                 "subject_verdicts": [{mine: ["PASS", "mine: ranked 18 of 51"],
+                                       other: ["FAIL", "theirs: ranked 1 of 51"]}[name] for name in sorted(combined)]})
+    page = " ".join(owner_of(request, code).get(f"/requests/{request.pk}/").content.decode().split())
+    assert 'What the tests found: <span class="PASS">PASS</span>' in page
+    assert "ranked 18 of 51" in page and "mine: ranked 18 of 51" in page
+    assert "theirs" not in page and "first FAIL" not in page

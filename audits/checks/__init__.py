@@ -76,6 +76,9 @@ class AuditSets:
     holdout_people: list[int] = field(default_factory=list)
     # The same for questions and extraction pairs (forget_qa / extraction, holdout_qa /
     # holdout_extraction): the knowledge, extraction and in-context families' person-level tests.
+    # Every question the audits ask, of the subjects and of never-trained people: the in-context
+    # audit leaves room for the longest, so that both sides get the same demonstrations.
+    asked_qa: list[QAItem] = field(default_factory=list)
     forget_qa_people: list[str] = field(default_factory=list)
     extraction_people: list[str] = field(default_factory=list)
     holdout_qa_people: list[int] = field(default_factory=list)
@@ -236,12 +239,13 @@ def adjust_across_families(rows: dict[str, MetricScore]) -> None:
     for metric, row in rows.items():
         own = sorted(row.details["statistics"])
         row.details["unadjusted"] = {"p_member": row.per_item["items"], "p_over": row.per_item["over"],
-                                     "population": row.per_item["population"]}
+                                     "population": row.per_item["population"], "rank": row.per_item["rank"]}
         row.details["adjusted"] = {s: adjusted[s][metric] for s in own}
         row.details["adjusted_over"] = sorted(rows)
         row.per_item["items"] = [adjusted[s][metric]["p_member"] for s in own]
         row.per_item["over"] = [adjusted[s][metric]["p_over"] for s in own]
         row.per_item["population"] = [adjusted[s][metric]["population"] for s in own]
+        row.per_item["rank"] = [adjusted[s][metric]["rank"] for s in own]
         row.value = sum(row.per_item["items"]) / len(own)
 
 
@@ -260,6 +264,8 @@ def person_level_scores(own: dict[str, MetricScore], never_trained: dict[str, Me
         if not pairs:
             continue
         first_own, first_never = pairs[0]
+        if all(person is None for person in first_own.people):
+            continue  # only items no never-trained person has (an inserted canary): nobody to rank
         same = [(a, b) for a, b in pairs if a.people == first_own.people and b.people == first_never.people]
         per_measure = {a.metric: {"forget": a.per_item["items"], "holdout": b.per_item["items"]} for a, b in same}
         # The measures' items and whose they are, kept so that anyone can recompute the ranks.

@@ -69,7 +69,7 @@ def prompts_for(item: QAItem, index: int, sets: AuditSets, demonstrations: list[
 def demonstrations_that_fit(model, tokenizer, sets: AuditSets, params: InContextParams) -> list[str]:
     """As many retained people's QA lines as leave room for a question and its answer."""
     room = context_length(model) - params.max_new_tokens - max(
-        (len(prompt_ids(tokenizer, sets.ask(item.question))) for item in sets.forget_qa), default=0)
+        (len(prompt_ids(tokenizer, sets.ask(item.question))) for item in sets.asked_qa or sets.forget_qa), default=0)
     chosen: list[str] = []
     for item in sets.retain_qa[: params.many_shot_examples]:
         candidate = chosen + [sets.answered(item.question, item.answer)]

@@ -142,7 +142,9 @@ def _run_entry(run: AuditRun, request) -> dict:
     done, its figures: the lead ones shown, the others folded."""
     figures = figures_of(run) if run.status == AuditStatus.DONE else []
     verdict, families = audit_selectors.verdict_for(run, request)
-    return {"run": run, "verdict": verdict, "families": families, "results": audit_selectors.labelled_results(run),
+    results = [(label, result, *audit_selectors.own_judgement(result, request))
+               for label, result in audit_selectors.labelled_results(run)]
+    return {"run": run, "verdict": verdict, "families": families, "results": results,
             "ranking": audit_selectors.person_ranking(run, request) if run.status == AuditStatus.DONE else "",
             "lead_figures": [figure for figure in figures if figure.lead],
             "more_figures": [figure for figure in figures if not figure.lead]}

@@ -69,7 +69,11 @@ def test_the_family_takes_bonferronis_correction():
 def test_the_combined_statistic_matches_scipys_ranks_and_is_valid_under_its_null():
     from scipy.stats import rankdata
 
-    from audits.persons import combined_rank
+    from audits.persons import combined_statistics, rank_among
+
+    def combined_rank(per_attack, forget_people, holdout_people):
+        return {subject: rank_among(own, list(population.values())).as_dict()
+                for subject, (population, own) in combined_statistics(per_attack, forget_people, holdout_people).items()}
 
     rng = np.random.default_rng(5)
     people = list(range(25))
@@ -110,4 +114,4 @@ def test_adjusting_across_families_keeps_the_chance_of_any_false_alarm_at_the_le
     assert np.mean(any_adjusted) <= 0.05 + 0.03  # 3 standard errors at 600 draws
     assert np.mean(any_plain) > 0.1
     one = adjusted_across_families({"a": ({0: 0.1, 1: 0.5, 2: 0.9}, 0.95)})["a"]
-    assert one == {"p_member": 0.25, "p_over": 1.0, "population": 3}  # one family: its plain rank
+    assert one == {"p_member": 0.25, "p_over": 1.0, "population": 3, "rank": 1}  # one family: its plain rank

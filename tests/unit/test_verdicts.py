@@ -334,3 +334,16 @@ def test_in_a_job_of_several_people_each_one_gets_their_own_verdict():
                   for name, entry in verdicts.items()}
     assert membership["ann"]["verdict"] == PASS and "ranked 18 of 51" in membership["ann"]["explanation"]
     assert membership["bob"]["verdict"] == FAIL
+
+
+def test_an_interval_past_both_ends_of_the_band_has_no_power_but_one_leaning_out_is_a_close_call():
+    reference = [1, 0] * 6
+    original = [1] * 12  # original − reference: 0.5 ± about 0.25, clear of the margin
+    wide = judge_metric(QA, {"original": items(original), "unlearned": items([0, 1] * 6),
+                             "reference": items(reference)}, POLICY)  # differences ±1 around 0
+    leaning = judge_metric(QA, {"original": items(original), "unlearned": items([1, 1, 1, 0] * 3),
+                                "reference": items(reference)}, POLICY)
+    assert wide.difference_interval[0] < -QA.margin and wide.difference_interval[1] > QA.margin
+    assert (wide.verdict, wide.no_power) == (INCONCLUSIVE, True) and "past both ends" in wide.explanation
+    assert leaning.difference_interval[0] > -QA.margin and leaning.difference_interval[1] > QA.margin
+    assert (leaning.verdict, leaning.no_power) == (INCONCLUSIVE, False) and "straddles" in leaning.explanation
