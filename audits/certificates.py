@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
 from audits.figures import figures_of
-from audits.selectors import labelled_results, own_judgement, person_ranking, verdict_for
+from audits.selectors import labelled_results, own_judgement, person_ranking, request_verdict, verdict_for
 from audits.signing import SigningIdentity, create_local_identity
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
-from audits.verdicts import PROVEN_BY_IDENTITY, overall
+from audits.verdicts import PROVEN_BY_IDENTITY
 from compliance.auditlog import subject_ref
 from unlearning.models import ModelKind
 
@@ -124,7 +124,7 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         dates=[("Received", _date(request.received_at)), ("Identity verified", _date(request.identity_verified_at)),
                ("Approved", _date(request.decided_at)), ("Work completed", _date(timezone.now())),
                ("Statutory deadline", _date(request.due_at))],
-        models=models, audits=lines, overall_verdict=overall([verdict_for(run, request)[0] for run in runs]),
+        models=models, audits=lines, overall_verdict=request_verdict(request),
         policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
         verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),

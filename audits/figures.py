@@ -17,7 +17,7 @@ from functools import partial
 
 from audits import charts
 from audits.models import AuditResult, AuditRun
-from audits.persons import PERSON_RANK_METRIC, combined_statistics
+from audits.persons import PERSON_RANK_METRIC
 from audits.selectors import labelled_results, scores_by_role
 
 ROLE_NAMES = {"original": "original", "unlearned": "unlearned", "reference": "retrained reference"}
@@ -87,23 +87,17 @@ def _lead_result(labelled: list[tuple[str, AuditResult]]) -> AuditResult | None:
 
 
 def _person_figure(labelled: list[tuple[str, AuditResult]]) -> list[RunFigure]:
-    """The subject's combined membership statistic among every never-trained person's, per model,
-    recomputed from the attacks' stored per-item scores and groupings (audits.persons); for a run
-    of one subject (a batched job's figure would show the others)."""
+    """The subject's combined membership statistic among every never-trained person's, per model, as
+    the person-level row stored them (audits.checks.rank_score); for a run of one subject (a batched
+    job's figure would show the others)."""
     rank = next((result for _, result in labelled if result.metric == PERSON_RANK_METRIC), None)
-    attacks = [result for _, result in labelled if result.metric in (rank.details.get("unlearned", {}).get("attacks", ())
-                                                                     if rank else ())]
     rows = {}
     for role in ROLE_NAMES:
-        levels = [(result.per_item.get(role), (result.details.get(role) or {}).get("person")) for result in attacks]
-        if not levels or not all(per_item and person for per_item, person in levels):
-            continue
-        forget_people, holdout_people = levels[0][1]["forget_people"], levels[0][1]["holdout_people"]
-        statistics = combined_statistics([per_item for per_item, _ in levels], forget_people, holdout_people)
-        if len(statistics) != 1:
+        statistics = ((rank.details.get(role) or {}).get("statistics") or {}) if rank else {}
+        if len(statistics) > 1:
             return []
-        population, own = next(iter(statistics.values()))
-        rows[ROLE_NAMES[role]] = (list(population.values()), own)
+        for population, own in statistics.values():
+            rows[ROLE_NAMES[role]] = (list(population.values()), own)
     if "original" not in rows or "unlearned" not in rows:
         return []
     title = "You among the people the model never saw"

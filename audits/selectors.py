@@ -52,12 +52,17 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
 
 
+def subject_of(request) -> str:
+    """The request's subject as the audits name them: the salted pseudonym of their owner key."""
+    return subject_ref(request.subject_key or request.email)
+
+
 def own_judgement(result: AuditResult, request) -> tuple[str, str]:
     """A result's verdict and explanation for this request's subject: a person-level row of a job of
     several subjects was judged per subject (its row shows the worst); any other result is shared."""
     subjects = sorted((result.details.get("unlearned") or {}).get("combined") or {})
     verdicts = result.details.get("subject_verdicts") or []
-    subject = subject_ref(request.subject_key or request.email)
+    subject = subject_of(request)
     if len(subjects) > 1 and subject in subjects and len(verdicts) == len(subjects):
         verdict, explanation = verdicts[subjects.index(subject)]
         return verdict, explanation
@@ -73,7 +78,7 @@ def request_verdict(request) -> str:
 def verdict_for(run: AuditRun, request) -> tuple[str, list[dict]]:
     """The run's verdict and family verdicts for this request's subject: their own in a job of
     several subjects (audits.verdicts.subject_verdicts), else the run's."""
-    own = run.subjects.get(subject_ref(request.subject_key or request.email))
+    own = run.subjects.get(subject_of(request))
     return (own["verdict"], own["families"]) if own else (run.verdict, run.families)
 
 
@@ -88,7 +93,7 @@ def person_ranking(run: AuditRun, request) -> str:
     # Runs judged before the combined row decided kept their ranks on the reported row.
     results = {r.metric: r for r in run.results.all()}
     result = results.get(PERSON_RANK_METRIC) or results.get(PERSON_METRIC)
-    subject = subject_ref(request.subject_key or request.email)
+    subject = subject_of(request)
     ranks = {role: ((result.details.get(role) or {}).get("subjects") or {}).get(subject, {}).get("combined")
              for role in ("original", "unlearned", "reference")} if result else {}
     if not ranks or ranks["original"] is None or ranks["unlearned"] is None:
