@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -18,6 +16,7 @@ from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY
 from compliance.auditlog import subject_ref
+from config.version import code_version
 from unlearning.models import ModelKind
 
 FIGURE_DPI = 150  # sharp in print at the text width
@@ -68,16 +67,6 @@ def signing_identity() -> SigningIdentity:
     if (directory / "signer.pem").exists():
         return SigningIdentity(directory / "signer.key", directory / "signer.pem", directory / "ca.pem")
     return create_local_identity(directory, settings.CERTIFICATE_ISSUER)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                                cwd=settings.BASE_DIR, timeout=5, check=True).stdout.strip()
-        return f"git {commit}"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
 
 
 def _date(moment) -> str:

@@ -90,15 +90,6 @@ def rouge_l_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def normalise_answer(text: str) -> str:
-    return " ".join(text.lower().strip().strip(".").split())
-
-
-def answer_is_correct(generated: str, answer: str) -> bool:
-    """A greedy answer counts as correct when it starts with the true answer (after normalising)."""
-    return normalise_answer(generated).startswith(normalise_answer(answer))
-
-
 def tpr_at_fpr(member_scores: Sequence[float], nonmember_scores: Sequence[float], fpr: float) -> tuple[int, int]:
     """True positives at a false-positive rate of at most `fpr`: the threshold is the highest
     non-member score that leaves no more than ⌊fpr·n⌋ non-members strictly above it. Returns

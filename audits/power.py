@@ -60,7 +60,7 @@ def forget_ids_of(demo: DemoModel, manifest: list[dict], people: int) -> set[str
 
 def under_unlearned(model, tokenizer, forget: list[str], retain: list[str]):
     method = get_method("graddiff")
-    params = method.params({"max_steps": 1, "eval_every": 1})
+    params = method.params({"max_steps": 1, "eval_every_steps": 1})
     return method.unlearn(copy.deepcopy(model), tokenizer, UnlearningData(forget, retain), params).model
 
 

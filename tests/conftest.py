@@ -155,6 +155,35 @@ def legal_user(db):
 
 
 @pytest.fixture
+def approve_leaving_job_queued(legal_api, django_capture_on_commit_callbacks):
+    """Approve a verified request on the API and let scheduling queue its jobs, but not run them:
+    returns the tasks that would have (call each, capturing on-commit callbacks, to run them)."""
+
+    def _approve(request):
+        with django_capture_on_commit_callbacks() as approval:
+            assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}).status_code == 200
+        with django_capture_on_commit_callbacks() as queued:  # scheduling queues the job; its task waits
+            for task in approval:
+                task()
+        return queued
+
+    return _approve
+
+
+@pytest.fixture
+def operator_api(db):
+    """An ML operator's API client (the ml-operator scope)."""
+    from rest_framework.test import APIClient
+
+    from compliance.management.commands.create_api_user import ensure_api_user
+
+    _, token = ensure_api_user("operator-test", scope="ml-operator")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
 def legal_api(legal_user):
     from rest_framework.test import APIClient
 

@@ -48,7 +48,6 @@ def test_on_the_cpu_models_and_their_training_stay_on_the_cpu(tiny_model, monkey
 def test_on_cuda_every_engine_runs_there_and_sisa_stays_exact(tiny_model, tmp_path, monkeypatch):
     from unlearning.lm import TrainingRecipe, greedy_generate, text_losses, train_causal_lm
     from unlearning.loading import load_checkpoint
-    from unlearning.methods import UnlearningData, get_method
     from unlearning.sisa import SisaConfig, execute_deletion, export_served_model, plan_deletion, train_sisa
     from unlearning.sisa_lm import CausalLMLearner
     from unlearning.store import checkpoint_sha256, save_checkpoint
@@ -56,12 +55,9 @@ def test_on_cuda_every_engine_runs_there_and_sisa_stays_exact(tiny_model, tmp_pa
     monkeypatch.setenv(DEVICE_SETTING, "cuda")
     model, tokenizer = load_checkpoint(tiny_model.checkpoint_path)
     assert {p.device.type for p in model.parameters()} == {"cuda"}
-    texts = [r["text"] for r in tiny_model.world.person_records(tiny_model.world.trained_people[0], include_canary=False)]
+    texts = [r.text for r in tiny_model.world.person_records(tiny_model.world.trained_people[0], include_canary=False)]
     assert len(text_losses(model, tokenizer, texts)) == len(texts)
     assert greedy_generate(model, tokenizer, ["Question: Where was"], 4)
-    method = get_method("graddiff")
-    outcome = method.unlearn(model, tokenizer, UnlearningData(texts, texts * 3, 10.0), method.params({"max_steps": 5}))
-    assert {p.device.type for p in outcome.model.parameters()} == {"cuda"}
     trained = train_causal_lm(texts, tokenizer, TrainingRecipe(n_layer=1, n_head=2, n_embd=32, epochs=1))
     assert next(trained.parameters()).device.type == "cuda"
     assert checkpoint_sha256(save_checkpoint(trained, tokenizer, tmp_path)[1])
@@ -104,3 +100,24 @@ def test_a_sisa_deletion_on_another_device_than_its_lineage_is_refused(tmp_path)
     plan = plan_deletion(lineage, [dataset.train[0]["record_id"]])
     with pytest.raises(ValueError, match="trained on NVIDIA H200, bf16 autocast, and this worker computes on the CPU"):
         execute_deletion(lineage, plan, dataset.train, learner, tmp_path)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_on_cuda_every_method_unlearns_there_full_and_through_lora(tiny_model, monkeypatch, lora_rank):
+    from tests.unit.test_methods import LANGUAGE_MODEL_METHODS, QUICK, subject_split
+    from unlearning.lm import mean_text_loss
+    from unlearning.loading import load_checkpoint
+    from unlearning.methods import UnlearningData, get_method
+
+    monkeypatch.setenv(DEVICE_SETTING, "cuda")
+    forget, retain, questions = subject_split(tiny_model)
+    for name in LANGUAGE_MODEL_METHODS:
+        model, tokenizer = load_checkpoint(tiny_model.checkpoint_path)
+        before = mean_text_loss(model, tokenizer, forget)
+        method = get_method(name)
+        outcome = method.unlearn(model, tokenizer, UnlearningData(forget, retain, None, questions),
+                                 method.params({**QUICK, "lora_rank": lora_rank}))
+        assert {p.device.type for p in outcome.model.parameters()} == {"cuda"}, name
+        assert mean_text_loss(outcome.model, tokenizer, forget) > before, name

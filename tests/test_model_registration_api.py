@@ -17,21 +17,9 @@ from audits.models import Comparison
 from compliance import services
 from compliance.models import AuditEvent
 from tests.conftest import CUSTOMERS, one_torch_thread
-from unlearning.models import ModelAsset, ModelRegistration
+from unlearning.models import ModelAsset, ModelRegistration, ModelVersion
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_api(db):
-    from rest_framework.test import APIClient
-
-    from compliance.management.commands.create_api_user import ensure_api_user
-
-    _, token = ensure_api_user("operator-test", scope="ml-operator")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 def archived(folder: Path, into: Path, fmt: str = "gztar") -> Path:
@@ -56,7 +44,8 @@ def incoming(store_dir: Path) -> list[Path]:
 
 
 def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a_certificate(
-        llama_checkpoint, store, operator_api, legal_api, submit, tmp_path, django_capture_on_commit_callbacks):
+        llama_checkpoint, store, operator_api, legal_api, submit, tmp_path, django_capture_on_commit_callbacks,
+        approve_leaving_job_queued):
     from unlearning.store import checkpoint_sha256
 
     folder, manifest, holdout = llama_checkpoint
@@ -81,10 +70,26 @@ def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a
 
     request, code = submit(email="customer-005@support.example", full_name="Customer Five")
     services.verify_identity(request_id=request.pk, code=code)
+    queued = approve_leaving_job_queued(request)
+    # The operator runs NPO through LoRA on this job instead of the regime's default, GradDiff.
+    job_id = ModelAsset.objects.get(name="support-llama-api").jobs.get().pk
+    chosen = operator_api.post(f"/api/v1/jobs/{job_id}/method/", {"method": "npo", "params": {"lora_rank": 4}},
+                               format="json")
+    assert chosen.status_code == 200, chosen.content
+    assert chosen.json()["method"] == "npo" and chosen.json()["params"] == {"lora_rank": 4}
     with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
-        assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}).status_code == 200
+        for task in queued:
+            task()
     detail = legal_api.get(f"/api/v1/requests/{request.pk}/").json()
     assert detail["status"] == "certified", f"{detail['failed_step']}: {detail['failure_reason']}"
+    # What ran is stored with the version it produced: the method, its resolved parameters, its
+    # history from the first evaluation to the last, and the code that ran it.
+    job = detail["jobs"][0]
+    version = ModelVersion.objects.get(sha256=job["result_sha256"], role="unlearned")
+    assert version.details["method"] == "npo" and version.details["params"]["lora_rank"] == 4
+    assert version.details["params"]["beta"] == 0.1 and version.details["code_version"]
+    assert version.details["history"] == job["history"] and job["history"][0]["step"] == 0
+    assert version.details["best_step"] == job["history"][-1]["step"] or job["stopped_because"] == "utility_floor"
     run = detail["audits"][0]
     assert run["comparison"] == Comparison.HOLDOUT and run["original_sha256"] == model["current_sha256"]
     loss = next(r for r in run["results"] if r["metric"] == "mia_loss_auc")

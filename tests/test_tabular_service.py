@@ -221,3 +221,39 @@ def test_the_datasets_offered_are_those_the_engine_loads():
     from unlearning.tabular import LOADERS
 
     assert BUNDLED_DATASETS == tuple(LOADERS)
+
+
+def test_a_plain_regressor_forgets_a_row_by_its_default_method_and_its_certificate_says_suppression(
+        store, submit, legal_user, legal_api, django_capture_on_commit_callbacks):
+    """Registered plain (no SISA): a row leaves it by IAU, the regime's default for rows, checked here
+    from the stored weights with numpy; the audits compare with a plain MLP retrained without it."""
+    from safetensors.numpy import load_file
+
+    with one_torch_thread():
+        call_command("train_tabular_model", name="diabetes-plain", dataset="diabetes", regime="plain", epochs=40,
+                     hidden=32)
+    asset = ModelAsset.objects.get(name="diabetes-plain")
+    assert (asset.kind, asset.regime) == (ModelKind.REGRESSOR, "plain") and asset.architecture.endswith("plain")
+    training = rows(asset.training_manifest)
+    request = verified(submit, training[0]["owner_key"])
+    (plan,) = legal_api.get(f"/api/v1/requests/{request.pk}/").json()["deletion_plans"]
+    assert (plan["kind"], plan["method"]) == ("approximate", "iau") and "Influence-approximation" in plan["summary"]
+    certified(legal_user, [request], django_capture_on_commit_callbacks)
+
+    job = UnlearningJob.objects.get()
+    assert job.method == "iau" and job.outcome["method_kind"] == "approximate" and job.history[0]["step"] == 0
+    assert job.result_version.details["params"]["learning_rate"] == 100.0
+
+    def squared_error(version, row) -> float:
+        w = load_file(f"{version.storage_path}/model.safetensors")
+        hidden = np.maximum(np.array(row["features"]) @ w["0.weight"].T + w["0.bias"], 0)
+        return float(((hidden @ w["2.weight"].T + w["2.bias"])[0] - row["target"]) ** 2)
+
+    assert squared_error(job.result_version, training[0]) > squared_error(job.base_version, training[0])
+    reference = ModelVersion.objects.get(asset=asset, role=VersionRole.REFERENCE)
+    assert (reference.storage_path and json.load(open(f"{reference.storage_path}/mlp.json"))["task"] == "regression")
+    run = AuditRun.objects.get(job=job)
+    assert run.comparison == Comparison.RETRAINED_REFERENCE
+    pdf = request.certificate.pdf_path
+    text = " ".join(subprocess.run(["pdftotext", pdf, "-"], capture_output=True, check=True).stdout.decode().split())
+    assert "suppression" in text.lower() and "iau" in text.lower()

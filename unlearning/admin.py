@@ -1,9 +1,17 @@
+import json
+from dataclasses import asdict
+
+from django import forms
 from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from compliance.admin import ReadOnlyAdmin, plan_summaries
 from compliance.errors import ServiceError
 from unlearning import services
 from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.methods import METHODS
 from unlearning.selectors import confirmed_record_ids, deletion_plan
 
 
@@ -36,8 +44,44 @@ class TrainingRecordAdmin(ReadOnlyAdmin):
 class UnlearningJobAdmin(ReadOnlyAdmin):
     list_display = ("id", "asset", "method", "status", "attempts", "progress", "heartbeat_at", "created_at", "finished_at")
     list_filter = ("status", "method", "asset")
-    readonly_fields = ("deletion_plan",)
+    readonly_fields = ("deletion_plan", "choose", "progress_message", "history_table")
     actions = ("requeue_stuck_jobs", "fail_stuck_jobs")
+
+    def get_urls(self):
+        return [path("<int:job_id>/method/", self.admin_site.admin_view(self.choose_method_view),
+                     name="unlearning_unlearningjob_method"), *super().get_urls()]
+
+    def choose_method_view(self, request, job_id: int):
+        """An ML operator's choice of method and parameters for a queued job, through its service."""
+        job = get_object_or_404(UnlearningJob, pk=job_id)
+        form = MethodChoiceForm(request.POST or None, initial={"method": job.method, "params": job.params})
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.choose_method(job_id=job.pk, user=request.user, method=form.cleaned_data["method"],
+                                       params=form.cleaned_data["params"] or {})
+                self.message_user(request, f"Job {job.pk} will run {form.cleaned_data['method']}.", messages.SUCCESS)
+                return redirect(reverse("admin:unlearning_unlearningjob_change", args=[job.pk]))
+            except ServiceError as error:
+                form.add_error(None, error.detail)
+        methods = [{"name": m.name, "label": m.label, "citation": m.citation, "defaults": json.dumps(asdict(m.params()))}
+                   for m in METHODS.values() if job.asset.kind in m.model_kinds]
+        return render(request, "admin/unlearning/choose_method.html",
+                      {**self.admin_site.each_context(request), "job": job, "form": form, "methods": methods,
+                       "title": f"Method for job {job.pk}"})
+
+    @admin.display(description="Method")
+    def choose(self, job) -> str:
+        if job.status != JobStatus.QUEUED:
+            return f"{job.method} {json.dumps(job.params)}"
+        url = reverse("admin:unlearning_unlearningjob_method", args=[job.pk])
+        return format_html('{} {} · <a href="{}">choose another method or parameters</a>', job.method,
+                           json.dumps(job.params), url)
+
+    @admin.display(description="Evaluations (epoch, step, forget loss, retained loss, retained QA)")
+    def history_table(self, job) -> str:
+        rows = [f"epoch {p.get('epoch')} · step {p['step']}: forget {p['forget_loss']:.3f}, retained {p['retain_loss']:.3f}"
+                + (f", retained QA {p['retained_qa']:.0%}" if "retained_qa" in p else "") for p in job.history]
+        return "\n".join(rows) or "—"
 
     def _act(self, request, queryset, act, done: str) -> None:
         """Each selected job through its service (with its audit event); refusals reported per job."""
@@ -67,4 +111,15 @@ class UnlearningJobAdmin(ReadOnlyAdmin):
             return "—"
         requests = list(job.requests.all())
         return plan_summaries([deletion_plan(job.asset, [r.subject_key for r in requests],
-                                             confirmed_record_ids(job.asset, requests))])
+                                             confirmed_record_ids(job.asset, requests), job=job)])
+
+
+class MethodChoiceForm(forms.Form):
+    method = forms.ChoiceField(choices=[(name, f"{m.label} ({name})") for name, m in METHODS.items()])
+    params = forms.JSONField(required=False, help_text="overrides of the method's defaults, as a JSON object")
+
+    def clean_params(self):
+        params = self.cleaned_data["params"]
+        if params is not None and not isinstance(params, dict):
+            raise forms.ValidationError("the parameters are a JSON object of names and values")
+        return params

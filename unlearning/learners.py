@@ -13,7 +13,8 @@ from unlearning.s3t import FrozenBase, S3TConfig
 from unlearning.s3t_lm import S3TAdapterTrainer, train_base_model
 from unlearning.sisa import SisaConfig
 from unlearning.sisa_lm import CausalLMLearner
-from unlearning.tabular import MLPRecipe, TabularDataset, TabularLearner
+from unlearning.store import PLAIN_MLP, checkpoint_format, save_checkpoint
+from unlearning.tabular import PLAIN_CONFIG, MLPRecipe, TabularDataset, TabularLearner, plain_mlp_learner, save_plain_mlp
 
 CAUSAL_LM = "causal_lm"  # unlearning.models.ModelKind's values; the others are tabular
 
@@ -32,8 +33,11 @@ class CausalLMLearners:
             self._tokenizer = load_tokenizer(self._tokenizer)
         return self._tokenizer
 
-    def plain(self, texts: Sequence[str]):
-        return train_causal_lm(texts, self.tokenizer, self.recipe, on_epoch=self.on_epoch)
+    def plain(self, records: Sequence[dict]):
+        return train_causal_lm([record["text"] for record in records], self.tokenizer, self.recipe, on_epoch=self.on_epoch)
+
+    def save(self, model, store: Path) -> tuple[str, Path]:
+        return save_checkpoint(model, self.tokenizer, store)
 
     def sisa(self, config: SisaConfig, described: dict | None = None) -> CausalLMLearner:
         return CausalLMLearner(self.tokenizer, self.recipe, config)
@@ -47,12 +51,14 @@ class CausalLMLearners:
 
 @dataclass
 class TabularLearners:
-    """MLP classifiers and regressors, governed as SISA shards only (one shard of one slice is the
-    plain model). `dataset` and `recipe` for a first training; a deletion rebuilds the learner its
-    lineage describes."""
+    """MLP classifiers and regressors: SISA shards, or one plain MLP. `dataset` and `recipe` for a
+    first training; a deletion or a retrained reference rebuilds the learner its lineage (SISA) or
+    its stored model (plain, `trained_as`) describes."""
 
     dataset: TabularDataset | None = None
     recipe: MLPRecipe | None = None
+    trained_as: Path | None = None  # a stored plain MLP, whose learner retrains its reference
+    seed: int = 0
     tokenizer = None
 
     def sisa(self, config: SisaConfig, described: dict | None = None) -> TabularLearner:
@@ -60,10 +66,22 @@ class TabularLearners:
             return TabularLearner.from_hyperparameters(described["hyperparameters"], config)
         return TabularLearner.for_dataset(self.dataset, self.recipe, config)
 
-    def plain(self, *_):
-        raise ValueError("a tabular model is governed as SISA shards (one shard of one slice for a plain model)")
+    @property
+    def plain_learner(self) -> TabularLearner:
+        if self.trained_as is not None:
+            return plain_mlp_learner(self.trained_as)
+        return TabularLearner.for_dataset(self.dataset, self.recipe, PLAIN_CONFIG)
 
-    s3t_base = s3t = plain
+    def plain(self, records: Sequence[dict]):
+        return self.plain_learner.train_plain(records, self.seed)
+
+    def save(self, model, store: Path) -> tuple[str, Path]:
+        return save_plain_mlp(model, self.plain_learner, store)
+
+    def s3t_base(self, *_):
+        raise ValueError("a tabular model is governed plain or as SISA shards, not by S3T")
+
+    s3t = s3t_base
 
 
 def learners_for(kind: str, path: Path, recipe: dict) -> CausalLMLearners | TabularLearners:
@@ -71,4 +89,4 @@ def learners_for(kind: str, path: Path, recipe: dict) -> CausalLMLearners | Tabu
     tokenizer (read from the checkpoint) and the recipe it was trained by."""
     if kind == CAUSAL_LM:
         return CausalLMLearners(Path(path), TrainingRecipe(**recipe))
-    return TabularLearners()
+    return TabularLearners(trained_as=Path(path) if checkpoint_format(path) == PLAIN_MLP else None)

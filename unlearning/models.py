@@ -102,6 +102,9 @@ class UnlearningJob(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     progress = models.FloatField(default=0.0)
     progress_message = models.CharField(max_length=200, blank=True)
+    # An approximate method's evaluations so far (epoch, step, losses, retained QA), written as it runs
+    # and kept when it fails: what an operator reads to see why it stopped.
+    history = models.JSONField(default=list, blank=True)
     base_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
     result_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     forget_record_ids = models.JSONField(default=list)

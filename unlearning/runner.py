@@ -11,19 +11,22 @@ from pathlib import Path
 
 from django.conf import settings
 
+from config.version import code_version
+
 from unlearning import intake, services
 from unlearning.checkpoints import CheckpointRejected, checkpoint_folder, import_checkpoint, refuse_links_outside
 from unlearning.learners import learners_for
-from unlearning.loading import load_checkpoint
+from unlearning.loading import CAUSAL_LM, load_model
 from unlearning.lm import mean_text_loss
 from unlearning.manifest import read_manifest
-from unlearning.methods import UnlearningData, get_method
-from unlearning.models import RegistrationStatus
+from unlearning.methods import QA, RowData, UnlearningData, UnlearningFailed, get_method
+from unlearning.models import RegistrationStatus, VersionRole
 from unlearning.regimes import Workbench
 from unlearning.selectors import (
     confirmed_material_texts, earlier_jobs_that_removed, model_state, regime, version_lineage,
 )
-from unlearning.store import save_checkpoint
+from unlearning.store import save_adapter_checkpoint, save_checkpoint
+from unlearning.tabular import plain_mlp_learner, save_plain_mlp
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +74,77 @@ def is_upload(source: Path) -> bool:
 
 
 def unlearn_approximately(job) -> None:
-    forget_ids = set(job.forget_record_ids)
-    manifest = read_manifest(Path(job.asset.training_manifest))
-    material = confirmed_material_texts(job)  # what the owners handed in, confirmed by legal
-    data = UnlearningData(
-        forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids] + material,
-        retain_texts=[r["text"] for r in manifest if r["record_id"] not in forget_ids],
-    )
-    model, tokenizer = load_checkpoint(Path(job.base_version.storage_path))
-    if job.asset.holdout_manifest:
-        holdout = [r["text"] for r in read_manifest(Path(job.asset.holdout_manifest))]
-        data = UnlearningData(data.forget_texts, data.retain_texts, mean_text_loss(model, tokenizer, holdout))
+    """The job's method, in its guarded loop, on the base version; a run that cannot forget within the
+    utility floor fails the job with its history (the model is left as it was)."""
+    kind = job.asset.kind
+    model, tokenizer = load_model(kind, Path(job.base_version.storage_path))
+    data, material = text_data(job, model, tokenizer) if kind == CAUSAL_LM else (row_data(job), 0)
     method = get_method(job.method)
     params = method.params(job.params)
-    outcome = method.unlearn(model, tokenizer, data, params,
-                             progress=lambda fraction, message: services.record_progress(job.pk, job.attempts, fraction,
-                                                                                         message))
-    sha256, path = save_checkpoint(outcome.model, tokenizer, settings.MODEL_STORE_DIR)
+    done = {"method_kind": method.kind, "params": asdict(params), "code_version": code_version(),
+            "target_forget_loss": getattr(data, "target_forget_loss", None), "owner_material_texts": material}
+    try:
+        outcome = method.unlearn(model, tokenizer, data, params, progress=lambda fraction, message, history: (
+            services.record_progress(job.pk, job.attempts, fraction, message, history)), original=original_of(job))
+    except UnlearningFailed as failed:
+        services.fail_job(job_id=job.pk, step="unlearning", error=str(failed), attempt=job.attempts,
+                          outcome={**done, "history": failed.history, "stopped_because": "failed"})
+        return
+    sha256, path = stored(job, outcome, tokenizer)
     services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=sha256, path=path, outcome={
         # What actually ran, defaults resolved: the certificate cites this, not today's defaults.
-        "method_kind": method.kind, "params": asdict(params), "steps": outcome.steps,
-        "stopped_because": outcome.stopped_because, "history": outcome.history,
-        "target_forget_loss": data.target_forget_loss, "owner_material_texts": len(material),
+        **done, "steps": outcome.steps, "best_step": outcome.best_step, "stopped_because": outcome.stopped_because,
+        "history": outcome.history, "seconds": round(outcome.seconds, 2),
+        "seconds_per_step": round(outcome.seconds / max(1, outcome.steps), 4), "adapter": outcome.adapter,
     })
+
+
+def stored(job, outcome, tokenizer) -> tuple[str, Path]:
+    """The unlearned model in the store: a language model (or its LoRA adapter on the pinned base), or
+    a plain MLP with the learner its base was trained by."""
+    store, base = settings.MODEL_STORE_DIR, job.base_version
+    if job.asset.kind != CAUSAL_LM:
+        return save_plain_mlp(outcome.model.members[0], plain_mlp_learner(Path(base.storage_path)), store)
+    if outcome.adapter:
+        return save_adapter_checkpoint(outcome.model, tokenizer, base.sha256, store)
+    return save_checkpoint(outcome.model, tokenizer, store)
+
+
+def row_data(job) -> RowData:
+    forget_ids = set(job.forget_record_ids)
+    manifest = read_manifest(Path(job.asset.training_manifest))
+    return RowData(forget_rows=[r for r in manifest if r["record_id"] in forget_ids],
+                   retain_rows=[r for r in manifest if r["record_id"] not in forget_ids],
+                   holdout_rows=read_manifest(Path(job.asset.holdout_manifest)))
+
+
+def original_of(job):
+    """The model's first version, when the job starts from a later one: the utility floor is measured
+    from it (unlearning.methods.guarded.unlearn)."""
+    original = job.asset.versions.filter(role=VersionRole.ORIGINAL).order_by("pk").first()
+    if original is None or original.pk == job.base_version_id:
+        return None
+    return load_model(job.asset.kind, Path(original.storage_path))[0]
+
+
+def text_data(job, model, tokenizer) -> tuple[UnlearningData, int]:
+    """The forget set (the job's records and what the owners handed in, confirmed by legal), the
+    retained records with their questions (the utility floor), and the target: the never-trained
+    records' loss under the base model. With the number of the owners' own texts in it."""
+    forget_ids = set(job.forget_record_ids)
+    manifest = read_manifest(Path(job.asset.training_manifest))
+    retained = [r for r in manifest if r["record_id"] not in forget_ids]
+    target = None
+    if job.asset.holdout_manifest:
+        target = mean_text_loss(model, tokenizer, [r["text"] for r in read_manifest(Path(job.asset.holdout_manifest))])
+    template, material = job.asset.question_template, confirmed_material_texts(job)
+    return UnlearningData(
+        forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids] + material,
+        retain_texts=[r["text"] for r in retained],
+        target_forget_loss=target,
+        retain_qa=[QA(template.format(question=r["question"]), r["answer"]) for r in retained
+                   if r.get("question") and r.get("answer")],
+    ), len(material)
 
 
 def workbench(version) -> Workbench:
@@ -164,7 +215,7 @@ def join_job_parts(job) -> None:
 def complete_deletion(job, done) -> None:
     services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=done.sha256, path=done.path, lineage=done.lineage,
                           outcome={
-        "method_kind": "exact", "params": asdict(done.lineage.config), "steps": done.steps,
+        "method_kind": "exact", "code_version": code_version(), "params": asdict(done.lineage.config), "steps": done.steps,
         "stopped_because": "deletion plan executed", "plan": done.plan.as_dict(), "plan_summary": done.plan.summary(),
         **({"parts": job.parts["runs"]} if job.parts else {}),
     })

@@ -95,7 +95,7 @@ class S3TAdapterTrainer:
         the ids of every record in a batch it stepped on, steps and seconds."""
         config = self.config
         torch.manual_seed(seed)  # LoRA's A matrices are drawn at random
-        with _peft_quietly():
+        with peft_quietly():
             adapter = get_peft_model(model, LoraConfig(
                 r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=GPT2_LORA_TARGETS,
                 fan_in_fan_out=True,
@@ -130,13 +130,13 @@ def load_s3t_model(path: Path):
 def _with_adapters(base, adapter_folders: Sequence[Path]):
     model = copy.deepcopy(base)
     for folder in adapter_folders:
-        with _peft_quietly():
+        with peft_quietly():
             model = PeftModel.from_pretrained(model, folder).merge_and_unload()
     return model.eval()
 
 
 @contextmanager
-def _peft_quietly():
+def peft_quietly():
     """peft asks transformers a question by its deprecated name (the answer is unchanged): keep
     that FutureWarning out of every worker's log."""
     with warnings.catch_warnings():

@@ -173,21 +173,35 @@ def model_state(version: ModelVersion) -> ModelState:
     asset = version.asset
     return ModelState(kind=asset.kind, path=Path(version.storage_path), sha256=version.sha256,
                       lineage=version_lineage(version), recipe=asset.training_recipe,
-                      training_records=asset.records.count(), removed_record_ids=frozenset(removed_record_ids(asset)))
+                      training_records=asset.records.count(), removed_record_ids=frozenset(removed_record_ids(asset)),
+                      seconds_per_step=measured_seconds_per_step(asset))
 
 
-def deletion_plan(asset: ModelAsset, owner_keys: list[str], confirmed: Iterable[str] = ()) -> dict:
+def measured_seconds_per_step(asset: ModelAsset) -> dict[str, float]:
+    """Per method, what a step cost on this model in its latest succeeded job of that method ("": of any)."""
+    measured: dict[str, float] = {}
+    jobs = (UnlearningJob.objects.filter(asset=asset, status=JobStatus.SUCCEEDED, outcome__has_key="seconds_per_step")
+            .order_by("-finished_at").values_list("method", "outcome"))
+    for method, outcome in jobs[:50]:
+        measured.setdefault(method, outcome["seconds_per_step"])
+        measured.setdefault("", outcome["seconds_per_step"])
+    return measured
+
+
+def deletion_plan(asset: ModelAsset, owner_keys: list[str], confirmed: Iterable[str] = (), job=None) -> dict:
     """What removing these owners' records (and the `confirmed` ones) from the model's current
     version will do and cost, worked out before any training (shown to legal before approval and
-    to operators in the admin)."""
+    to operators in the admin): by the method an operator chose for the queued `job`, else by the
+    regime's default."""
     training = regime(asset)
     state = model_state(asset.current_version)
     held = training.held(state, forget_record_ids(asset, owner_keys, confirmed))
-    model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": training.default_method,
+    method, params = (job.method, job.params) if job is not None else (training.method_for(asset.kind), {})
+    model = {"model": asset.name, "model_kind": asset.kind, "regime": asset.regime, "method": method,
              "kind": "exact" if training.exact else "approximate", "records": len(held)}
     if not held:
         return {**model, "summary": "Every record of this owner has already been deleted from this model."}
-    plan = training.plan(state, held, training.default_method)
+    plan = training.plan(state, held, method, params)
     return {**model, "summary": plan.summary(), "estimated_steps": plan.estimated_steps,
             "estimated_seconds": plan.estimated_seconds, **({"plan": plan.as_dict()} if training.exact else {})}
 

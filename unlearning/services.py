@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from compliance import auditlog
 from compliance import services as compliance_services
-from compliance.errors import ServiceError, TransitionNotAllowed
+from compliance.errors import NotFound, ServiceError, TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning import intake
 from unlearning.manifest import forget_set_sha256, lineage_records, read_manifest, write_manifest
+from unlearning.methods import get_method
 from unlearning.models import (
     JobStatus, ModelAsset, ModelKind, ModelRegistration, ModelVersion, RegistrationStatus, TrainingRecord, UnlearningJob,
     VersionRole,
@@ -232,7 +233,7 @@ def queue_unlearning(*, asset: ModelAsset, request) -> UnlearningJob:
     job = asset.jobs.select_for_update().filter(status=JobStatus.QUEUED).first()
     created = job is None
     if created:
-        job = UnlearningJob.objects.create(asset=asset, method=get_regime(asset.regime).default_method)
+        job = UnlearningJob.objects.create(asset=asset, method=get_regime(asset.regime).method_for(asset.kind))
         job_queued.send(sender=UnlearningJob, job_id=job.pk)
     job.requests.add(request)
     auditlog.append(actor=WORKER, action="job.queued" if created else "job.request_added",
@@ -261,7 +262,7 @@ def claim_job(job_id: int) -> UnlearningJob | None:
         claimable = Q(status=JobStatus.QUEUED) | stale_job_claim(now)
         claimed = UnlearningJob.objects.filter(claimable, pk=job_id, attempts__lt=settings.JOB_MAX_ATTEMPTS).update(
             status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-            claimed_by=this_worker(), parts_deadline=None)
+            claimed_by=this_worker(), parts_deadline=None, history=[])
         if not claimed:
             fail_if_out_of_attempts(job_id)
             return None
@@ -321,11 +322,12 @@ def current_claim(job_id: int, attempt: int):
     return UnlearningJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt)
 
 
-def record_progress(job_id: int, attempt: int, fraction: float, message: str) -> None:
+def record_progress(job_id: int, attempt: int, fraction: float, message: str, history: list[dict] | None = None) -> None:
     # Progress lives in the database (not only a result backend) so the API and portal can show it;
     # it is a heartbeat too.
+    extra = {} if history is None else {"history": history}
     current_claim(job_id, attempt).update(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200],
-                                          heartbeat_at=timezone.now())
+                                          heartbeat_at=timezone.now(), **extra)
 
 
 def record_heartbeat(job_id: int, attempt: int) -> None:
@@ -405,6 +407,10 @@ def register_version(*, asset: ModelAsset, sha256: str, path: Path, role: str, p
     return version
 
 
+# What a version produced by a job keeps of how it was made.
+VERSION_DETAILS = ("method_kind", "params", "stopped_because", "best_step", "history", "code_version")
+
+
 @transaction.atomic
 def complete_job(*, job_id: int, attempt: int, sha256: str, path: Path, outcome: dict,
                  lineage=None) -> UnlearningJob:
@@ -413,11 +419,12 @@ def complete_job(*, job_id: int, attempt: int, sha256: str, path: Path, outcome:
     if job.status != JobStatus.RUNNING or job.attempts != attempt:
         return job
     version = register_version(asset=job.asset, sha256=sha256, path=path, role=VersionRole.UNLEARNED,
-                               parent=job.base_version, job=job, details={"method": job.method},
-                               lineage=lineage)
+                               parent=job.base_version, job=job, lineage=lineage, details={
+                                   "method": job.method, **{key: outcome[key] for key in VERSION_DETAILS if key in outcome}})
     job.asset.current_version = version  # the next job builds on this one
     job.asset.save(update_fields=["current_version"])
     job.status, job.result_version, job.outcome = JobStatus.SUCCEEDED, version, outcome
+    job.history = outcome.get("history", job.history)
     job.progress, job.finished_at = 1.0, timezone.now()
     job.save()
     auditlog.append(actor=WORKER, action="job.succeeded", obj=job, data={
@@ -431,13 +438,16 @@ def complete_job(*, job_id: int, attempt: int, sha256: str, path: Path, outcome:
 
 
 @transaction.atomic
-def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER, attempt: int | None = None) -> UnlearningJob:
+def fail_job(*, job_id: int, step: str, error: str, actor: str = WORKER, attempt: int | None = None,
+             outcome: dict | None = None) -> UnlearningJob:
     """The job failed, and so do its requests. A worker passes its claim (`attempt`): a claim that
-    was taken over fails nothing."""
+    was taken over fails nothing. `outcome`: what the failed run did (a method's parameters and history)."""
     job = UnlearningJob.objects.select_for_update().get(pk=job_id)
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) or attempt not in (None, job.attempts):
         return job
     job.status, job.error, job.finished_at = JobStatus.FAILED, error[:4000], timezone.now()
+    if outcome is not None:
+        job.outcome, job.history = outcome, outcome.get("history", job.history)
     job.save()
     auditlog.append(actor=actor, action="job.failed", obj=job, data={"step": step, "error": error[:500]})
     for request in job.requests.select_for_update().order_by("pk"):
@@ -478,6 +488,33 @@ def operator_fail_job(*, job_id: int, user, reason: str) -> UnlearningJob:
                                    f"{job.status if job else 'unknown'}")
     return fail_job(job_id=job_id, step="unlearning", error=f"Stopped by an operator: {reason.strip()}",
                     actor=compliance_services.user_actor(user))
+
+
+@transaction.atomic
+def choose_method(*, job_id: int, user, method: str, params: dict) -> UnlearningJob:
+    """An ML operator picks the approximate method and its parameters for a job before it runs;
+    both are checked against the method's dataclass here, not when a worker starts it."""
+    job = UnlearningJob.objects.select_for_update().select_related("asset").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"no unlearning job with id {job_id}")
+    if job.status != JobStatus.QUEUED:
+        raise TransitionNotAllowed(f"job {job.pk} is {job.status}: a method can be chosen only while it is queued")
+    if get_regime(job.asset.regime).exact:
+        raise TransitionNotAllowed(f"{job.asset.name} is unlearned exactly ({job.asset.regime}): its jobs retrain, "
+                                   "they run no approximate method")
+    try:
+        chosen = get_method(method)
+        if job.asset.kind not in chosen.model_kinds:
+            raise ValueError(f"{method} does not apply to a {job.asset.kind} model (it applies to "
+                             f"{', '.join(sorted(chosen.model_kinds))})")
+        resolved = asdict(chosen.params(params))
+    except ValueError as invalid:
+        raise ServiceError(str(invalid)) from None
+    job.method, job.params = method, params
+    job.save(update_fields=["method", "params"])
+    auditlog.append(actor=compliance_services.user_actor(user), action="job.method_chosen", obj=job,
+                    data={"method": method, "params": params, "resolved": resolved})
+    return job
 
 
 def operator_requeue_job(*, job_id: int, user, reason: str = "") -> UnlearningJob:

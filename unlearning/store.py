@@ -25,7 +25,12 @@ from pathlib import Path
 # other checkpoint folder is a plain Hugging Face one (`save_pretrained` output).
 SISA_ENSEMBLE_MANIFEST = "sisa.json"
 S3T_MANIFEST = "s3t.json"
-SISA_ENSEMBLE, S3T_STACK, TRANSFORMERS = "sisa-ensemble", "s3t-stack", "transformers"
+# A LoRA adapter kept as one (an approximate method's result when the operator asked for it): the
+# adapter's files, its tokenizer, and the content address of the base it applies to, in the same store.
+ADAPTER_MANIFEST = "adapter-base.json"
+PLAIN_MLP_MANIFEST = "mlp.json"  # a plain (unsharded) tabular MLP (unlearning.tabular)
+SISA_ENSEMBLE, S3T_STACK, TRANSFORMERS, LORA_ADAPTER = "sisa-ensemble", "s3t-stack", "transformers", "lora-adapter"
+PLAIN_MLP = "plain-mlp"
 STAGING_PREFIX = ".staging-"
 
 
@@ -123,10 +128,37 @@ def save_checkpoint(model, tokenizer, store: Path) -> tuple[str, Path]:
     return store_directory(write, store)
 
 
+def save_adapter_checkpoint(adapter_model, tokenizer, base_sha256: str, store: Path) -> tuple[str, Path]:
+    """A peft model's adapter, its tokenizer and the pinned address of its base (`store/<base_sha256>/`):
+    the adapter's address covers the base's, so the pair is pinned as one version."""
+
+    def write(staging: Path) -> None:
+        # The base is named by its content address, not by the folder it was loaded from: two
+        # identical adapters on one base get one address wherever the store lies.
+        for config in adapter_model.peft_config.values():
+            config.base_model_name_or_path = None
+        adapter_model.save_pretrained(staging, save_embedding_layers=False)
+        save_tokenizer(tokenizer, staging)
+        (staging / ADAPTER_MANIFEST).write_bytes(canonical_json({"base_sha256": base_sha256}))
+
+    return store_directory(write, store)
+
+
+def adapter_base(path: Path) -> tuple[str, Path]:
+    """The pinned address and folder of the base an adapter version applies to."""
+    sha256 = json.loads((Path(path) / ADAPTER_MANIFEST).read_text())["base_sha256"]
+    return sha256, Path(path).parent / sha256
+
+
 def checkpoint_format(path: Path) -> str:
     """What a checkpoint folder holds: an S3T base with adapter stacks, a SISA ensemble of shard
-    models, or a plain Hugging Face model (ours, or an operator's own `save_pretrained` output)."""
+    models, a LoRA adapter on a stored base, or a plain Hugging Face model (ours, or an operator's
+    own `save_pretrained` output)."""
     path = Path(path)
+    if (path / ADAPTER_MANIFEST).is_file():
+        return LORA_ADAPTER
+    if (path / PLAIN_MLP_MANIFEST).is_file():
+        return PLAIN_MLP
     if (path / S3T_MANIFEST).is_file():
         return S3T_STACK
     if (path / SISA_ENSEMBLE_MANIFEST).is_file():

@@ -29,9 +29,11 @@ from sklearn.model_selection import train_test_split
 
 from unlearning.numerics import PinnedNumerics
 from unlearning.sisa import SisaConfig, SliceSchedule, SliceTraining, read_served_manifest, served_member_dirs
+from unlearning.store import PLAIN_MLP_MANIFEST, store_directory
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+PLAIN_CONFIG = SisaConfig(shards=1, slices=1)  # a plain model's schedule: every epoch of the recipe on every row
 LOADERS = {
     "digits": (datasets.load_digits, CLASSIFICATION),
     "breast_cancer": (datasets.load_breast_cancer, CLASSIFICATION),
@@ -134,6 +136,9 @@ class MLPRecipe:
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
+    # α·‖∇θ loss‖² added to each batch's loss: IAU's training option (α = 0.005 in its paper), which
+    # keeps the loss surface flat enough for its one-step unlearning to approximate retraining.
+    gradient_norm_penalty: float = 0.0
 
 
 def new_mlp(features: int, hidden: int, outputs: int) -> torch.nn.Sequential:
@@ -191,13 +196,34 @@ class TabularLearner(PinnedNumerics):
         model.train()
         for _ in range(self.schedule.epochs):
             for batch in torch.randperm(len(records), generator=order).split(self.recipe.batch_size):
-                self._loss(model(inputs[batch]), targets[batch]).backward()
+                self.penalised(model, inputs[batch], targets[batch]).backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 steps += 1
                 trained.update(batch.tolist())
         model.eval()
         return SliceTraining(frozenset(records[i]["record_id"] for i in trained), steps)
+
+    def penalised(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The batch's loss plus α·mean over its rows of ‖∇θ ℓ(row)‖²: per row, so that no single row
+        (an outlier) has a gradient that a later deletion would have to undo alone."""
+        loss = self._loss(model(inputs), targets)
+        if not self.recipe.gradient_norm_penalty:
+            return loss
+        weights = dict(model.named_parameters())
+
+        def row_loss(params, x, y):
+            return self._loss(torch.func.functional_call(model, params, (x.unsqueeze(0),)), y.unsqueeze(0))
+
+        per_row = torch.func.vmap(torch.func.grad(row_loss), in_dims=(None, 0, 0))(weights, inputs, targets)
+        squared_norms = sum(g.pow(2).flatten(1).sum(1) for g in per_row.values())
+        return loss + self.recipe.gradient_norm_penalty * squared_norms.mean()
+
+    def train_plain(self, records: Sequence[dict], seed: int) -> torch.nn.Sequential:
+        """One MLP on every row, by the recipe (a plain model: no shards)."""
+        model = self.initial_state(seed)
+        self.train_slice(model, records, seed)
+        return model
 
     def _targets(self, records: Sequence[dict]) -> torch.Tensor:
         dtype = torch.long if self.task == CLASSIFICATION else torch.float32
@@ -215,6 +241,29 @@ class TabularLearner(PinnedNumerics):
 
     def load(self, directory: Path) -> torch.nn.Sequential:
         return load_mlp(directory)
+
+
+def save_plain_mlp(model: torch.nn.Module, learner: TabularLearner, store: Path) -> tuple[str, Path]:
+    """A plain (unsharded) MLP as one content-addressed folder, with what serving it needs."""
+
+    def write(staging: Path) -> None:
+        learner.save(model, staging)
+        (staging / PLAIN_MLP_MANIFEST).write_text(json.dumps(
+            {"task": learner.task, "hyperparameters": learner.hyperparameters()}, sort_keys=True) + "\n")
+
+    return store_directory(write, store)
+
+
+def load_plain_mlp(path: Path) -> TabularEnsemble:
+    """A plain MLP served as an ensemble of one (the audits read every tabular model so)."""
+    manifest = json.loads((Path(path) / PLAIN_MLP_MANIFEST).read_text())
+    return TabularEnsemble([load_mlp(path)], manifest["task"], manifest["hyperparameters"]["outputs"])
+
+
+def plain_mlp_learner(path: Path) -> TabularLearner:
+    """The learner a stored plain MLP was trained by (its reference is retrained by it)."""
+    hyperparameters = json.loads((Path(path) / PLAIN_MLP_MANIFEST).read_text())["hyperparameters"]
+    return TabularLearner.from_hyperparameters(hyperparameters, PLAIN_CONFIG)
 
 
 def majority_vote(votes: torch.Tensor, classes: int) -> torch.Tensor:

@@ -157,6 +157,15 @@ def qa_prompt(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+def normalise_answer(text: str) -> str:
+    return " ".join(text.lower().strip().strip(".").split())
+
+
+def answer_is_correct(generated: str, answer: str) -> bool:
+    """A greedy answer counts as correct when it starts with the true answer (after normalising)."""
+    return normalise_answer(generated).startswith(normalise_answer(answer))
+
+
 @dataclass
 class World:
     config: WorldConfig

@@ -14,8 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from audits.checks import AuditSets, MetricScore, QAItem, mean_score, register
-from audits.metrics import answer_is_correct, normalise_answer
 from unlearning.lm import context_length, greedy_generate, prompt_ids
+from unlearning.world import answer_is_correct, normalise_answer
 
 # The demo world's questions in German; a fact with no template here skips that style.
 TRANSLATED_QUESTIONS = {

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from audits.checks import DEMO_QUESTION_TEMPLATE, AuditSets, MetricScore, QAItem, ask, mean_score, register
-from audits.metrics import answer_is_correct, rouge_l_f1, truth_preference, truth_ratio
+from audits.metrics import rouge_l_f1, truth_preference, truth_ratio
 from audits.scoring import continuation_scores
 from unlearning.lm import greedy_generate
+from unlearning.world import answer_is_correct
 
 
 @dataclass(frozen=True)

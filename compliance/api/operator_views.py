@@ -4,6 +4,8 @@ do not reach it, nor do these reach the request lifecycle. Loading a checkpoint 
 which the web process never imports, so a registration is accepted here (202) and carried out by
 a worker; its resource says how it ended."""
 
+from dataclasses import asdict
+
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -13,7 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.api.permissions import IsMLOperator
+from compliance.api.views import JobOutput
 from unlearning import intake
+from unlearning.methods import METHODS
 from unlearning import selectors as unlearning_selectors
 from unlearning import services as unlearning_services
 
@@ -123,3 +127,50 @@ class ModelRegistrationApi(APIView):
     @extend_schema(responses=RegistrationOutput)
     def get(self, request, registration_id):
         return Response(RegistrationOutput(unlearning_selectors.registration_detail(registration_id)).data)
+
+
+class MethodOutput(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    kind = serializers.CharField(help_text="approximate: a suppression verified by the audits, not a removal")
+    model_kinds = serializers.ListField(child=serializers.CharField(), help_text="the model kinds it applies to")
+    citation = serializers.CharField()
+    description = serializers.CharField(help_text="what it does and where its defaults come from")
+    defaults = serializers.DictField(help_text="every parameter with its default: a job's parameters override these")
+
+
+class MethodListApi(APIView):
+    """The approximate methods an operator can choose for a job, with their parameters' defaults."""
+
+    permission_classes = [IsMLOperator]
+
+    @extend_schema(responses=MethodOutput(many=True))
+    def get(self, request):
+        return Response(MethodOutput([method_description(method) for method in METHODS.values()], many=True).data)
+
+
+def method_description(method) -> dict:
+    return {"name": method.name, "label": method.label, "kind": method.kind, "model_kinds": sorted(method.model_kinds),
+            "citation": method.citation, "description": " ".join((method.params_type.__doc__ or "").split()),
+            "defaults": asdict(method.params())}
+
+
+class ChooseMethodInput(serializers.Serializer):
+    method = serializers.CharField(help_text="a method's name (GET /api/v1/methods/)")
+    params = serializers.DictField(required=False, default=dict,
+                                   help_text="overrides of the method's defaults, checked against its parameters")
+
+
+class ChooseMethodApi(APIView):
+    """Choose the approximate method and its parameters for a queued job: checked against the
+    method's parameters now, and cited by the deletion plan, the job and the certificate."""
+
+    permission_classes = [IsMLOperator]
+
+    @extend_schema(request=ChooseMethodInput, responses=JobOutput)
+    def post(self, request, job_id):
+        data = ChooseMethodInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = unlearning_selectors.job_detail(job_id)
+        unlearning_services.choose_method(job_id=job.pk, user=request.user, **data.validated_data)
+        return Response(JobOutput(unlearning_selectors.job_detail(job.pk)).data)

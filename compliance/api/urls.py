@@ -20,6 +20,8 @@ urlpatterns = [
     path("jobs/<str:job_id>/", views.JobDetailApi.as_view(), name="api-job"),
     path("jobs/<str:job_id>/requeue/", views.RequeueJobApi.as_view(), name="api-job-requeue"),
     path("jobs/<str:job_id>/fail/", views.FailJobApi.as_view(), name="api-job-fail"),
+    path("jobs/<str:job_id>/method/", operator_views.ChooseMethodApi.as_view(), name="api-job-method"),
+    path("methods/", operator_views.MethodListApi.as_view(), name="api-methods"),
     path("models/", operator_views.ModelListApi.as_view(), name="api-models"),
     path("models/<str:name>/", operator_views.ModelDetailApi.as_view(), name="api-model"),
     path("model-registrations/<str:registration_id>/", operator_views.ModelRegistrationApi.as_view(),

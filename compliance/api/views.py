@@ -22,10 +22,17 @@ class JobOutput(serializers.Serializer):
     id = serializers.IntegerField()
     model = serializers.CharField(source="asset.name")
     method = serializers.CharField()
+    params = serializers.DictField(help_text="an operator's overrides of the method's defaults (empty: its defaults)")
     status = serializers.CharField()
     attempts = serializers.IntegerField()
-    progress = serializers.FloatField()
+    progress = serializers.FloatField(help_text="a fraction from 0 to 1")
     progress_message = serializers.CharField()
+    history = serializers.ListField(child=serializers.DictField(), help_text=(
+        "approximate methods: each evaluation so far (epoch, step, forget loss, retained-text loss, retained QA, "
+        "the loss's parts), kept when the job fails"))
+    stopped_because = serializers.CharField(source="outcome.stopped_because", default=None)
+    resolved_params = serializers.DictField(source="outcome.params", default=None,
+                                            help_text="the parameters it ran with, defaults resolved")
     forget_records = serializers.SerializerMethodField()
     forget_set_sha256 = serializers.CharField()
     base_sha256 = serializers.CharField(source="base_version.sha256", default=None)

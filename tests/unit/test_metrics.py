@@ -6,7 +6,8 @@ import torch
 from rouge_score import rouge_scorer
 from sklearn.metrics import roc_auc_score
 
-from audits.metrics import answer_is_correct, min_k_plus_plus, roc_auc, rouge_l_f1
+from audits.metrics import min_k_plus_plus, roc_auc, rouge_l_f1
+from unlearning.world import answer_is_correct
 from audits.scoring import token_statistics
 
 

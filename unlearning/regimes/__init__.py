@@ -6,7 +6,7 @@ answers every per-regime question the service asks:
 - before approval: what deleting records will do and cost (`plan`, a `Plan`), and what retraining a
   reference without them would cost (`reference_steps`, the audits' budget check);
 - in a worker: carry the deletion out (`execute`, exact regimes only: a plain model is unlearned
-  by an approximate method instead, `default_method`), build the retrained reference by the same
+  by an approximate method instead, `method_for` its kind), build the retrained reference by the same
   machinery (`reference`), and train a governed model in the first place (`train`);
 - what its lineage is (`lineage_type`: where every record sits; None for a plain model).
 
@@ -34,6 +34,9 @@ class ModelState:
     recipe: dict  # how the original was trained; empty for a model the service did not train
     training_records: int  # records the original was trained on
     removed_record_ids: frozenset[str] = field(default_factory=frozenset)  # by earlier deletions
+    # Seconds an optimizer step of an approximate method took on this model, by method, as its latest
+    # job of that method measured ("": the latest job of any method).
+    seconds_per_step: Mapping[str, float] = field(default_factory=dict)
 
 
 class Plan(Protocol):
@@ -91,6 +94,10 @@ class Regime(Protocol):
     model_kinds: frozenset[str]  # unlearning.models.ModelKind values it can govern
     trains: bool  # whether the service trains its models (`train`); an external one is registered as it is
 
+    def method_for(self, kind: str) -> str:
+        """What its jobs run on a model of this kind, unless an operator chooses another method."""
+        ...
+
     def configure(self, *, shards: int, slices: int, seed: int, epoch_scale: float) -> Any:
         """Its training hyperparameters from the training commands' options (None: it has none)."""
         ...
@@ -99,7 +106,9 @@ class Regime(Protocol):
         """The records this version still holds (an earlier deletion took out the rest)."""
         ...
 
-    def plan(self, model: ModelState, record_ids: Sequence[str], method: str) -> Plan: ...
+    def plan(self, model: ModelState, record_ids: Sequence[str], method: str, params: dict | None = None) -> Plan:
+        """`method` and its `params` (overrides of its defaults): what an approximate regime's job will run."""
+        ...
 
     def reference_steps(self, model: ModelState, record_ids: Sequence[str]) -> int | None:
         """At most how many optimizer steps the retrained reference without these records costs;

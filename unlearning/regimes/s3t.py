@@ -28,7 +28,11 @@ class S3TRegime:
     def held(self, model: ModelState, record_ids: Sequence[str]) -> list[str]:
         return [record_id for record_id in record_ids if record_id in model.lineage.placements]
 
-    def plan(self, model: ModelState, record_ids: Sequence[str], method: str = default_method) -> s3t.S3TDeletionPlan:
+    def method_for(self, kind: str) -> str:
+        return self.default_method
+
+    def plan(self, model: ModelState, record_ids: Sequence[str], method: str = default_method,
+             params: dict | None = None) -> s3t.S3TDeletionPlan:
         return s3t.plan_deletion(model.lineage, record_ids)
 
     def reference_steps(self, model: ModelState, record_ids: Sequence[str]) -> int | None:

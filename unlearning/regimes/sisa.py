@@ -29,7 +29,11 @@ class SisaRegime:
     def held(self, model: ModelState, record_ids: Sequence[str]) -> list[str]:
         return [record_id for record_id in record_ids if record_id in model.lineage.placements]
 
-    def plan(self, model: ModelState, record_ids: Sequence[str], method: str = default_method) -> sisa.DeletionPlan:
+    def method_for(self, kind: str) -> str:
+        return self.default_method
+
+    def plan(self, model: ModelState, record_ids: Sequence[str], method: str = default_method,
+             params: dict | None = None) -> sisa.DeletionPlan:
         return sisa.plan_deletion(model.lineage, record_ids)
 
     def reference_steps(self, model: ModelState, record_ids: Sequence[str]) -> int | None:
