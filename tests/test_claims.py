@@ -180,3 +180,19 @@ def test_approval_sends_the_scheduling_task_only_once_it_commits(verified_reques
     with django_capture_on_commit_callbacks() as callbacks:
         services.approve_request(request_id=verified_request.pk, user=legal_user)
     assert len(callbacks) == 1
+
+
+def test_a_later_job_retains_neither_its_own_records_nor_those_earlier_jobs_removed(running_job):
+    """Retaining what an earlier job made the model forget would train it back in."""
+    from pathlib import Path
+
+    from unlearning.manifest import read_manifest
+    from unlearning.runner import retained
+
+    manifest = read_manifest(Path(running_job.asset.training_manifest))
+    earlier = [r["record_id"] for r in manifest if r["record_id"] not in running_job.forget_record_ids][:3]
+    UnlearningJob.objects.create(asset=running_job.asset, method="graddiff", status=JobStatus.SUCCEEDED,
+                                 forget_record_ids=earlier)
+    kept = {r["record_id"] for r in retained(running_job, manifest)}
+    assert not kept & (set(earlier) | set(running_job.forget_record_ids))
+    assert len(kept) == len(manifest) - len(earlier) - len(running_job.forget_record_ids)

@@ -3,11 +3,13 @@ from dataclasses import asdict
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from compliance.admin import ReadOnlyAdmin, plan_summaries
+from compliance.api.permissions import LEGAL_GROUP, ML_OPERATOR_GROUP, in_group
 from compliance.errors import ServiceError
 from unlearning import services
 from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
@@ -53,6 +55,8 @@ class UnlearningJobAdmin(ReadOnlyAdmin):
 
     def choose_method_view(self, request, job_id: int):
         """An ML operator's choice of method and parameters for a queued job, through its service."""
+        if not chooses_methods(request.user):
+            raise PermissionDenied("choosing a job's method is for ML operators (the ml-operators group)")
         job = get_object_or_404(UnlearningJob, pk=job_id)
         form = MethodChoiceForm(request.POST or None, initial={"method": job.method, "params": job.params})
         if request.method == "POST" and form.is_valid():
@@ -112,6 +116,11 @@ class UnlearningJobAdmin(ReadOnlyAdmin):
         requests = list(job.requests.all())
         return plan_summaries([deletion_plan(job.asset, [r.subject_key for r in requests],
                                              confirmed_record_ids(job.asset, requests), job=job)])
+
+
+def chooses_methods(user) -> bool:
+    """As on the API: ML operators (not the legal team); a superuser administers everything."""
+    return user.is_superuser or (in_group(user, ML_OPERATOR_GROUP) and not in_group(user, LEGAL_GROUP))
 
 
 class MethodChoiceForm(forms.Form):

@@ -51,10 +51,12 @@ def train_governed(training: Sequence[dict], holdout: Sequence[dict], tokenizer,
     return _train(training, holdout, store, learners, regime_for_config(config), config)
 
 
-def train_governed_rows(dataset: TabularDataset, recipe: MLPRecipe, sisa: SisaConfig | None, store: Path) -> GovernedModel:
-    """A tabular data set's training rows as SISA shards of MLPs, or (`sisa` None) one plain MLP;
-    its test rows are the holdout."""
-    return _train(dataset.train, dataset.test, store, TabularLearners(dataset, recipe), regime_for_config(sisa), sisa)
+def train_governed_rows(dataset: TabularDataset, recipe: MLPRecipe, sisa: SisaConfig | None, store: Path,
+                        seed: int = 0) -> GovernedModel:
+    """A tabular data set's training rows as SISA shards of MLPs, or (`sisa` None) one plain MLP
+    initialised from `seed`; its test rows are the holdout."""
+    return _train(dataset.train, dataset.test, store, TabularLearners(dataset, recipe, seed=seed),
+                  regime_for_config(sisa), sisa)
 
 
 def _train(training: Sequence[dict], holdout: Sequence[dict], store: Path, learners, regime: str, config) -> GovernedModel:

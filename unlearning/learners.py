@@ -58,7 +58,7 @@ class TabularLearners:
     dataset: TabularDataset | None = None
     recipe: MLPRecipe | None = None
     trained_as: Path | None = None  # a stored plain MLP, whose learner retrains its reference
-    seed: int = 0
+    seed: int = 0  # a first plain training's (a stored one's is read from it)
     tokenizer = None
 
     def sisa(self, config: SisaConfig, described: dict | None = None) -> TabularLearner:
@@ -67,16 +67,18 @@ class TabularLearners:
         return TabularLearner.for_dataset(self.dataset, self.recipe, config)
 
     @property
-    def plain_learner(self) -> TabularLearner:
+    def plain_learner(self) -> tuple[TabularLearner, int]:
         if self.trained_as is not None:
             return plain_mlp_learner(self.trained_as)
-        return TabularLearner.for_dataset(self.dataset, self.recipe, PLAIN_CONFIG)
+        return TabularLearner.for_dataset(self.dataset, self.recipe, PLAIN_CONFIG), self.seed
 
     def plain(self, records: Sequence[dict]):
-        return self.plain_learner.train_plain(records, self.seed)
+        learner, seed = self.plain_learner
+        return learner.train_plain(records, seed)
 
     def save(self, model, store: Path) -> tuple[str, Path]:
-        return save_plain_mlp(model, self.plain_learner, store)
+        learner, seed = self.plain_learner
+        return save_plain_mlp(model, learner, seed, store)
 
     def s3t_base(self, *_):
         raise ValueError("a tabular model is governed plain or as SISA shards, not by S3T")

@@ -23,7 +23,7 @@ from unlearning.methods import QA, RowData, UnlearningData, UnlearningFailed, ge
 from unlearning.models import RegistrationStatus, VersionRole
 from unlearning.regimes import Workbench
 from unlearning.selectors import (
-    confirmed_material_texts, earlier_jobs_that_removed, model_state, regime, version_lineage,
+    confirmed_material_texts, earlier_jobs_that_removed, model_state, regime, removed_record_ids, version_lineage,
 )
 from unlearning.store import save_adapter_checkpoint, save_checkpoint
 from unlearning.tabular import plain_mlp_learner, save_plain_mlp
@@ -80,6 +80,8 @@ def unlearn_approximately(job) -> None:
     model, tokenizer = load_model(kind, Path(job.base_version.storage_path))
     data, material = text_data(job, model, tokenizer) if kind == CAUSAL_LM else (row_data(job), 0)
     method = get_method(job.method)
+    if kind not in method.model_kinds:
+        raise ValueError(f"{job.method} does not apply to a {kind} model")
     params = method.params(job.params)
     done = {"method_kind": method.kind, "params": asdict(params), "code_version": code_version(),
             "target_forget_loss": getattr(data, "target_forget_loss", None), "owner_material_texts": material}
@@ -104,18 +106,24 @@ def stored(job, outcome, tokenizer) -> tuple[str, Path]:
     a plain MLP with the learner its base was trained by."""
     store, base = settings.MODEL_STORE_DIR, job.base_version
     if job.asset.kind != CAUSAL_LM:
-        return save_plain_mlp(outcome.model.members[0], plain_mlp_learner(Path(base.storage_path)), store)
+        learner, seed = plain_mlp_learner(Path(base.storage_path))
+        return save_plain_mlp(outcome.model.members[0], learner, seed, store)
     if outcome.adapter:
         return save_adapter_checkpoint(outcome.model, tokenizer, base.sha256, store)
     return save_checkpoint(outcome.model, tokenizer, store)
 
 
 def row_data(job) -> RowData:
-    forget_ids = set(job.forget_record_ids)
-    manifest = read_manifest(Path(job.asset.training_manifest))
+    forget_ids, manifest = set(job.forget_record_ids), read_manifest(Path(job.asset.training_manifest))
     return RowData(forget_rows=[r for r in manifest if r["record_id"] in forget_ids],
-                   retain_rows=[r for r in manifest if r["record_id"] not in forget_ids],
-                   holdout_rows=read_manifest(Path(job.asset.holdout_manifest)))
+                   retain_rows=retained(job, manifest), holdout_rows=read_manifest(Path(job.asset.holdout_manifest)))
+
+
+def retained(job, manifest: list[dict]) -> list[dict]:
+    """What the model should keep: neither this job's records nor those earlier jobs made it forget
+    (training on those again, or counting their questions toward the floor, would undo them)."""
+    gone = set(job.forget_record_ids) | removed_record_ids(job.asset)
+    return [r for r in manifest if r["record_id"] not in gone]
 
 
 def original_of(job):
@@ -133,16 +141,16 @@ def text_data(job, model, tokenizer) -> tuple[UnlearningData, int]:
     records' loss under the base model. With the number of the owners' own texts in it."""
     forget_ids = set(job.forget_record_ids)
     manifest = read_manifest(Path(job.asset.training_manifest))
-    retained = [r for r in manifest if r["record_id"] not in forget_ids]
+    kept = retained(job, manifest)
     target = None
     if job.asset.holdout_manifest:
         target = mean_text_loss(model, tokenizer, [r["text"] for r in read_manifest(Path(job.asset.holdout_manifest))])
     template, material = job.asset.question_template, confirmed_material_texts(job)
     return UnlearningData(
         forget_texts=[r["text"] for r in manifest if r["record_id"] in forget_ids] + material,
-        retain_texts=[r["text"] for r in retained],
+        retain_texts=[r["text"] for r in kept],
         target_forget_loss=target,
-        retain_qa=[QA(template.format(question=r["question"]), r["answer"]) for r in retained
+        retain_qa=[QA(template.format(question=r["question"]), r["answer"]) for r in kept
                    if r.get("question") and r.get("answer")],
     ), len(material)
 

@@ -167,7 +167,10 @@ class TabularLearner(PinnedNumerics):
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict, config: SisaConfig) -> TabularLearner:
         """The learner a lineage names (`describe(learner)["hyperparameters"]`): what retrains its shards."""
-        recipe = MLPRecipe(**{name: hyperparameters[name] for name in MLPRecipe.__dataclass_fields__})
+        # A field added since the lineage was written (gradient_norm_penalty) takes its default: the
+        # learner it describes trained without it.
+        recipe = MLPRecipe(**{name: hyperparameters[name] for name in MLPRecipe.__dataclass_fields__
+                              if name in hyperparameters})
         return cls(hyperparameters["task"], hyperparameters["features"], hyperparameters["outputs"], recipe, config)
 
     @property
@@ -180,7 +183,12 @@ class TabularLearner(PinnedNumerics):
         return None
 
     def hyperparameters(self) -> dict:
-        return {**asdict(self.recipe), "task": self.task, "features": self.features, "outputs": self.outputs}
+        """What a lineage records of this learner; without the penalty when it is off, so lineages
+        written before the option existed still describe the same learner (SISA checks they match)."""
+        recipe = asdict(self.recipe)
+        if not recipe["gradient_norm_penalty"]:
+            del recipe["gradient_norm_penalty"]
+        return {**recipe, "task": self.task, "features": self.features, "outputs": self.outputs}
 
     def initial_state(self, seed: int) -> torch.nn.Sequential:
         torch.manual_seed(seed)
@@ -243,13 +251,14 @@ class TabularLearner(PinnedNumerics):
         return load_mlp(directory)
 
 
-def save_plain_mlp(model: torch.nn.Module, learner: TabularLearner, store: Path) -> tuple[str, Path]:
-    """A plain (unsharded) MLP as one content-addressed folder, with what serving it needs."""
+def save_plain_mlp(model: torch.nn.Module, learner: TabularLearner, seed: int, store: Path) -> tuple[str, Path]:
+    """A plain (unsharded) MLP as one content-addressed folder, with what serving it and retraining
+    it (its learner and seed: the reference is retrained by them) need."""
 
     def write(staging: Path) -> None:
         learner.save(model, staging)
         (staging / PLAIN_MLP_MANIFEST).write_text(json.dumps(
-            {"task": learner.task, "hyperparameters": learner.hyperparameters()}, sort_keys=True) + "\n")
+            {"task": learner.task, "hyperparameters": learner.hyperparameters(), "seed": seed}, sort_keys=True) + "\n")
 
     return store_directory(write, store)
 
@@ -260,10 +269,10 @@ def load_plain_mlp(path: Path) -> TabularEnsemble:
     return TabularEnsemble([load_mlp(path)], manifest["task"], manifest["hyperparameters"]["outputs"])
 
 
-def plain_mlp_learner(path: Path) -> TabularLearner:
-    """The learner a stored plain MLP was trained by (its reference is retrained by it)."""
-    hyperparameters = json.loads((Path(path) / PLAIN_MLP_MANIFEST).read_text())["hyperparameters"]
-    return TabularLearner.from_hyperparameters(hyperparameters, PLAIN_CONFIG)
+def plain_mlp_learner(path: Path) -> tuple[TabularLearner, int]:
+    """The learner and seed a stored plain MLP was trained by (its reference is retrained by them)."""
+    manifest = json.loads((Path(path) / PLAIN_MLP_MANIFEST).read_text())
+    return TabularLearner.from_hyperparameters(manifest["hyperparameters"], PLAIN_CONFIG), manifest["seed"]
 
 
 def majority_vote(votes: torch.Tensor, classes: int) -> torch.Tensor:

@@ -256,7 +256,8 @@ def tabular_report(seeds: int) -> str:
     lines = ["**Tabular methods** (plain MLP, 64 hidden units, 40 epochs; forget error: error rate (digits) or RMSE "
              f"in the target's unit (diabetes) on the forgotten rows; test the same on the held-out rows; membership AUC "
              f"of the loss attack, forgotten vs held-out rows (0.5: indistinguishable); medians of {seeds} seeds)", "",
-             "| data | rows | model | forget error | test error | membership AUC | wall s |", "|---|---|---|---|---|---|---|"]
+             "| data | rows | model | forget error | test error | membership AUC | wall s | failed (left as it was) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in ("digits", "diabetes"):
         data = load_tabular(name, seed=0)
         methods = [m.name for m in methods_for("classifier" if data.task == CLASSIFICATION else "regressor")]
@@ -277,15 +278,17 @@ def tabular_report(seeds: int) -> str:
                     started = time.perf_counter()
                     try:
                         method.unlearn(model, None, RowData(forget, retain, data.test), method.params())
+                        failed = 0
                     except UnlearningFailed:
-                        pass  # the model is left as it was, and measured so
+                        failed = 1  # the model is left as it was, and measured so
                     measured.setdefault(method_name, []).append(
-                        row_measures(model.members[0], data, forget) + (time.perf_counter() - started,))
+                        row_measures(model.members[0], data, forget) + (time.perf_counter() - started, failed))
             for model_name, values in measured.items():
                 forget_error, test_error, auc, seconds = (statistics.median(v) if v[0] is not None else None
-                                                          for v in zip(*values))
+                                                          for v in list(zip(*values))[:4])
+                failures = sum(value[4] for value in values if len(value) > 4)
                 lines.append(f"| {name} | {size} | {model_name} | {forget_error:.3f} | {test_error:.3f} | {auc:.2f} | "
-                             f"{'' if seconds is None else f'{seconds:.2f}'} |")
+                             f"{'' if seconds is None else f'{seconds:.2f}'} | {f'{failures}/{seeds}' if failures else ''} |")
             log(f"{name}, {size} rows: done")
     return "\n".join(lines)
 

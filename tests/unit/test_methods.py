@@ -74,18 +74,21 @@ def test_the_guard_stops_at_the_utility_floor_and_returns_the_best_state_within_
     assert best["forget_loss"] == max(p["forget_loss"] for p in within)
 
 
-def test_a_learning_rate_far_too_high_fails_with_its_history_and_leaves_the_model_as_it_was(tiny_model):
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_a_learning_rate_far_too_high_fails_with_its_history_and_leaves_the_model_as_it_was(tiny_model, lora_rank):
     model, tokenizer = load_checkpoint(tiny_model.checkpoint_path)
     before = weights(model)
     forget, retain, questions = subject_split(tiny_model)
     method = get_method("graddiff")
     with one_torch_thread(), pytest.raises(UnlearningFailed, match="already crossed the utility floor") as failed:
         method.unlearn(model, tokenizer, UnlearningData(forget, retain, None, questions),
-                       method.params({**QUICK, "learning_rate": 1.0}))
+                       method.params({**QUICK, "learning_rate": 1.0, "lora_rank": lora_rank}))
     start, first = failed.value.history
     assert first["step"] == 1 and (first["retain_loss"] > start["retain_loss"] * 1.25
                                    or first["retained_qa"] < start["retained_qa"] - 0.1)
+    assert weights(model).keys() == before.keys()  # no LoRA layer left behind
     assert all(torch.equal(before[name], value) for name, value in weights(model).items())
+    assert all(weight.requires_grad for weight in model.parameters())
 
 
 def test_a_lora_adapter_kept_as_one_trains_its_b_matrices_and_is_pinned_with_its_base(tiny_model, tmp_path):

@@ -79,9 +79,9 @@ def test_gaussian_fine_tuning_is_offered_for_regressors_only():
     assert {"iau", "blindspot", "gaussian_finetune", "label_agnostic"} <= {m.name for m in methods_for("regressor")}
 
 
-def test_the_gradient_norm_penalty_training_option_shrinks_each_rows_gradient(trained):
-    """IAU's gradient restriction (α = 0.005): trained with it, no row's gradient stands out as much,
-    so one step against a deleted row's gradient moves the model less far from the rest."""
+def test_the_gradient_norm_penalty_training_option_shrinks_the_rows_gradients(trained):
+    """IAU's gradient restriction (α = 0.005): trained with it, the rows' gradients are smaller in sum
+    and the largest is smaller, so one step against a deleted row's gradient moves the model less."""
     data, _ = trained["diabetes"]
     loss = RowLoss(data.task)
 

@@ -64,6 +64,7 @@ STOP_REASONS = {
     "max_steps": "the step budget was spent before the forget set looked never-trained; the best state within "
                  "the utility floor is returned",
     "utility_floor": "the next step would have crossed the utility floor; the best state within it is returned",
+    "largest_step_within_floor": "the largest trial step within the utility floor was kept (IAU)",
 }
 
 
@@ -138,14 +139,24 @@ def checked_value(method: str, name: str, hint, value):
     if typing.get_origin(hint) is typing.Literal:
         if value in typing.get_args(hint):
             return value
-        raise ValueError(f"{method}.{name} must be one of {', '.join(map(repr, typing.get_args(hint)))}, not {value!r}")
+        raise ValueError(f"{method}.{name} must be one of {', '.join(map(repr, typing.get_args(hint)))}, not {shown(value)}")
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"{method}.{name} must be a finite number, not {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{method}.{name} must be a finite number, not {shown(value)}")
+        return number
     if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    raise ValueError(f"{method}.{name} must be {hint.__name__}, not {value!r}")
+    raise ValueError(f"{method}.{name} must be {hint.__name__}, not {shown(value)}")
+
+
+def shown(value) -> str:
+    """A value as an error message quotes it, cut short (an API client may send anything)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 from unlearning.methods import hyperparameters  # noqa: E402,F401  (registers every method)

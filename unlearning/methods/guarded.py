@@ -109,7 +109,8 @@ def retain_nll(model, tokenizer, texts: Sequence[str], weight: float) -> tuple[t
 
 def unlearn(engine, model, tokenizer, data: UnlearningData, params: GuardedLoopParams,
             progress: Progress | None = None, original=None) -> UnlearningOutcome:
-    """Run the method whose objective module is `engine` on `model` (changed in place unless LoRA).
+    """Run the method whose objective module is `engine` on `model`, which it changes in place (merged
+    LoRA too); on a failure, of any kind, `model` is handed back as it was.
     `original`: the first version of the model, when `model` is a later one. The utility floor is
     measured from it, not from `model`: measured from each job's own start, every request of a
     sequence may spend the whole allowance again (the benchmark's eight sequential requests of
@@ -119,22 +120,51 @@ def unlearn(engine, model, tokenizer, data: UnlearningData, params: GuardedLoopP
     rng = random.Random(params.seed)
     if isinstance(model, PeftModel):  # a version kept as an adapter: its adapter is part of what is unlearned
         model = merged(model)
-    trained = with_lora(engine, model, params) if params.lora_rank else model
-    reference = Reference(trained, lora=bool(params.lora_rank), needed=engine.needs_reference(params))
-    objective = engine.objective(trained, tokenizer, params, reference)
-    weights = trainable_parameters(engine, trained, params)
     measures = Measures(tokenizer, data, params, rng)
-    history = [measures(trained, step=0, epoch=0)]
+    history = [measures(model, step=0, epoch=0)]
+    # Measured, then let go: a model's first version is not held through the whole run.
     floor = UtilityFloor(history[0] if original is None else measures(original.eval(), step=0, epoch=0), params)
+    del original
     if floor.crossed(history[0]):
-        objective.close()
         raise UnlearningFailed(failure_reason(history, floor, "utility_floor"), history)
+    grads = {name: weight.requires_grad for name, weight in model.named_parameters()}
+    trained = with_lora(engine, model, params) if params.lora_rank else model
+    objective = engine.objective(trained, tokenizer, params,
+                                 Reference(trained, lora=bool(params.lora_rank), needed=engine.needs_reference(params)))
+    weights = trainable_parameters(engine, trained, params)
+    start = snapshot(weights)
+    try:
+        best_step, best_weights, stopped_because = train(objective, trained, weights, measures, history, floor, data,
+                                                         params, rng, progress)
+        restore(weights, best_weights)
+    except BaseException:
+        restore(weights, start)  # whatever went wrong, the model is handed back as it was
+        if params.lora_rank:
+            trained.unload()
+        raise
+    finally:
+        objective.close()
+        trained.eval()
+        for name, weight in model.named_parameters():
+            weight.requires_grad_(grads.get(name, True))
+    if best_step == 0:
+        if params.lora_rank:
+            trained.unload()
+        raise UnlearningFailed(failure_reason(history, floor, stopped_because), history)
+    result = trained if params.keep_adapter or not params.lora_rank else merged(trained)
+    return UnlearningOutcome(model=result, steps=history[-1]["step"], stopped_because=stopped_because,
+                             history=history, best_step=best_step, seconds=time.perf_counter() - started,
+                             adapter=params.keep_adapter)
+
+
+def train(objective: Objective, trained, weights, measures: Measures, history: list[dict], floor: UtilityFloor,
+          data: UnlearningData, params: GuardedLoopParams, rng: random.Random, progress: Progress | None):
+    """The steps, and an evaluation at the end of every epoch and every `eval_every_steps` steps
+    within a longer one: (the best step, its weights, why it stopped)."""
     best_step, best_weights = 0, snapshot(weights)
     optimizer = torch.optim.AdamW([w for _, w in weights], lr=params.effective_learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(data.forget_texts) / params.batch_size)
-    interval = min(steps_per_epoch, params.eval_every_steps)
     batches = forget_batches(data.forget_texts, params.batch_size, rng)
-    stopped_because = "max_steps"
     trained.train()
     for step in range(1, params.max_steps + 1):
         forget = next(batches)
@@ -145,7 +175,8 @@ def unlearn(engine, model, tokenizer, data: UnlearningData, params: GuardedLoopP
         torch.nn.utils.clip_grad_norm_([w for _, w in weights], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step % interval and step != params.max_steps:
+        within_epoch = (step - 1) % steps_per_epoch + 1
+        if within_epoch != steps_per_epoch and within_epoch % params.eval_every_steps and step != params.max_steps:
             continue
         trained.eval()
         point = {**measures(trained, step=step, epoch=math.ceil(step / steps_per_epoch)), "loss": loss.item(), **parts}
@@ -154,22 +185,12 @@ def unlearn(engine, model, tokenizer, data: UnlearningData, params: GuardedLoopP
         if progress:
             progress(advance(history, data.target_forget_loss, params), describe(point, data, floor), history)
         if floor.crossed(point):
-            stopped_because = "utility_floor"
-            break
+            return best_step, best_weights, "utility_floor"
         if point["forget_loss"] > history_point(history, best_step)["forget_loss"]:
             best_step, best_weights = step, snapshot(weights)
         if data.target_forget_loss is not None and point["forget_loss"] >= data.target_forget_loss:
-            stopped_because = "reached_target_forget_loss"
-            break
-    trained.eval()
-    objective.close()
-    restore(weights, best_weights)  # at step 0, the model as it was
-    if best_step == 0:
-        raise UnlearningFailed(failure_reason(history, floor, stopped_because), history)
-    result = trained if params.keep_adapter or not params.lora_rank else merged(trained)
-    return UnlearningOutcome(model=result, steps=history[-1]["step"], stopped_because=stopped_because,
-                             history=history, best_step=best_step, seconds=time.perf_counter() - started,
-                             adapter=params.keep_adapter)
+            return best_step, best_weights, "reached_target_forget_loss"
+    return best_step, best_weights, "max_steps"
 
 
 def forget_batches(texts: Sequence[str], batch_size: int, rng: random.Random) -> Iterator[list[str]]:

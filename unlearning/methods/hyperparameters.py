@@ -17,10 +17,15 @@ LANGUAGE_MODELS = frozenset({"causal_lm"})
 MAX_STEPS = 100_000
 
 
+# Method parameters that must be positive wherever a method has them (a β of 0 divides by zero; a
+# negative one turns NPO into raising the forget set's likelihood).
+POSITIVE_WHEREVER_PRESENT = ("beta", "temperature", "latent", "vae_epochs", "proxy_epochs", "proxy_learning_rate")
+
+
 def check_ranges(params, *, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
     """A clear error for a value out of range (every weight, `*_weight`, must not be negative)."""
     names = {field.name for field in fields(params)}
-    for name in positive:
+    for name in (*positive, *(n for n in POSITIVE_WHEREVER_PRESENT if n in names)):
         if getattr(params, name) <= 0:
             raise ValueError(f"{name} must be positive, not {getattr(params, name)!r}")
     for name in (*non_negative, *(n for n in names if n.endswith("_weight"))):
@@ -119,13 +124,14 @@ class RMUParams(GuardedLoopParams):
     for a fixed random unit vector u, its activations on retained tokens kept at the original's,
     only the MLPs of that layer and the two before it updated (Li et al., "The WMDP Benchmark", ICML
     2024: layer 7 of Zephyr-7B, c = 6.5, α = 1200, lr 5e-5). Activations are compared in units of
-    the original's mean activation norm at that layer, so c and α carry across architectures whose
-    activation scales differ (c = 6.5 and α = 1200 in Zephyr's units are about these)."""
+    the original's mean activation norm at that layer, so that c means the same on any width and
+    scale; c keeps WMDP's 6.5 as a multiple of that norm, and α is measured here (WMDP's 1200 is in
+    Zephyr's raw units, which these are not)."""
 
     learning_rate: float = 1e-3
     layer: int = -1  # the decoder block steered; -1: the middle one of the architecture
     updated_layers: int = 3  # MLPs updated: the steered layer's and those just before it
-    steering_coefficient: float = 6.5  # c, in units of the layer's mean activation norm … per √width
+    steering_coefficient: float = 6.5  # c, in units of the layer's mean activation norm
     retain_weight: float = 10.0  # α (measured on the demo models: at 100 the forget term barely moved in 12 steps)
 
     def __post_init__(self):
@@ -226,8 +232,9 @@ class GaussianFinetuneParams(RowLoopParams):
 class LabelAgnosticParams(RowLoopParams):
     """Label-agnostic forgetting: VAEs model the extractor's representations of all training rows and of
     the forgotten rows; the extractor is pushed away from the forgotten rows' distribution while the
-    training rows' stay likely, then aligned with the original's on retained rows by a contrastive
-    loss. No labels are used (Shen et al., "Label-Agnostic Forgetting", ICLR 2024)."""
+    training rows' stay likely, and aligned with the original's on retained rows by a contrastive
+    loss (the paper's two stages, here one loss per batch). No labels are used (Shen et al.,
+    "Label-Agnostic Forgetting", ICLR 2024)."""
 
     latent: int = 8
     vae_epochs: int = 30

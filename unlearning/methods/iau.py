@@ -11,6 +11,10 @@ import torch
 INDEPENDENT_CANDIDATES = True  # every candidate starts from the model as it was
 
 
+def budget(params) -> int:
+    return params.step_halvings + 1
+
+
 def mean_gradient(network, rows, loss) -> list[torch.Tensor]:
     network.zero_grad(set_to_none=True)
     loss.on(network, rows).backward()

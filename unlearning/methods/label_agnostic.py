@@ -1,9 +1,11 @@
 """Label-agnostic forgetting (unlearning.methods.hyperparameters.LabelAgnosticParams): no row's label
 is read. Two small VAEs learn the extractor's representations of all training rows and of the
-forgotten rows; each epoch then (1) moves the extractor so that the forgotten rows' representations
+forgotten rows; each batch then (1) moves the extractor so that the forgotten rows' representations
 are explained badly by the forgotten-rows VAE and well by the training-rows VAE, and (2) aligns its
 representations of retained rows with the original extractor's by a contrastive loss (each row's
-new representation nearest its own old one among the batch)."""
+new representation nearest its own old one among the batch). The paper runs (1) and (2) as two
+stages; here they are one loss, so that every epoch's state, which the loop measures against the
+utility floor, has been aligned."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ candidate states (after each epoch, or each trial step), the loop measures each 
 
 An engine module (unlearning.methods.<name>) provides `candidates(model, data, params, loss) ->
 Iterator[str]` (changing `model` in place, yielding what each state is) and may set
-`INDEPENDENT_CANDIDATES = True`.
+`INDEPENDENT_CANDIDATES = True` and `budget(params)` (how many candidates at most; default the
+epochs).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def only_member(model: TabularEnsemble) -> torch.nn.Module:
 
 def unlearn(engine, model, tokenizer, data: RowData, params: RowLoopParams, progress=None,
             original=None) -> UnlearningOutcome:
-    """Run the tabular method `engine` on `model` (a plain MLP served as an ensemble of one), changed in place."""
+    """Run the tabular method `engine` on `model` (a plain MLP served as an ensemble of one), changed in
+    place; on a failure, of any kind, handed back as it was."""
     started = time.perf_counter()
     torch.manual_seed(params.seed)
     network = only_member(model)
@@ -102,32 +104,44 @@ def unlearn(engine, model, tokenizer, data: RowData, params: RowLoopParams, prog
     history = [measures(network, 0, "the model as it was")]
     floor = UtilityFloor(history[0] if original is None else measures(only_member(original), 0, "original"), params)
     target = history[0]["holdout_loss"]
-    best_step, best = 0, copy.deepcopy(network.state_dict())
-    independent = getattr(engine, "INDEPENDENT_CANDIDATES", False)
-    stopped_because = "max_steps"
-    if not floor.crossed(history[0]):
-        for step, what in enumerate(engine.candidates(network, data, params, loss), start=1):
-            point = measures(network, step, what)
-            history.append(point)
-            if progress:
-                progress(step / max(1, params.max_epochs), f"{what}: forgotten rows' loss {point['forget_loss']:.3f} "
-                         f"(target {target:.3f})", history)
-            if floor.crossed(point):
-                if independent:
-                    continue
-                stopped_because = "utility_floor"
-                break
-            if point["forget_loss"] > history_point(history, best_step)["forget_loss"]:
-                best_step, best = step, copy.deepcopy(network.state_dict())
-            if point["forget_loss"] >= target or independent:
-                stopped_because = "reached_target_forget_loss" if point["forget_loss"] >= target else "max_steps"
-                break
-    network.load_state_dict(best)
-    network.eval()
+    start = copy.deepcopy(network.state_dict())
+    best_step, best, stopped_because = 0, start, "max_steps"
+    try:
+        if not floor.crossed(history[0]):
+            best_step, best, stopped_because = search(engine, network, data, params, loss, measures, history, floor,
+                                                      target, progress)
+    finally:
+        network.load_state_dict(best)  # the best state; on any error, the model as it was
+        network.eval()
     if best_step == 0:
         raise UnlearningFailed(failure_reason(history, floor), history)
     return UnlearningOutcome(model=model, steps=history[-1]["step"], stopped_because=stopped_because, history=history,
                              best_step=best_step, seconds=time.perf_counter() - started)
+
+
+def search(engine, network, data, params, loss, measures, history, floor, target, progress):
+    """Measure each state the method proposes: (the best step, its weights, why it stopped). A method
+    whose candidates each start from the same weights (IAU) stops at its first one within the floor."""
+    independent = getattr(engine, "INDEPENDENT_CANDIDATES", False)
+    budget = engine.budget(params) if hasattr(engine, "budget") else params.max_epochs
+    best_step, best = 0, copy.deepcopy(network.state_dict())
+    for step, what in enumerate(engine.candidates(network, data, params, loss), start=1):
+        point = measures(network, step, what)
+        history.append(point)
+        if progress:
+            progress(step / budget, f"{what}: forgotten rows' loss {point['forget_loss']:.3f} (target {target:.3f})",
+                     history)
+        if floor.crossed(point):
+            if independent:
+                continue
+            return best_step, best, "utility_floor"
+        if point["forget_loss"] > history_point(history, best_step)["forget_loss"]:
+            best_step, best = step, copy.deepcopy(network.state_dict())
+        if point["forget_loss"] >= target:
+            return best_step, best, "reached_target_forget_loss"
+        if independent:
+            return best_step, best, "largest_step_within_floor"
+    return best_step, best, "max_steps"
 
 
 def history_point(history: list[dict], step: int) -> dict:

@@ -88,7 +88,6 @@ class Regime(Protocol):
     name: str
     label: str  # what the admin and the API's choices say
     exact: bool  # removal by construction; otherwise an approximate method (suppression)
-    default_method: str  # what its jobs run (unlearning.methods, or the exact deletion's name)
     lineage_type: type | None
     config_type: type | None  # the hyperparameters of its training (SisaConfig, S3TConfig), if any
     model_kinds: frozenset[str]  # unlearning.models.ModelKind values it can govern

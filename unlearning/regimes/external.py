@@ -15,6 +15,7 @@ class ExternalRegime(PlainRegime):
     name = "external"
     label = "external (a checkpoint the service did not train: approximate unlearning only)"
     trains = False
+    model_kinds = frozenset({"causal_lm"})  # an operator's own checkpoint is a transformers causal LM
 
     def reference_steps(self, model: ModelState, record_ids: Sequence[str]) -> None:
         return None

@@ -37,8 +37,12 @@ class ApproximatePlan:
 
     def summary(self) -> str:
         lora = f", LoRA rank {self.params['lora_rank']}" if self.params.get("lora_rank") else ""
-        cost = (f"at most {self.estimated_steps} steps" if self.estimated_steps is not None
-                else f"at most {self.params['max_epochs']} epochs")
+        if self.estimated_steps is not None:
+            cost = f"at most {self.estimated_steps} steps"
+        elif "step_halvings" in self.params:
+            cost = f"one step, of at most {self.params['step_halvings'] + 1} sizes tried"
+        else:
+            cost = f"at most {self.params['max_epochs']} epochs"
         if self.estimated_seconds is not None:
             cost += f" (at most ~{duration(self.estimated_seconds)} at {self.seconds_per_step:.2f} s a step, as measured on this model)"
         retraining = (f"; exact removal would retrain the whole model (~{self.full_retraining_steps} optimizer steps)"
@@ -67,7 +71,6 @@ class PlainRegime:
     name = "plain"
     label = "plain (one model: approximate unlearning, or full retraining)"
     exact = False
-    default_method = "graddiff"  # for language models; method_for gives every kind's
     # Per model kind. IAU for rows: one step, the cheapest, and the guard's step-size halving keeps it
     # within the floor (bench/RESULTS.md, "Approximate unlearning of tabular models").
     default_methods = {"causal_lm": "graddiff", "classifier": "iau", "regressor": "iau"}

@@ -65,7 +65,7 @@ class Command(BaseCommand):
         shape = f"SISA {shards}×{slices}" if sisa else "plain"
         self.stdout.write(f"Training {name} ({data.task}, {shape}) on {len(data.train)} rows...")
         try:
-            built = train_governed_rows(data, recipe, sisa, settings.MODEL_STORE_DIR)
+            built = train_governed_rows(data, recipe, sisa, settings.MODEL_STORE_DIR, seed=seed)
         except ValueError as error:  # e.g. a record id twice, or more shards than owners
             raise CommandError(str(error)) from None
         asset = register_model(
