@@ -14,7 +14,7 @@ from unlearning.store import save_adapter_checkpoint, save_checkpoint
 
 LANGUAGE_MODEL_METHODS = sorted(name for name, method in METHODS.items() if "causal_lm" in method.model_kinds)
 # Small evaluation samples: these tests check the loop's logic, not the measures' precision.
-QUICK = {"max_steps": 8, "retain_eval_size": 32, "retain_qa_eval_size": 20}
+QUICK = {"max_steps": 8, "eval_every_steps": 1, "retain_eval_size": 32, "retain_qa_eval_size": 20}
 
 
 def subject_split(tiny_model):
@@ -56,7 +56,7 @@ def test_each_method_lowers_the_forget_sets_likelihood_and_returns_its_best_stat
     assert mean_text_loss(outcome.model, tokenizer, forget) > mean_text_loss(original, tokenizer, forget) + 1e-3
     assert mean_text_loss(outcome.model, tokenizer, forget) == pytest.approx(best["forget_loss"], rel=1e-4)
     assert best["retain_loss"] <= start["retain_loss"] * 1.25 and best["retained_qa"] >= start["retained_qa"] - 0.1
-    assert [point["step"] for point in outcome.history] == list(range(outcome.steps + 1))  # one epoch is one step here
+    assert [point["step"] for point in outcome.history] == list(range(outcome.steps + 1))  # evaluated every step
     # LoRA merged: a plain model of the original's architecture, its weights changed.
     assert type(outcome.model) is type(original)
     assert weights(outcome.model).keys() == weights(original).keys()
@@ -174,3 +174,11 @@ def test_the_floor_is_measured_from_the_original_so_sequential_jobs_cannot_each_
         method.unlearn(worn.model, tokenizer, UnlearningData(forget, retain, None, questions), method.params(QUICK),
                        original=original)
     assert [point["step"] for point in failed.value.history] == [0]
+
+
+@pytest.mark.parametrize("steps_per_epoch, evaluated", [(1, [5, 10, 12]), (7, [5, 7, 10, 12]), (3, [5, 10, 12])])
+def test_evaluations_fall_every_few_steps_and_at_the_end_of_every_longer_epoch(steps_per_epoch, evaluated):
+    from unlearning.methods.guarded import evaluated_at
+
+    params = get_method("graddiff").params({"max_steps": 12})
+    assert [step for step in range(1, 13) if evaluated_at(step, steps_per_epoch, params)] == evaluated

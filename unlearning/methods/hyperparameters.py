@@ -42,8 +42,8 @@ class GuardedLoopParams:
     # the forget set). The deletion plan quotes it as the most the job can cost.
     max_steps: int = 300
     batch_size: int = 32
-    # Forget and retain measures are evaluated after each epoch, and every this many steps within
-    # an epoch longer than that.
+    # Forget and retain measures are evaluated every this many steps, and at the end of every epoch
+    # longer than that (guarded.evaluated_at).
     eval_every_steps: int = 5
     # The utility floor, relative to the starting model: retained-text loss may rise by at most this
     # fraction, retained QA accuracy fall by at most this much (the audit policy's own utility
