@@ -73,10 +73,10 @@ def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a
     queued = approve_leaving_job_queued(request)
     # The operator runs NPO through LoRA on this job instead of the regime's default, GradDiff.
     job_id = ModelAsset.objects.get(name="support-llama-api").jobs.get().pk
-    chosen = operator_api.post(f"/api/v1/jobs/{job_id}/method/", {"method": "npo", "params": {"lora_rank": 4}},
-                               format="json")
+    choice = {"lora_rank": 4, "eval_every_steps": 1}
+    chosen = operator_api.post(f"/api/v1/jobs/{job_id}/method/", {"method": "npo", "params": choice}, format="json")
     assert chosen.status_code == 200, chosen.content
-    assert chosen.json()["method"] == "npo" and chosen.json()["params"] == {"lora_rank": 4}
+    assert chosen.json()["method"] == "npo" and chosen.json()["params"] == choice
     with django_capture_on_commit_callbacks(execute=True), one_torch_thread():
         for task in queued:
             task()
@@ -89,9 +89,11 @@ def test_an_operator_registers_a_checkpoint_over_the_api_and_a_request_ends_in_a
     assert version.details["method"] == "npo" and version.details["params"]["lora_rank"] == 4
     assert version.details["params"]["beta"] == 0.1 and version.details["code_version"]
     assert version.details["history"] == job["history"] and job["history"][0]["step"] == 0
-    best = next(point for point in job["history"] if point["step"] == version.details["best_step"])
-    assert best["forget_loss"] == max(point["forget_loss"] for point in job["history"]
-                                      if point["step"] <= version.details["best_step"])
+    # The state kept is the evaluated one within the floor whose forget loss is nearest the target.
+    target = version.produced_by.outcome["target_forget_loss"]
+    within = job["history"][:-1] if job["stopped_because"] == "utility_floor" else job["history"]
+    nearest = min(within, key=lambda point: abs(point["forget_loss"] - target))
+    assert version.details["best_step"] == nearest["step"]
     run = detail["audits"][0]
     assert run["comparison"] == Comparison.HOLDOUT and run["original_sha256"] == model["current_sha256"]
     loss = next(r for r in run["results"] if r["metric"] == "mia_loss_auc")

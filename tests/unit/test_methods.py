@@ -157,8 +157,13 @@ def test_the_loop_stops_once_the_forget_set_looks_never_trained(tiny_model):
     with one_torch_thread():
         outcome = method.unlearn(model, tokenizer, UnlearningData(forget, retain, target, questions),
                                  method.params({**QUICK, "max_steps": 30}))
-    assert outcome.stopped_because == "reached_target_forget_loss" and outcome.best_step == outcome.steps < 30
-    assert outcome.history[-2]["forget_loss"] < target <= mean_text_loss(model, tokenizer, forget)
+    before, past = outcome.history[-2], outcome.history[-1]
+    assert outcome.stopped_because == "reached_target_forget_loss" and outcome.steps < 30
+    assert before["forget_loss"] < target <= past["forget_loss"]
+    # The state returned is whichever of the two is nearer the target (past it is over-unlearning).
+    nearest = min((before, past), key=lambda point: abs(point["forget_loss"] - target))
+    assert outcome.best_step == nearest["step"]
+    assert mean_text_loss(model, tokenizer, forget) == pytest.approx(nearest["forget_loss"], rel=1e-4)
 
 
 def test_the_floor_is_measured_from_the_original_so_sequential_jobs_cannot_each_spend_it(tiny_model):
@@ -176,8 +181,9 @@ def test_the_floor_is_measured_from_the_original_so_sequential_jobs_cannot_each_
     assert [point["step"] for point in failed.value.history] == [0]
 
 
-@pytest.mark.parametrize("steps_per_epoch, evaluated", [(1, [5, 10, 12]), (7, [5, 7, 10, 12]), (3, [5, 10, 12])])
-def test_evaluations_fall_every_few_steps_and_at_the_end_of_every_longer_epoch(steps_per_epoch, evaluated):
+@pytest.mark.parametrize("steps_per_epoch, evaluated", [(1, [1, 2, 3, 4, 5, 10, 12]), (7, [1, 2, 3, 4, 5, 7, 10, 12]),
+                                                       (3, [1, 2, 3, 4, 5, 10, 12])])
+def test_evaluations_fall_on_each_first_step_then_every_few_and_at_the_end_of_longer_epochs(steps_per_epoch, evaluated):
     from unlearning.methods.guarded import evaluated_at
 
     params = get_method("graddiff").params({"max_steps": 12})

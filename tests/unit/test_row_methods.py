@@ -58,14 +58,16 @@ def test_each_row_method_raises_the_forgotten_rows_loss_within_the_floor_and_ret
         assert best["heldout_relative_error"] <= start["heldout_relative_error"] + 0.1
 
 
-def test_iau_keeps_the_largest_step_within_the_floor(trained):
+def test_iau_keeps_the_trial_step_within_the_floor_nearest_the_target(trained):
     outcome, _, _ = run(trained, "digits", "iau")
-    rates = [float(p["what"].rsplit(" ", 1)[1]) for p in outcome.history[1:]]
-    assert rates == sorted(rates, reverse=True) and rates[0] == 100.0  # from the largest step down
-    chosen = outcome.history[outcome.best_step]
-    assert all(p["heldout_accuracy"] < outcome.history[0]["heldout_accuracy"] - 0.03
-               for p in outcome.history[1:outcome.best_step])  # every larger step crossed the floor
-    assert chosen["step"] == outcome.history[-1]["step"]  # and the first within it ends the search
+    start, trials = outcome.history[0], outcome.history[1:]
+    rates = [float(p["what"].rsplit(" ", 1)[1]) for p in trials]
+    assert rates == pytest.approx([100.0 / 2**k for k in range(21)], rel=1e-5)  # every size, from the largest down
+    target = start["holdout_loss"]
+    within = [p for p in trials if p["heldout_accuracy"] >= start["heldout_accuracy"] - 0.03
+              and p["forget_loss"] > start["forget_loss"]]
+    assert outcome.best_step == min(within, key=lambda p: abs(p["forget_loss"] - target))["step"]
+    assert outcome.stopped_because == "best_trial_step"
 
 
 def test_a_row_method_that_only_crosses_the_floor_fails_with_its_history(trained):

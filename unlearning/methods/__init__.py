@@ -64,7 +64,7 @@ STOP_REASONS = {
     "max_steps": "the step budget was spent before the forget set looked never-trained; the best state within "
                  "the utility floor is returned",
     "utility_floor": "the next step would have crossed the utility floor; the best state within it is returned",
-    "largest_step_within_floor": "the largest trial step within the utility floor was kept (IAU)",
+    "best_trial_step": "of the trial steps within the utility floor, the one nearest the target was kept (IAU)",
 }
 
 

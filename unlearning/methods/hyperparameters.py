@@ -42,8 +42,8 @@ class GuardedLoopParams:
     # the forget set). The deletion plan quotes it as the most the job can cost.
     max_steps: int = 300
     batch_size: int = 32
-    # Forget and retain measures are evaluated every this many steps, and at the end of every epoch
-    # longer than that (guarded.evaluated_at).
+    # Forget and retain measures are evaluated at each of the first this many steps, then every this
+    # many steps, and at the end of every epoch longer than that (guarded.evaluated_at).
     eval_every_steps: int = 5
     # The utility floor, relative to the starting model: retained-text loss may rise by at most this
     # fraction, retained QA accuracy fall by at most this much (the audit policy's own utility
@@ -193,8 +193,8 @@ class IAUParams(RowLoopParams):
     adding one with the opposite gradient, and the retained rows' gradient corrects the step (Liu et
     al., "Efficient Machine Unlearning via Influence Approximation", 2025). Its gradient restriction
     during training (a gradient-norm penalty, α = 0.005) is a training option (train_tabular_model
-    --gradient-norm-penalty 0.005). The guard tries the step at η, then halves of it from the same
-    weights, and keeps the largest within the floor."""
+    --gradient-norm-penalty 0.005). The guard tries the step at η and at halves of it, each from the
+    same weights, and keeps the one within the floor whose forget loss is nearest the target."""
 
     # From a large step down: the mean gradient of rows a model fits well is small, and one step at
     # the training rate barely moves them (on digits: forget loss 0.005 → 0.011 at rate 1).

@@ -1,6 +1,6 @@
 """IAU (unlearning.methods.hyperparameters.IAUParams): one full-batch step against the forgotten rows'
 gradient, corrected by the retained rows', tried at the given rate and at halves of it from the
-same weights; the loop keeps the largest step within the utility floor."""
+same weights; the loop keeps the step within the utility floor that lands nearest the target."""
 
 from __future__ import annotations
 

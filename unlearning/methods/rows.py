@@ -6,7 +6,7 @@ candidate states (after each epoch, or each trial step), the loop measures each 
 - **Stops** when the forgotten rows' loss reaches the never-trained rows' (the target), or when a
   state crosses the utility floor (measured from the original); a method whose candidates each start
   from the same weights (IAU's step sizes) is not stopped by a crossing: the next candidate is tried.
-- **Returns the best state within the floor** (the highest forget loss), else fails with the history.
+- **Returns the best state within the floor** (forget loss nearest the target), else fails with the history.
 
 An engine module (unlearning.methods.<name>) provides `candidates(model, data, params, loss) ->
 Iterator[str]` (changing `model` in place, yielding what each state is) and may set
@@ -22,6 +22,7 @@ import time
 import torch
 
 from unlearning.methods import RowData, UnlearningFailed, UnlearningOutcome
+from unlearning.methods.guarded import closer
 from unlearning.methods.hyperparameters import RowLoopParams
 from unlearning.tabular import CLASSIFICATION, TabularEnsemble
 
@@ -121,7 +122,8 @@ def unlearn(engine, model, tokenizer, data: RowData, params: RowLoopParams, prog
 
 def search(engine, network, data, params, loss, measures, history, floor, target, progress):
     """Measure each state the method proposes: (the best step, its weights, why it stopped). A method
-    whose candidates each start from the same weights (IAU) stops at its first one within the floor."""
+    whose candidates each start from the same weights (IAU's step sizes) has every one measured, and
+    a crossing of the floor rules out that candidate only."""
     independent = getattr(engine, "INDEPENDENT_CANDIDATES", False)
     budget = engine.budget(params) if hasattr(engine, "budget") else params.max_epochs
     best_step, best = 0, copy.deepcopy(network.state_dict())
@@ -135,13 +137,11 @@ def search(engine, network, data, params, loss, measures, history, floor, target
             if independent:
                 continue
             return best_step, best, "utility_floor"
-        if point["forget_loss"] > history_point(history, best_step)["forget_loss"]:
+        if closer(point, history_point(history, best_step), target):
             best_step, best = step, copy.deepcopy(network.state_dict())
-        if point["forget_loss"] >= target:
+        if point["forget_loss"] >= target and not independent:
             return best_step, best, "reached_target_forget_loss"
-        if independent:
-            return best_step, best, "largest_step_within_floor"
-    return best_step, best, "max_steps"
+    return best_step, best, "best_trial_step" if independent else "max_steps"
 
 
 def history_point(history: list[dict], step: int) -> dict:
