@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from audits.checks.extraction import verbatim_rouge  # noqa: E402
 from audits.checks.knowledge_qa import KnowledgeQAParams, qa_correctness  # noqa: E402
 from audits.metrics import roc_auc  # noqa: E402
-from audits.sets import audit_sets  # noqa: E402
+from audits.sets import audit_sets, every_nth  # noqa: E402
 from unlearning.demo_world import build_demo_model  # noqa: E402
 from unlearning.lm import TrainingRecipe, mean_text_loss, text_losses, train_causal_lm  # noqa: E402
 from unlearning.loading import load_checkpoint  # noqa: E402
@@ -104,7 +104,7 @@ def forget_ids(world: World, people: int, first: int = 0) -> set[str]:
 def measures(model, tokenizer, world: World, ids: set[str]) -> dict:
     sets = audit_sets(world.manifest, world.holdout, ids, ids)
     qa = KnowledgeQAParams()
-    retained = sets.retain_qa[:: max(1, len(sets.retain_qa) // RETAINED_QA_SAMPLE)][:RETAINED_QA_SAMPLE]
+    retained = every_nth(sets.retain_qa, RETAINED_QA_SAMPLE)
     member, nonmember = text_losses(model, tokenizer, sets.forget_texts), text_losses(model, tokenizer, sets.holdout_texts)
     return {
         "forget_qa": statistics.fmean(qa_correctness(model, tokenizer, sets.forget_qa, qa)),

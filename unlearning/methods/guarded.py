@@ -134,8 +134,8 @@ def unlearn(engine, model, tokenizer, data: UnlearningData, params: GuardedLoopP
     weights = trainable_parameters(engine, trained, params)
     start = snapshot(weights)
     try:
-        best_step, best_weights, stopped_because = train(objective, trained, weights, measures, history, floor, data,
-                                                         params, rng, progress)
+        best_step, best_weights, stopped_because = train(objective, trained, weights, start, measures, history, floor,
+                                                         data, params, rng, progress)
         restore(weights, best_weights)
     except BaseException:
         restore(weights, start)  # whatever went wrong, the model is handed back as it was
@@ -177,10 +177,12 @@ def evaluated_at(step: int, steps_per_epoch: int, params: GuardedLoopParams) -> 
         or step == params.max_steps
 
 
-def train(objective: Objective, trained, weights, measures: Measures, history: list[dict], floor: UtilityFloor,
-          data: UnlearningData, params: GuardedLoopParams, rng: random.Random, progress: Progress | None):
-    """The steps, with an evaluation where `evaluated_at` says: (the best step, its weights, why it stopped)."""
-    best_step, best_weights = 0, snapshot(weights)
+def train(objective: Objective, trained, weights, start: dict[str, torch.Tensor], measures: Measures,
+          history: list[dict], floor: UtilityFloor, data: UnlearningData, params: GuardedLoopParams,
+          rng: random.Random, progress: Progress | None):
+    """The steps, with an evaluation where `evaluated_at` says: (the best step, its weights, why it
+    stopped). `start`: the weights as they were, the best until a step beats them."""
+    best_step, best_weights = 0, start
     optimizer = torch.optim.AdamW([w for _, w in weights], lr=params.effective_learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(data.forget_texts) / params.batch_size)
     batches = forget_batches(data.forget_texts, params.batch_size, rng)

@@ -22,7 +22,7 @@ import time
 import torch
 
 from unlearning.methods import RowData, UnlearningFailed, UnlearningOutcome
-from unlearning.methods.guarded import closer
+from unlearning.methods.guarded import closer, history_point
 from unlearning.methods.hyperparameters import RowLoopParams
 from unlearning.tabular import CLASSIFICATION, TabularEnsemble
 
@@ -142,10 +142,6 @@ def search(engine, network, data, params, loss, measures, history, floor, target
         if point["forget_loss"] >= target and not independent:
             return best_step, best, "reached_target_forget_loss"
     return best_step, best, "best_trial_step" if independent else "max_steps"
-
-
-def history_point(history: list[dict], step: int) -> dict:
-    return next(point for point in history if point["step"] == step)
 
 
 def failure_reason(history: list[dict], floor: UtilityFloor) -> str:
