@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo demo-exact demo-tabular demo-gpu test serve worker beat sweep verify-log clean
+.PHONY: install demo demo-exact demo-tabular demo-gpu test serve serve-models worker beat sweep verify-log clean
 
 # Some machines' pip configuration names package folders that do not exist; pip warns about each.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -57,6 +57,12 @@ test: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The OpenAI-compatible endpoint (/v1/...) in a process of its own: it loads torch and the models.
+# A key: `manage.py create_serving_key NAME --model MODEL`. Threads share one copy of each model.
+serve-models: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/gunicorn config.serving_wsgi --bind $${SERVING_BIND:-127.0.0.1:8001} --workers 1 --threads 4 --timeout 300
 
 worker: $(STAMP)
 	$(BIN)/celery -A config worker -Q gpu,cpu --concurrency 1 --prefetch-multiplier 1 --loglevel INFO

@@ -103,6 +103,11 @@ class CertificateContent:
     # from them (empty for runs judged before families existed).
     families: list[FamilyLine] = field(default_factory=list)
     family_rule: str = ""
+    # The runtime filters served with the unlearned model (audits.runtime_filters): one row per
+    # filter (label, block rate on forget probes, false positives on retain and general prompts),
+    # and what the in-context probes leaked with the filters off and on.
+    runtime_filters: list[list[str]] = field(default_factory=list)
+    runtime_filter_summary: list[str] = field(default_factory=list)
 
     @property
     def compared_with_holdout(self) -> bool:
@@ -299,6 +304,13 @@ def render_certificate(content: CertificateContent) -> bytes:
                       "reference; well above 0, the subject's texts still look trained (under-unlearned); well below "
                       "0, they look less trained than to a model that never saw them (over-unlearned, itself a trace).", small),
         ]
+    if content.runtime_filters:
+        story += [
+            Paragraph("Runtime filters served with the unlearned model", h2),
+            _table([["Filter", "Acted on forget probes [95% CI]", "Acted on retain/general prompts [95% CI]"]]
+                   + content.runtime_filters, [60 * mm, 55 * mm, 55 * mm]),
+        ]
+        story += [Paragraph(text, small) for text in content.runtime_filter_summary]
     story += [
         _chart(content.audits, "never-trained baseline" if content.compared_with_holdout else "retrained reference"),
         Paragraph("How each verdict was reached", h2),

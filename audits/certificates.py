@@ -18,11 +18,12 @@ from audits.verdicts import PROVEN_BY_IDENTITY
 from compliance.auditlog import subject_ref
 from config.version import code_version
 from unlearning.models import ModelKind
+from unlearning.serving.filters import FILTERS
 
 FIGURE_DPI = 150  # sharp in print at the text width
 LANGUAGE_MODEL_LIMITATIONS = [
     "In-context risk: unlearning does not stop a model from using facts given to it in a prompt "
-    "(in-context relearning). Runtime filters are not yet active for this model.",
+    "(in-context relearning); runtime filters lower that risk where listed, and cannot rule it out.",
     "The audits measure behaviour on the listed samples. One person's data is a handful of texts: "
     "text-level intervals on so few items are wide, and where they could not have shown a match they "
     "say so (no power). The person-level tests rank the person among the people the model never saw; "
@@ -120,7 +121,41 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         limitations=limitations({run.job.asset.kind for run in runs}),
         membership_panel=panel, figures=figures, families=families,
         family_rule=" ".join(dict.fromkeys(run.policy["family_rule"] for run in runs if run.policy.get("family_rule"))),
+        runtime_filters=[row for run in runs for row in filter_rows(run, len(runs) > 1)],
+        runtime_filter_summary=[line for run in runs for line in filter_summary(run, len(runs) > 1)],
     )
+
+
+def shown_rate(measured: dict) -> str:
+    low, high = measured["interval"]
+    if measured["rate"] is None:
+        return "not measured"
+    return f"{measured['rate']:.1%} ({measured['hits']}/{measured['trials']}) [{low:.1%}, {high:.1%}]"
+
+
+def filter_rows(run, several: bool) -> list[list[str]]:
+    measured = run.runtime_filters.get("measured", {}).get("filters", {})
+    prefix = f"{run.job.asset.name}: " if several else ""
+    return [[prefix + FILTERS[name].label, shown_rate(rates["block"]), shown_rate(rates["false_positive"])]
+            for name, rates in measured.items()]
+
+
+def filter_summary(run, several: bool) -> list[str]:
+    """In-context leakage and retained people's answers with the filters off and on; or why none are served."""
+    prefix = f"{run.job.asset.name}: " if several else ""
+    measured = run.runtime_filters.get("measured")
+    if not measured:
+        return [f"{prefix}no runtime filters are served with this model."] if run.job.asset.kind == ModelKind.CAUSAL_LM else []
+    off, on = measured["leakage_off"], measured["leakage_on"]
+    return [
+        f"{prefix}In-context relearning probes (excluding the fact handed over in the prompt): {shown_rate(off)} "
+        f"answered correctly without filters, {shown_rate(on)} with them (upper bound {on['interval'][1]:.1%}). "
+        f"With the fact in the prompt: {shown_rate(measured['fact_in_context_off'])} without filters, "
+        f"{shown_rate(measured['fact_in_context_on'])} with them.",
+        f"{prefix}Retained people's questions answered correctly: {shown_rate(measured['retain_accuracy_off'])} "
+        f"without filters, {shown_rate(measured['retain_accuracy_on'])} with them. The gate's threshold was "
+        f"calibrated on other retained people than these.",
+    ]
 
 
 def owner_material(job, request) -> str:

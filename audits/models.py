@@ -43,6 +43,11 @@ class AuditRun(models.Model):
     # For a job of several subjects, each one's own verdict and families (salted pseudonym →
     # {"verdict", "families"}): the certificate of one request shows its subject's. Empty for one.
     subjects = models.JSONField(default=dict, blank=True)
+    # The runtime filters prepared for the unlearned version (audits.runtime_filters): their
+    # configuration, calibrated on this run's material, and what they measured (block rates on
+    # forget probes, false positives on retain and general prompts, in-context leakage with and
+    # without them). Activated on the version when a request of this run is certified.
+    runtime_filters = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from audits import services
 from audits.checks import per_item_by_role, person_row_subjects, score_models
+from audits.runtime_filters import prepare_runtime_filters
 from audits.sets import audit_sets, row_audit_sets
 from audits.verdicts import (
     AGAINST_HOLDOUT,
@@ -24,11 +25,14 @@ from audits.verdicts import (
     subject_verdicts,
 )
 from compliance.auditlog import subject_ref
+from compliance.models import RemovalRequest
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
 from unlearning.manifest import forget_set_sha256, read_manifest
-from unlearning.models import ModelKind, ModelVersion, VersionRole
+from unlearning.models import JobStatus, ModelKind, ModelVersion, VersionRole
 from unlearning.runner import workbench
+from unlearning.serving.encoder import sentence_encoder
+from unlearning.serving.targets import targets_from_records
 from unlearning.selectors import model_state, regime, removed_record_ids, version_before_removal
 from unlearning.store import verified_folder
 
@@ -88,6 +92,18 @@ def verify_pinned(version: ModelVersion) -> Path:
     return verified_folder(Path(version.storage_path), version.sha256)
 
 
+def prepared_filters(job, sets, manifest: list[dict], removed: set[str]) -> dict:
+    """The runtime filters for the unlearned version, over every request removed from the model so
+    far (the requests' full names added to their records' names), calibrated and measured."""
+    names = {request.subject_key: [request.full_name] for request in
+             RemovalRequest.objects.filter(jobs__asset=job.asset, jobs__status__in=[JobStatus.SUCCEEDED]).distinct()
+             if request.subject_key} | {r.subject_key: [r.full_name] for r in job.requests.all() if r.subject_key}
+    targets = targets_from_records([r for r in manifest if r["record_id"] in removed], names)
+    model, tokenizer = load_model(job.asset.kind, verify_pinned(job.result_version))
+    return prepare_runtime_filters(model, tokenizer, sets, targets, sentence_encoder(settings.SERVING_ENCODER_PATH),
+                                   settings.MODEL_STORE_DIR)
+
+
 def run_claimed_audit(run) -> None:
     """Audit a job whose run this worker claimed (audits.services.claim_audit); a failure is
     recorded on the run and its requests, then logged."""
@@ -114,11 +130,14 @@ def run_claimed_audit(run) -> None:
         verdict, basis = run_verdict(judgements, policy, comparison, versions["unlearned"].sha256,
                                      reference.sha256 if reference is not None else None,
                                      exact=job.outcome.get("method_kind") == "exact")
+        filters = (prepared_filters(job, sets, manifest, removed)
+                   if job.asset.kind == ModelKind.CAUSAL_LM and settings.AUDIT_RUNTIME_FILTERS else {})
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
                                 judgements=judgements, scores=scores, verdict=verdict, basis=basis,
                                 families=([family.as_dict() for family in family_verdicts(judgements, policy)]
                                           if policy.family_rule else []),
-                                subjects=per_subject(judgements, per_item, scores["unlearned"], policy, basis))
+                                subjects=per_subject(judgements, per_item, scores["unlearned"], policy, basis),
+                                runtime_filters=filters)
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

@@ -23,9 +23,9 @@ from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.errors import TransitionNotAllowed
 from compliance.models import RequestStatus
+from unlearning import services as unlearning_services
 from unlearning.models import UnlearningJob
 from unlearning.selectors import stale_claim
-from unlearning.services import lost_worker, sweep_each, this_worker
 
 WORKER = compliance_services.WORKER
 
@@ -41,11 +41,11 @@ def claim_audit(job_id: int) -> AuditRun | None:
         claimed = AuditRun.objects.filter(
             Q(status=AuditStatus.QUEUED) | stale_claim(now), pk=run.pk, attempts__lt=settings.JOB_MAX_ATTEMPTS,
         ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-                 claimed_by=this_worker())
+                 claimed_by=unlearning_services.this_worker())
         if not claimed:
             stale = AuditRun.objects.filter(stale_claim(now), pk=run.pk).first()
             if stale is not None:  # and no attempt left
-                fail_audit(run_id=run.pk, error=f"{lost_worker(stale)}; no attempt is left")
+                fail_audit(run_id=run.pk, error=f"{unlearning_services.lost_worker(stale)}; no attempt is left")
             return None
         run.refresh_from_db()
         auditlog.append(actor=WORKER, action="audit.started", obj=run,
@@ -80,14 +80,16 @@ def per_item_scores(rule, scores: dict) -> dict:
 @transaction.atomic
 def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str, judgements: list, scores: dict,
                    verdict: str, basis: str = "audits", families: list[dict] = (),
-                   subjects: dict | None = None) -> AuditRun:
+                   subjects: dict | None = None, runtime_filters: dict | None = None) -> AuditRun:
     """Store the results, if the worker's claim (`attempt`) is still the run's current one; once
     every audit of a request is done, its certificate follows (workers.pipeline).
 
     `versions[role]` is a ModelVersion (no "reference" when compared with never-trained people);
     `scores[role][metric]` a MetricScore (per-item values kept); `families` the family verdicts
     (audits.verdicts.FamilyVerdict.as_dict); `subjects` each subject's own verdict and families
-    for a job of several (audits.verdicts.subject_verdicts).
+    for a job of several (audits.verdicts.subject_verdicts); `runtime_filters` the filters prepared
+    for the unlearned version and what they measured (audits.runtime_filters), activated on it at
+    certification.
     """
     run = AuditRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
     if run.status != AuditStatus.RUNNING or run.attempts != attempt:
@@ -107,6 +109,7 @@ def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str
     run.reference_version, run.comparison = versions.get("reference"), comparison
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
     run.verdict, run.verdict_basis, run.families, run.subjects = verdict, basis, list(families), subjects or {}
+    run.runtime_filters = runtime_filters or {}
     run.status, run.finished_at = AuditStatus.DONE, timezone.now()
     run.save()
     auditlog.append(actor=WORKER, action="audit.completed", obj=run, data={
@@ -115,6 +118,7 @@ def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str
         "unlearned_sha256": run.unlearned_version.sha256,
         "reference_sha256": run.reference_version.sha256 if run.reference_version else None,
         "metrics": {j.metric: [j.original, j.unlearned, j.reference, j.verdict] for j in judgements},
+        "runtime_filters": sorted(run.runtime_filters.get("filters", {})),
     })
     audit_finished.send(sender=AuditRun, run_id=run.pk)
     return run
@@ -138,7 +142,7 @@ def sweep_stale_audits() -> dict[str, list[int]]:
     """Running audits whose worker is gone: re-queued while attempts remain, failed after (as
     unlearning.services.sweep_stale_jobs)."""
     stale = AuditRun.objects.filter(stale_claim()).order_by("pk").values_list("pk", flat=True)
-    return sweep_each(list(stale), sweep_stale_audit, "audit run")
+    return unlearning_services.sweep_each(list(stale), sweep_stale_audit, "audit run")
 
 
 @transaction.atomic
@@ -150,9 +154,9 @@ def sweep_stale_audit(run_id: int) -> str | None:
     if run is None:
         return None
     if run.attempts >= settings.JOB_MAX_ATTEMPTS:
-        fail_audit(run_id=run.pk, error=f"{lost_worker(run)}; no attempt is left")
+        fail_audit(run_id=run.pk, error=f"{unlearning_services.lost_worker(run)}; no attempt is left")
         return "failed"
-    reason = lost_worker(run)
+    reason = unlearning_services.lost_worker(run)
     run.status = AuditStatus.QUEUED
     run.save(update_fields=["status"])
     auditlog.append(actor=WORKER, action="audit.requeued", obj=run, data={"attempts": run.attempts, "reason": reason})
@@ -195,4 +199,8 @@ def issue_certificate(*, request_id) -> Certificate:
     )
     compliance_services.certify(request, certificate=serial, pdf_sha256=certificate.pdf_sha256,
                                 verdict=content.overall_verdict)
+    for run in runs:  # from now on the model is served with the filters that cover this request
+        if run.runtime_filters:
+            unlearning_services.activate_runtime_filters(version=run.unlearned_version, prepared=run.runtime_filters,
+                                                         request_id=request.pk)
     return certificate

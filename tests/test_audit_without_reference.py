@@ -1,7 +1,9 @@
 """Audits when no retrained reference is affordable (retraining by the model's recipe costs more
 than AUDIT_REFERENCE_MAX_STEPS): nothing is retrained, the forget metrics are compared with
-never-trained people, and the run, the API and the signed certificate say so. The whole pipeline
-runs in this process (tasks eager), on the tiny model, once: one test, in three parts."""
+never-trained people, and the run, the API and the signed certificate say so. The same run
+prepares the runtime filters the unlearned version is served with, measures them, and activates
+them at certification. The whole pipeline runs in this process (tasks eager), on the tiny model,
+once: one test, in four parts."""
 
 import subprocess
 from pathlib import Path
@@ -42,6 +44,7 @@ def test_without_an_affordable_reference_the_audits_compare_with_never_trained_p
     nothing_is_retrained_and_the_run_says_what_it_compared(run)
     forget_metrics_are_gaps_to_never_trained_people_recomputed_from_the_stored_items(run)
     the_api_and_the_signed_certificate_state_the_weaker_comparison(request, legal_api)
+    the_runtime_filters_were_measured_activated_and_certified(request, run)
 
 
 def nothing_is_retrained_and_the_run_says_what_it_compared(run):
@@ -80,3 +83,31 @@ def the_api_and_the_signed_certificate_state_the_weaker_comparison(request, lega
     text = " ".join(subprocess.run(["pdftotext", path, "-"], capture_output=True, text=True, check=True).stdout.split())
     assert "No retrained reference was affordable for tiny-world." in text
     assert "never-trained people (no retrained reference)" in text
+
+
+def the_runtime_filters_were_measured_activated_and_certified(request, run):
+    from compliance.auditlog import AuditEvent
+    from unlearning.serving.targets import ForgetTargets
+    from unlearning.store import read_verified_file
+
+    prepared = run.runtime_filters
+    assert sorted(prepared["filters"]) == ["eco", "guard", "output_filter", "prompt_classifier"]
+    assert prepared["filters"]["eco"]["strength"] > 0  # tuned
+    targets = ForgetTargets.from_json(read_verified_file(Path(prepared["targets_path"]), prepared["targets_sha256"]).decode())
+    assert [t.subject for t in targets.targets] == [request.full_name]
+    measured = prepared["measured"]
+    assert measured["leakage_on"]["hits"] == 0 and measured["leakage_on"]["interval"][1] < 0.15
+    assert measured["fact_in_context_on"]["hits"] <= measured["fact_in_context_off"]["hits"]
+    assert abs(measured["retain_accuracy_on"]["rate"] - measured["retain_accuracy_off"]["rate"]) <= 0.01
+    gate = measured["filters"]["prompt_classifier"]
+    assert gate["block"]["rate"] == 1.0 and gate["false_positive"]["rate"] <= 0.05  # calibrated to 1% on other people
+    assert prepared["calibration"]["false_positive_rate"] <= 0.01
+    version = run.unlearned_version
+    version.refresh_from_db()
+    assert version.runtime_filters["requests"] == [str(request.pk)]
+    assert version.runtime_filters["targets_sha256"] == prepared["targets_sha256"]
+    assert AuditEvent.objects.filter(action="filters.activated").count() == 1
+    text = " ".join(subprocess.run(["pdftotext", request.certificate.pdf_path, "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert "Runtime filters served with the unlearned model" in text
+    assert "Prompt classifier (gate)" in text and "In-context relearning probes" in text

@@ -9,7 +9,7 @@ Bourtoule et al. 2021 average the members' predictions). Two aggregations, both 
 - "token": the plain mean of the members' next-token distributions at every position.
 
 It offers what the audits and methods call on a model (forward with `.logits` and `.loss`,
-`generate` for greedy decoding, `config`, `parameters`, deepcopy, train/eval), so every audit
+`config`, `parameters`, deepcopy, train/eval), so every audit
 runs on an ensemble unchanged. Logits are the log of the averaged probabilities: a softmax of
 them gives back the mixture exactly. Pure ML code: no Django.
 """
@@ -70,23 +70,3 @@ class EnsembleCausalLM(torch.nn.Module):
             token_log_probs = token_log_probs * attention_mask[None, :, 1:]
         prefix = torch.cat([torch.zeros_like(token_log_probs[:, :, :1]), token_log_probs.cumsum(-1)], dim=-1)
         return torch.log_softmax(prefix, dim=0)
-
-    @torch.no_grad()
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
-                 pad_token_id: int | None = None, eos_token_id: int | None = None, **_ignored) -> torch.Tensor:
-        """Greedy decoding of unpadded prompts (callers batch prompts by length); rows that have
-        produced end-of-text are padded from there on, as transformers' generate does."""
-        if do_sample:
-            raise NotImplementedError("the ensemble decodes greedily; sampling is computed from its probabilities")
-        sequences = input_ids
-        finished = torch.zeros(len(sequences), dtype=torch.bool, device=sequences.device)
-        for _ in range(max_new_tokens):
-            next_tokens = self(input_ids=sequences, attention_mask=torch.ones_like(sequences)).logits[:, -1].argmax(-1)
-            if pad_token_id is not None:
-                next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_token_id), next_tokens)
-            sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
-            if eos_token_id is not None:
-                finished |= next_tokens == eos_token_id
-                if finished.all():
-                    break
-        return sequences

@@ -225,26 +225,22 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return _bos(tokenizer) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
-@torch.no_grad()
 def greedy_continue(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_token_id: int) -> list[list[int]]:
-    """Greedy continuations of token-id prompts, batched by prompt length so no padding ever shifts positions."""
+    """Greedy continuations of token-id prompts, batched by prompt length so no padding ever shifts
+    positions, by the serving layer's decode loop (every stored format, the ensemble included); a
+    row that ended is padded after its end-of-text, as transformers' generate pads it."""
+    from unlearning.serving.decoding import Sampling, decode  # the serving layer builds on this module
+
     by_length: dict[int, list[int]] = defaultdict(list)
     for index, ids in enumerate(prompts):
         by_length[len(ids)].append(index)
-    limit = context_length(model)
+    eos = model.config.eos_token_id
     outputs: list[list[int]] = [[] for _ in prompts]
-    for length, indices in by_length.items():
-        room = min(max_new_tokens, limit - length)
-        if room <= 0:
-            continue
-        input_ids = torch.tensor([list(prompts[i]) for i in indices], device=model_device(model))
-        with autocast(input_ids.device):
-            generated = model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=room,
-                do_sample=False, pad_token_id=pad_token_id, eos_token_id=model.config.eos_token_id,
-            )
-        for row, index in enumerate(indices):
-            outputs[index] = generated[row, length:].tolist()
+    for indices in by_length.values():
+        for step in decode(model, [prompts[i] for i in indices], Sampling(max_new_tokens=max_new_tokens), eos):
+            for row, token in zip(indices, step.tolist()):
+                ended = eos is not None and eos in outputs[row]
+                outputs[row].append(pad_token_id if ended else token)
     return outputs
 
 

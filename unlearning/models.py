@@ -60,6 +60,11 @@ class ModelVersion(models.Model):
     # and slice, and what each checkpoint or adapter saw.
     lineage_path = models.CharField(max_length=500, blank=True)
     lineage_sha256 = models.CharField(max_length=64, blank=True)
+    # The runtime filters served with this version (unlearning.serving): {"filters": name → parameters
+    # (calibrated values included), "targets_path", "targets_sha256" (the forget targets in the model
+    # store, content-addressed), "requests": the certified requests they cover, "measured": block and
+    # false-positive rates}. Set when a request against it is certified; empty: served unfiltered.
+    runtime_filters = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["asset", "sha256", "role"], name="one_version_per_hash_and_role")]
@@ -164,3 +169,34 @@ class ModelRegistration(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ServingKey(models.Model):
+    """An API key of the OpenAI-compatible endpoint: its own scope (the models it may call), apart
+    from the REST API's tokens. Only the key's SHA-256 is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, db_index=True)  # the key's first characters: which key it is, in lists
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    assets = models.ManyToManyField(ModelAsset, related_name="serving_keys")
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+
+class FilterCount(models.Model):
+    """How often a runtime filter acted on a served version, per day: counts only, never a prompt or an output."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="filter_counts")
+    filter = models.CharField(max_length=32)
+    action = models.CharField(max_length=16)
+    reason = models.CharField(max_length=16)
+    day = models.DateField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "filter", "action", "reason", "day"],
+                                               name="one_count_per_filter_action_and_day")]

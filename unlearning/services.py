@@ -7,8 +7,10 @@ status changes go through compliance.services.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -28,8 +30,8 @@ from unlearning import intake
 from unlearning.manifest import forget_set_sha256, lineage_records, read_manifest, write_manifest
 from unlearning.methods import get_method
 from unlearning.models import (
-    JobStatus, ModelAsset, ModelKind, ModelRegistration, ModelVersion, RegistrationStatus, TrainingRecord, UnlearningJob,
-    VersionRole,
+    FilterCount, JobStatus, ModelAsset, ModelKind, ModelRegistration, ModelVersion, RegistrationStatus, ServingKey,
+    TrainingRecord, UnlearningJob, VersionRole,
 )
 from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
 from unlearning.selectors import (
@@ -554,3 +556,77 @@ def sweep_stale_job(job_id: int) -> str | None:
         return "failed"
     requeue_job(job_id=job.pk, reason=lost_worker(job))
     return "requeued"
+
+
+# Serving: keys of the OpenAI-compatible endpoint, the filters a version is served with, and what they did.
+
+SERVING_KEY_PREFIX = "uck-"
+
+
+def serving_key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def create_serving_key(*, name: str, asset_names: Iterable[str], created_by: str) -> tuple[ServingKey, str]:
+    """A new endpoint key for these models; returns the key itself, which is stored only as its hash."""
+    names = sorted(set(asset_names))
+    assets = list(ModelAsset.objects.filter(name__in=names, kind=ModelKind.CAUSAL_LM))
+    missing = sorted(set(names) - {a.name for a in assets})
+    if not names or missing:
+        raise ServiceError(f"no served language model named {', '.join(missing)}" if missing
+                           else "name at least one model the key may call")
+    key = SERVING_KEY_PREFIX + secrets.token_urlsafe(32)
+    serving_key = ServingKey.objects.create(name=name, prefix=key[:12], key_sha256=serving_key_sha256(key),
+                                            created_by=created_by)
+    serving_key.assets.set(assets)
+    auditlog.append(actor=created_by, action="serving_key.created", obj=serving_key,
+                    data={"name": name, "prefix": serving_key.prefix, "models": names})
+    return serving_key, key
+
+
+@transaction.atomic
+def revoke_serving_key(*, key_id: int, revoked_by: str) -> ServingKey:
+    serving_key = ServingKey.objects.select_for_update().filter(pk=key_id).first()
+    if serving_key is None:
+        raise NotFound(f"no serving key {key_id}")
+    if serving_key.revoked_at is None:
+        serving_key.revoked_at = timezone.now()
+        serving_key.save(update_fields=["revoked_at"])
+        auditlog.append(actor=revoked_by, action="serving_key.revoked", obj=serving_key, data={"prefix": serving_key.prefix})
+    return serving_key
+
+
+@transaction.atomic
+def activate_runtime_filters(*, version: ModelVersion, prepared: dict, request_id: str) -> ModelVersion:
+    """Serve `version` with the filters its audit prepared (covering every request removed up to it),
+    once a request they cover is certified. Safe to run twice: a second request of the same run adds
+    itself to the list."""
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    current = version.runtime_filters
+    requests = sorted(set(current.get("requests", [])) | {str(request_id)})
+    if current.get("targets_sha256") == prepared["targets_sha256"] and current.get("filters") == prepared["filters"]:
+        if requests != current.get("requests"):
+            version.runtime_filters = {**current, "requests": requests}
+            version.save(update_fields=["runtime_filters"])
+        return version
+    version.runtime_filters = {**prepared, "requests": requests}
+    version.save(update_fields=["runtime_filters"])
+    auditlog.append(actor=WORKER, action="filters.activated", obj=version, data={
+        "model": version.asset.name, "sha256": version.sha256, "filters": sorted(prepared["filters"]),
+        "targets_sha256": prepared["targets_sha256"], "targets": prepared.get("targets", 0),
+    })
+    return version
+
+
+def count_filter_events(*, version_id: int, events: Iterable[tuple[str, str, str]]) -> None:
+    """Add what the filters did on one served request to the day's counts (no text is ever stored)."""
+    today = timezone.localdate()
+    tally: dict[tuple[str, str, str], int] = {}
+    for event in events:
+        tally[tuple(event)] = tally.get(tuple(event), 0) + 1
+    for (name, action, reason), count in sorted(tally.items()):
+        with transaction.atomic():
+            row, _ = FilterCount.objects.select_for_update().get_or_create(
+                version_id=version_id, filter=name, action=action, reason=reason, day=today)
+            FilterCount.objects.filter(pk=row.pk).update(count=F("count") + count)

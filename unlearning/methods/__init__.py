@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import types
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -136,6 +137,9 @@ def parse_params(method: str, params_type: type, overrides: dict):
 
 def checked_value(method: str, name: str, hint, value):
     """`value` as the field's type: an int is a valid float, a bool is not a number, a Literal takes its choices."""
+    optional = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if isinstance(hint, types.UnionType) and len(optional) == 1:  # `float | None`: unset, or the type
+        return None if value is None else checked_value(method, name, optional[0], value)
     if typing.get_origin(hint) is typing.Literal:
         if value in typing.get_args(hint):
             return value

@@ -1,0 +1,234 @@
+"""A served model version with its runtime filters: the one place where the product generates text
+(the endpoint, and the audits with filters on or off).
+
+For a batch of prompts: the gate (prompt classifier) flags those about a forget target; for
+flagged prompts ECO corrupts the prompt's embeddings at the prefill and GUARD forbids the target's
+key phrases at each decode step; every output then passes the output filter, sentence by sentence
+(a stream never sends a sentence before it was checked). What each filter did is returned as
+events (filter, action, reason), never with the prompt's or the output's text, so that counting
+them logs no personal data. Pure ML code: no Django.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from unlearning.lm import prompt_ids
+from unlearning.serving.decoding import Sampling, decode
+from unlearning.serving.filters import FILTERS, EcoParams, GuardParams
+from unlearning.serving.targets import ForgetTargets
+
+SENTENCE_END = re.compile(r"[.!?\n]")
+
+
+@dataclass(frozen=True)
+class FilterEvent:
+    filter: str
+    action: str  # flagged, corrupted, restricted, redact, refuse
+    reason: str  # name, meaning, entity, prompt, token, exact, fuzzy, semantic
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # stop, length or content_filter (OpenAI's words)
+    prompt_tokens: int
+    completion_tokens: int
+    events: list[FilterEvent] = field(default_factory=list)
+
+
+@dataclass
+class RuntimeFilters:
+    """The filter engines of one served version, loaded once (targets embedded once)."""
+
+    targets: ForgetTargets
+    classifier: object | None = None  # PromptClassifier
+    eco: EcoParams | None = None
+    eco_strength: float = 0.0
+    guard: GuardParams | None = None
+    output: object | None = None  # OutputFilter
+
+    @property
+    def active(self) -> list[str]:
+        present = {"prompt_classifier": self.classifier, "eco": self.eco, "guard": self.guard, "output_filter": self.output}
+        return [name for name in FILTERS if present.get(name) is not None]
+
+
+def build_filters(targets: ForgetTargets, config: dict[str, dict], encoder) -> RuntimeFilters:
+    """Engines for the filters `config` names (name → parameters, calibrated values included)."""
+    unknown = sorted(set(config) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"unknown runtime filters: {', '.join(unknown)}")
+    params = {name: FILTERS[name].params(given) for name, given in config.items()}
+    if ("eco" in params or "guard" in params) and "prompt_classifier" not in params:
+        raise ValueError("ECO and GUARD act on the prompts the prompt classifier flags: configure it too")
+    filters = RuntimeFilters(targets)
+    if "prompt_classifier" in params:
+        filters.classifier = FILTERS["prompt_classifier"].engine().PromptClassifier(targets, encoder, params["prompt_classifier"])
+    if "eco" in params:
+        filters.eco, filters.eco_strength = params["eco"], params["eco"].strength or 0.0
+    filters.guard = params.get("guard")
+    if "output_filter" in params:
+        filters.output = FILTERS["output_filter"].engine().OutputFilter(targets, encoder, params["output_filter"])
+    return filters
+
+
+class ServedModel:
+    def __init__(self, model, tokenizer, filters: RuntimeFilters | None = None):
+        self.model, self.tokenizer, self.filters = model, tokenizer, filters
+        self._token_embeddings = None
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling()) -> list[Generation]:
+        flags = self.flags(prompts)
+        ids = [prompt_ids(self.tokenizer, p) for p in prompts]
+        by_length: dict[int, list[int]] = {}
+        for row, prompt in enumerate(ids):
+            by_length.setdefault(len(prompt), []).append(row)
+        generated: list[list[int]] = [[] for _ in prompts]
+        events: list[list[FilterEvent]] = [self.gate_events(flag) for flag in flags]
+        for rows in by_length.values():
+            tokens = self._decode_rows([prompts[r] for r in rows], [ids[r] for r in rows], [flags[r] for r in rows],
+                                       sampling, [events[r] for r in rows])
+            for row, row_tokens in zip(rows, tokens):
+                generated[row] = row_tokens
+        return [self.finish(generated[r], flags[r], sampling, len(ids[r]), events[r]) for r in range(len(prompts))]
+
+    def stream(self, prompt: str, sampling: Sampling = Sampling()) -> Iterator[str]:
+        """Text pieces as they are generated and checked; returns (StopIteration.value) the Generation."""
+        flag = self.flags([prompt])[0]
+        ids = prompt_ids(self.tokenizer, prompt)
+        events = self.gate_events(flag)
+        tokens: list[int] = []
+        checker = OutputChecker(self.filters.output if self.filters else None, flag)
+        stopped = False
+        with self._filtered([prompt], [ids], [flag], [events]) as processors:
+            for step in decode(self.model, [ids], sampling, self.tokenizer.eos_token_id, processors):
+                token = int(step[0])
+                if token == self.tokenizer.eos_token_id:
+                    stopped = True
+                    break
+                tokens.append(token)
+                text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
+                yield from checker.feed(text, final=stopped)
+                if stopped or checker.refused:
+                    break
+        text, stopped_now = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
+        yield from checker.feed(text, final=True)
+        reason = finish_reason(tokens, stopped or stopped_now, sampling, checker.refused, self.tokenizer.eos_token_id)
+        return Generation(checker.emitted, reason, len(ids), len(tokens), events + checker.events)
+
+    # The parts.
+
+    def flags(self, prompts: Sequence[str]) -> list:
+        if self.filters is None or self.filters.classifier is None:
+            return [None] * len(prompts)
+        return self.filters.classifier.classify(prompts)
+
+    @staticmethod
+    def gate_events(flag) -> list[FilterEvent]:
+        return [] if flag is None else [FilterEvent("prompt_classifier", "flagged", flag.by)]
+
+    def _decode_rows(self, prompts, ids, flags, sampling: Sampling, events) -> list[list[int]]:
+        rows: list[list[int]] = [[] for _ in ids]
+        with self._filtered(prompts, ids, flags, events) as processors:
+            for step in decode(self.model, ids, sampling, self.tokenizer.eos_token_id, processors):
+                for row, token in enumerate(step.tolist()):
+                    rows[row].append(token)
+        return rows
+
+    @contextlib.contextmanager
+    def _filtered(self, prompts, ids, flags, events):
+        """ECO's hooks around the decode loop and GUARD's processor in it, for the flagged rows."""
+        filters = self.filters
+        if filters is None or not any(flags):
+            yield []
+            return
+        processors = []
+        guard = None
+        if filters.guard is not None:
+            engine = FILTERS["guard"].engine()
+            if self._token_embeddings is None:
+                self._token_embeddings = engine.token_embedding_matrix(self.model)
+            rules = [None if flag is None else engine.guard_rules(
+                self.tokenizer, filters.targets.targets[flag.target].key_phrases, filters.guard, self._token_embeddings)
+                for flag in flags]
+            guard = engine.GuardLogitsProcessor(rules, [len(i) for i in ids], filters.guard)
+            processors.append(guard)
+        with contextlib.ExitStack() as stack:
+            if filters.eco is not None:
+                engine = FILTERS["eco"].engine()
+                bos = len(ids[0]) - len(self.tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
+                positions = [[] if flag is None else engine.entity_positions(self.tokenizer, prompt, flag.names, bos)
+                             for prompt, flag in zip(prompts, flags)]
+                stack.enter_context(engine.corrupted_prompts(self.model, positions, filters.eco, filters.eco_strength))
+                for row, flag in enumerate(flags):
+                    if flag is not None:
+                        events[row].append(FilterEvent("eco", "corrupted", "entity" if flag.names else "prompt"))
+            yield processors
+        if guard is not None:
+            for row, changed in enumerate(guard.interventions):
+                if changed:
+                    events[row].append(FilterEvent("guard", "restricted", "token"))
+
+    def finish(self, tokens: list[int], flag, sampling: Sampling, prompt_length: int, events) -> Generation:
+        eos = self.tokenizer.eos_token_id
+        kept = tokens[: tokens.index(eos)] if eos in tokens else tokens
+        text, stopped = cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
+        checker = OutputChecker(self.filters.output if self.filters else None, flag)
+        list(checker.feed(text, final=True))
+        reason = finish_reason(tokens, stopped, sampling, checker.refused, eos)
+        return Generation(checker.emitted, reason, prompt_length, len(kept), events + checker.events)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cuts = [text.index(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def finish_reason(tokens: list[int], stopped: bool, sampling: Sampling, refused: bool, eos: int | None) -> str:
+    if refused:
+        return "content_filter"
+    if stopped or (eos is not None and eos in tokens):
+        return "stop"
+    return "length"
+
+
+class OutputChecker:
+    """Feeds the text generated so far; yields the pieces that passed the output filter, one whole
+    sentence at a time (the last piece once the text is final). Without an output filter, text
+    passes as it comes, except an incomplete UTF-8 character."""
+
+    def __init__(self, output_filter, flag):
+        self.output_filter, self.flag = output_filter, flag
+        self.checked_upto = 0  # characters of the generated text already checked and sent
+        self.emitted = ""
+        self.events: list[FilterEvent] = []
+        self.refused = False
+
+    def feed(self, text: str, final: bool) -> Iterator[str]:
+        if self.refused:
+            return
+        end = len(text) if final else self.ready(text)
+        if end <= self.checked_upto:
+            return
+        piece = text[self.checked_upto : end]
+        self.checked_upto = end
+        if self.output_filter is not None:
+            checked = self.output_filter.check(piece, None if self.flag is None else self.flag.target)
+            if checked.action is not None:
+                self.events.append(FilterEvent("output_filter", checked.action, checked.reason))
+                self.refused = checked.action == "refuse"
+            piece = checked.text
+        self.emitted += piece
+        yield piece
+
+    def ready(self, text: str) -> int:
+        if text.endswith("\ufffd"):  # a character whose bytes are not all generated yet
+            text = text[:-1]
+        if self.output_filter is None:
+            return len(text)
+        ends = [m.end() for m in SENTENCE_END.finditer(text)]
+        return ends[-1] if ends else 0
