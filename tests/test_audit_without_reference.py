@@ -100,8 +100,8 @@ def the_runtime_filters_were_measured_activated_and_certified(request, run):
     assert measured["fact_in_context_on"]["hits"] <= measured["fact_in_context_off"]["hits"]
     assert abs(measured["retain_accuracy_on"]["rate"] - measured["retain_accuracy_off"]["rate"]) <= 0.01
     gate = measured["filters"]["prompt_classifier"]
-    assert gate["block"]["rate"] == 1.0 and gate["false_positive"]["rate"] <= 0.05  # calibrated to 1% on other people
-    assert prepared["calibration"]["false_positive_rate"] <= 0.01
+    assert gate["block"]["rate"] == 1.0 and gate["false_positive"]["rate"] <= 0.02  # calibrated on other people
+    assert prepared["calibration"]["false_positive_rate"] == 0
     version = run.unlearned_version
     version.refresh_from_db()
     assert version.runtime_filters["requests"] == [str(request.pk)]

@@ -113,3 +113,32 @@ def test_the_endpoint_answers_errors_in_openai_shape(serving, live_server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(raw)
     assert refused.value.code == 401 and json.load(refused.value)["error"]["type"] == "authentication_error"
+
+
+def test_alu_reviews_flagged_answers_with_agents_on_the_projects_own_endpoint(serving, monkeypatch, tiny_model):
+    """ALU's agents on this endpoint (the tiny model, no filters of its own here: a second, unfiltered
+    model under governance). The tiny model follows no instructions, so its critic scores nothing and
+    every leaking answer is refused; the deterministic check never lets a fact through; prompts the
+    gate does not flag never reach the agents."""
+    from unlearning import services
+    from unlearning.lm import load_pretrained
+    from unlearning.serving.decoding import Sampling
+    from unlearning.serving.encoder import sentence_encoder
+    from unlearning.serving.stack import ServedModel, build_filters
+    from unlearning.serving.targets import targets_from_records
+
+    client, _, world, forgotten = serving
+    _, agents_key = services.create_serving_key(name="agents", asset_names=["other-model"], created_by="tests")
+    monkeypatch.setenv("ALU_API_KEY", agents_key)
+    targets = targets_from_records(r.as_json() for r in world.person_records(forgotten, include_canary=True))
+    config = {"prompt_classifier": {}, "alu": {"endpoint": str(client.base_url), "model": "other-model", "variants": 2}}
+    model, tokenizer = load_pretrained(tiny_model.checkpoint_path)
+    filtered = ServedModel(model, tokenizer, build_filters(targets, config, sentence_encoder()))
+    theirs = world.qa_pairs(forgotten)
+    answers = filtered.generate([qa_prompt(qa.question) for qa in theirs], Sampling(max_new_tokens=12, stop=("\n",)))
+    assert not any(answer_is_correct(a.text, qa.answer) for a, qa in zip(answers, theirs))
+    reviewed = [e for a in answers for e in a.events if e.filter == "alu"]
+    assert reviewed and all(e.action == "refuse" for e in reviewed)
+    someone = world.trained_people[1]
+    others = filtered.generate([qa_prompt(qa.question) for qa in world.qa_pairs(someone)], Sampling(max_new_tokens=12, stop=("\n",)))
+    assert not any(a.events for a in others)

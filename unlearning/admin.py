@@ -12,7 +12,9 @@ from compliance.admin import ReadOnlyAdmin, plan_summaries
 from compliance.api.permissions import LEGAL_GROUP, ML_OPERATOR_GROUP, in_group
 from compliance.errors import ServiceError
 from unlearning import services
-from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.models import (
+    FilterCount, JobStatus, ModelAsset, ModelRegistration, ModelVersion, ServingKey, TrainingRecord, UnlearningJob,
+)
 from unlearning.methods import METHODS
 from unlearning.selectors import confirmed_record_ids, deletion_plan
 
@@ -31,8 +33,38 @@ class ModelRegistrationAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ("asset", "role", "sha256", "lineage_sha256", "parent", "produced_by", "created_at")
+    list_display = ("asset", "role", "sha256", "lineage_sha256", "parent", "produced_by", "served_filters", "created_at")
     list_filter = ("role", "asset")
+
+    @admin.display(description="runtime filters")
+    def served_filters(self, version):
+        return ", ".join(sorted(version.runtime_filters.get("filters", {}))) or "—"
+
+
+@admin.register(ServingKey)
+class ServingKeyAdmin(ReadOnlyAdmin):
+    """Keys are created with `manage.py create_serving_key` (the key is shown once) and revoked here."""
+
+    list_display = ("name", "prefix", "models", "created_by", "created_at", "revoked_at")
+    actions = ["revoke"]
+
+    @admin.display(description="models")
+    def models(self, key):
+        return ", ".join(key.assets.order_by("name").values_list("name", flat=True))
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            services.revoke_serving_key(key_id=key.pk, revoked_by=f"user:{request.user.pk}:{request.user.get_username()}")
+        self.message_user(request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(FilterCount)
+class FilterCountAdmin(ReadOnlyAdmin):
+    """What the runtime filters did on served versions, per day: counts only, never a prompt."""
+
+    list_display = ("day", "version", "filter", "action", "reason", "count")
+    list_filter = ("filter", "action", "day")
 
 
 @admin.register(TrainingRecord)

@@ -177,7 +177,9 @@ def test_the_tuned_strength_makes_trained_answers_look_never_trained(tiny):
     positions = [entity_positions(tokenizer, prompt, names) for prompt in prompts]
     corrupted = sum(answer_losses(model, tokenizer, prompts, answers, positions, EcoParams(), strength)) / len(prompts)
     objective = forget_objective(model, tokenizer, prompts, answers, positions, EcoParams(), target)
-    assert objective(strength) == objective(strength) == min(value for _, value in history)
+    best = min(value for _, value in history)  # the weakest strength within 5% of the best measured
+    assert objective(strength) == objective(strength) <= best + 0.05 * best
+    assert strength == min(s for s, value in history if value <= best + 0.05 * best)
     assert trained < 0.3 < target - 1  # the model knows the trained answers, and not the strangers'
     assert abs(corrupted - target) < 0.6 * abs(trained - target)
 

@@ -1,6 +1,10 @@
-"""The serving layer on a real trained model: unfiltered generation is transformers' greedy
-generation; streaming gives the same text; the gate, the output filter and the whole filter stack
-block the forgotten person and leave everyone else's answers as they were."""
+"""The serving layer on a real trained model, on each backend (transformers here; vLLM where it is
+installed: `make test-vllm`): unfiltered generation is transformers' greedy generation; streaming
+gives the same text; the gate, the output filter and the whole filter stack block the forgotten
+person and leave everyone else's answers as they were."""
+
+import importlib.util
+import os
 
 import pytest
 
@@ -13,6 +17,10 @@ from unlearning.world import answer_is_correct, qa_prompt
 ANSWER = Sampling(max_new_tokens=12, stop=("\n",))
 
 
+VLLM = pytest.param("vllm", marks=pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                                      reason="vLLM is not installed here: make test-vllm"))
+
+
 @pytest.fixture(scope="module")
 def served(tiny_model):
     from unlearning.lm import load_pretrained
@@ -20,6 +28,23 @@ def served(tiny_model):
     with one_torch_thread():
         model, tokenizer = load_pretrained(tiny_model.checkpoint_path)
         yield model, tokenizer
+
+
+@pytest.fixture(scope="module", params=["transformers", VLLM])
+def serve(request, served, tiny_model):
+    """filters → a ServedModel of the tiny model on this backend."""
+    from unlearning.serving.stack import ServedModel
+
+    model, tokenizer = served
+    if request.param == "transformers":
+        yield lambda filters=None: ServedModel(model, tokenizer, filters)
+        return
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this process: no spawned interpreter
+    from unlearning.serving.vllm_backend import VllmBackend, input_embedding_matrix, start_engine
+
+    engine = start_engine(tiny_model.checkpoint_path, enforce_eager=True, gpu_memory_utilization=0.1)
+    backend = VllmBackend(engine, tokenizer, input_embedding_matrix(tiny_model.checkpoint_path))
+    yield lambda filters=None: ServedModel(None, tokenizer, filters, backend)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +73,14 @@ def questions(world, people):
     return [(qa_prompt(qa.question), qa.answer) for person in people for qa in world.qa_pairs(person)]
 
 
-def test_unfiltered_generation_is_transformers_greedy_generation(served, world):
+def test_unfiltered_generation_is_transformers_greedy_generation(served, serve, world):
     import torch
 
     from unlearning.lm import prompt_ids
-    from unlearning.serving.stack import ServedModel
 
     model, tokenizer = served
     prompts = [prompt for prompt, _ in questions(world, world.trained_people[:4])]
-    ours = [g.text for g in ServedModel(model, tokenizer).generate(prompts, ANSWER)]
+    ours = [g.text for g in serve().generate(prompts, ANSWER)]
     theirs = []
     for prompt in prompts:  # transformers' own decoding, one prompt at a time
         ids = torch.tensor([prompt_ids(tokenizer, prompt)])
@@ -66,12 +90,9 @@ def test_unfiltered_generation_is_transformers_greedy_generation(served, world):
     assert ours == theirs
 
 
-def test_a_stream_sends_the_text_generate_returns(served, world):
-    from unlearning.serving.stack import ServedModel
-
-    model, tokenizer = served
+def test_a_stream_sends_the_text_generate_returns(serve, world):
     prompt = world.trained_people[0].name  # its biography follows, many tokens long
-    stream = ServedModel(model, tokenizer).stream(prompt, Sampling(max_new_tokens=20))
+    stream = serve().stream(prompt, Sampling(max_new_tokens=20))
     pieces = []
     while True:
         try:
@@ -79,18 +100,15 @@ def test_a_stream_sends_the_text_generate_returns(served, world):
         except StopIteration as done:
             final = done.value
             break
-    whole = ServedModel(model, tokenizer).generate([prompt], Sampling(max_new_tokens=20))[0]
+    whole = serve().generate([prompt], Sampling(max_new_tokens=20))[0]
     assert len(pieces) > 1  # token by token, not all at the end
     assert "".join(pieces) == final.text == whole.text
     assert final.finish_reason == whole.finish_reason
 
 
-def test_sampling_follows_the_seed(served, world):
-    from unlearning.serving.stack import ServedModel
-
-    model, tokenizer = served
+def test_sampling_follows_the_seed(serve, world):
     prompt = questions(world, world.trained_people[:1])[0][0]
-    server = ServedModel(model, tokenizer)
+    server = serve()
     hot = [Sampling(max_new_tokens=15, temperature=2.0, seed=seed) for seed in (1, 1, 2)]
     first, again, other = (server.generate([prompt], s)[0].text for s in hot)
     assert first == again
@@ -140,25 +158,33 @@ def test_the_output_filter_redacts_names_and_the_flagged_targets_facts_only(forg
     assert refusing.action == "refuse" and refusing.text == OutputFilterParams().refusal
 
 
+@pytest.mark.parametrize("only", [None, "eco", "guard"])
 def test_the_filters_keep_the_forgotten_persons_facts_unsaid_and_everyone_elses_answers_unchanged(
-        served, world, forgotten, targets, encoder):
+        serve, world, forgotten, targets, encoder, only):
+    """The whole stack says none of the forgotten person's facts, even with the fact in the prompt;
+    behind the gate, GUARD alone does too, and ECO alone (no output filter, σ about where the search
+    settles on this model) removes most of them."""
     from dataclasses import asdict
 
     from unlearning.serving.filters import EcoParams
-    from unlearning.serving.stack import ServedModel, build_filters
+    from unlearning.serving.stack import build_filters
 
-    model, tokenizer = served
-    config = {"prompt_classifier": {}, "eco": asdict(EcoParams(strength=1.0)), "guard": {}, "output_filter": {}}
-    filtered = ServedModel(model, tokenizer, build_filters(targets, config, encoder))
-    unfiltered = ServedModel(model, tokenizer)
+    config = {"prompt_classifier": {}, "eco": asdict(EcoParams(strength=10.0)), "guard": {}, "output_filter": {}}
+    if only:
+        config = {"prompt_classifier": {}, only: config[only]}
+    filtered = serve(build_filters(targets, config, encoder))
+    unfiltered = serve()
     theirs = questions(world, [forgotten])
     prompts = [p for p, _ in theirs] + [f"{p} {a}\n{p}" for p, a in theirs]  # also with the fact in the prompt
     answers = [a for _, a in theirs] * 2
     before = [answer_is_correct(g.text, a) for g, a in zip(unfiltered.generate(prompts, ANSWER), answers)]
     after = filtered.generate(prompts, ANSWER)
+    leaked = sum(answer_is_correct(g.text, a) for g, a in zip(after, answers))
     assert sum(before) >= len(theirs)  # the model knows them (and reads the fact from its prompt)
-    assert not any(answer_is_correct(g.text, a) for g, a in zip(after, answers))
+    assert leaked <= sum(before) // 4 if only == "eco" else leaked == 0
     assert all(any(e.filter == "prompt_classifier" for e in g.events) for g in after)
+    if only == "guard" and unfiltered.backend.name == "transformers":  # vLLM's engine does not report it
+        assert any(e.filter == "guard" for g in after for e in g.events)
     others = [(p, a) for p, a in questions(world, world.trained_people[1:]) if forgotten.name not in p]
     plain = unfiltered.generate([p for p, _ in others], ANSWER)
     kept = filtered.generate([p for p, _ in others], ANSWER)

@@ -50,21 +50,24 @@ class RuntimeFilters:
     eco_strength: float = 0.0
     guard: GuardParams | None = None
     output: object | None = None  # OutputFilter
+    alu: object | None = None  # AluPipeline, on flagged prompts' answers
 
     @property
     def active(self) -> list[str]:
-        present = {"prompt_classifier": self.classifier, "eco": self.eco, "guard": self.guard, "output_filter": self.output}
+        present = {"prompt_classifier": self.classifier, "eco": self.eco, "guard": self.guard, "output_filter": self.output,
+                   "alu": self.alu}
         return [name for name in FILTERS if present.get(name) is not None]
 
 
-def build_filters(targets: ForgetTargets, config: dict[str, dict], encoder) -> RuntimeFilters:
-    """Engines for the filters `config` names (name → parameters, calibrated values included)."""
+def build_filters(targets: ForgetTargets, config: dict[str, dict], encoder, alu_client=None) -> RuntimeFilters:
+    """Engines for the filters `config` names (name → parameters, calibrated values included);
+    `alu_client`: an OpenAI client for ALU's agents (default: one for its configured endpoint)."""
     unknown = sorted(set(config) - set(FILTERS))
     if unknown:
         raise ValueError(f"unknown runtime filters: {', '.join(unknown)}")
     params = {name: FILTERS[name].params(given) for name, given in config.items()}
-    if ("eco" in params or "guard" in params) and "prompt_classifier" not in params:
-        raise ValueError("ECO and GUARD act on the prompts the prompt classifier flags: configure it too")
+    if {"eco", "guard", "alu"} & set(params) and "prompt_classifier" not in params:
+        raise ValueError("ECO, GUARD and ALU act on the prompts the prompt classifier flags: configure it too")
     filters = RuntimeFilters(targets)
     if "prompt_classifier" in params:
         filters.classifier = FILTERS["prompt_classifier"].engine().PromptClassifier(targets, encoder, params["prompt_classifier"])
@@ -73,13 +76,88 @@ def build_filters(targets: ForgetTargets, config: dict[str, dict], encoder) -> R
     filters.guard = params.get("guard")
     if "output_filter" in params:
         filters.output = FILTERS["output_filter"].engine().OutputFilter(targets, encoder, params["output_filter"])
+    if "alu" in params and params["alu"].endpoint:  # off unless an agents' endpoint is configured
+        filters.alu = FILTERS["alu"].engine().AluPipeline(filters.classifier, params["alu"], client=alu_client)
     return filters
 
 
-class ServedModel:
-    def __init__(self, model, tokenizer, filters: RuntimeFilters | None = None):
-        self.model, self.tokenizer, self.filters = model, tokenizer, filters
+class TransformersBackend:
+    """Generation in this process with torch: the decode loop (unlearning.serving.decoding), ECO as
+    forward hooks on the embedding modules, GUARD as a transformers LogitsProcessor."""
+
+    name = "transformers"
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
         self._token_embeddings = None
+
+    def steps(self, prompts, ids, flags, sampling: Sampling, filters: RuntimeFilters | None, events) -> Iterator[list[int]]:
+        """Each step's next token per row (rows share one length), the filters applied to flagged rows."""
+        with self._filtered(prompts, ids, flags, filters, events) as processors:
+            for step in decode(self.model, ids, sampling, self.tokenizer.eos_token_id, processors):
+                yield step.tolist()
+
+    def token_embeddings(self):
+        if self._token_embeddings is None:
+            self._token_embeddings = FILTERS["guard"].engine().token_embedding_matrix(self.model)
+        return self._token_embeddings
+
+    @contextlib.contextmanager
+    def _filtered(self, prompts, ids, flags, filters, events):
+        if filters is None or not any(flags):
+            yield []
+            return
+        processors, guard = [], None
+        if filters.guard is not None:
+            guard = FILTERS["guard"].engine().GuardLogitsProcessor(
+                guard_rules_per_row(self.tokenizer, flags, filters, self.token_embeddings()), [len(i) for i in ids],
+                filters.guard)
+            processors.append(guard)
+        with contextlib.ExitStack() as stack:
+            if filters.eco is not None:
+                positions = eco_positions(self.tokenizer, prompts, ids, flags)
+                stack.enter_context(FILTERS["eco"].engine().corrupted_prompts(self.model, positions, filters.eco,
+                                                                             filters.eco_strength))
+                note_eco(flags, events)
+            yield processors
+        if guard is not None:
+            note_guard(guard.interventions, events)
+
+
+def guard_rules_per_row(tokenizer, flags, filters: RuntimeFilters, token_embeddings) -> list:
+    """GUARD's rules for each flagged row: the key phrases of the target the gate matched."""
+    engine = FILTERS["guard"].engine()
+    return [None if flag is None else engine.guard_rules(tokenizer, filters.targets.targets[flag.target].key_phrases,
+                                                         filters.guard, token_embeddings) for flag in flags]
+
+
+def eco_positions(tokenizer, prompts, ids, flags) -> list[list[int]]:
+    """Where ECO corrupts each flagged prompt: the tokens of the names the gate found, else all but the last."""
+    engine = FILTERS["eco"].engine()
+    bos = len(ids[0]) - len(tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
+    return [[] if flag is None else engine.entity_positions(tokenizer, prompt, flag.names, bos)
+            for prompt, flag in zip(prompts, flags)]
+
+
+def note_eco(flags, events) -> None:
+    for row, flag in enumerate(flags):
+        if flag is not None:
+            events[row].append(FilterEvent("eco", "corrupted", "entity" if flag.names else "prompt"))
+
+
+def note_guard(interventions, events) -> None:
+    for row, changed in enumerate(interventions):
+        if changed:
+            events[row].append(FilterEvent("guard", "restricted", "token"))
+
+
+class ServedModel:
+    """A model version and its filters behind one backend (transformers here, or vLLM:
+    unlearning.serving.vllm_backend); the gate and the output filter run here, whatever the backend."""
+
+    def __init__(self, model, tokenizer, filters: RuntimeFilters | None = None, backend=None):
+        self.tokenizer, self.filters = tokenizer, filters
+        self.backend = backend or TransformersBackend(model, tokenizer)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling()) -> list[Generation]:
         flags = self.flags(prompts)
@@ -90,11 +168,13 @@ class ServedModel:
         generated: list[list[int]] = [[] for _ in prompts]
         events: list[list[FilterEvent]] = [self.gate_events(flag) for flag in flags]
         for rows in by_length.values():
-            tokens = self._decode_rows([prompts[r] for r in rows], [ids[r] for r in rows], [flags[r] for r in rows],
-                                       sampling, [events[r] for r in rows])
-            for row, row_tokens in zip(rows, tokens):
-                generated[row] = row_tokens
-        return [self.finish(generated[r], flags[r], sampling, len(ids[r]), events[r]) for r in range(len(prompts))]
+            for step in self.backend.steps([prompts[r] for r in rows], [ids[r] for r in rows], [flags[r] for r in rows],
+                                           sampling, self.filters, [events[r] for r in rows]):
+                for row, token in zip(rows, step):
+                    generated[row].append(token)
+        if self.filters is not None and self.filters.output is not None:
+            self.filters.output.prepare([self.text_of(tokens, sampling)[0] for tokens in generated])
+        return [self.finish(prompts[r], generated[r], flags[r], sampling, len(ids[r]), events[r]) for r in range(len(prompts))]
 
     def stream(self, prompt: str, sampling: Sampling = Sampling()) -> Iterator[str]:
         """Text pieces as they are generated and checked; returns (StopIteration.value) the Generation."""
@@ -102,11 +182,11 @@ class ServedModel:
         ids = prompt_ids(self.tokenizer, prompt)
         events = self.gate_events(flag)
         tokens: list[int] = []
-        checker = OutputChecker(self.filters.output if self.filters else None, flag)
+        checker = self.checker(prompt, flag)
         stopped = False
-        with self._filtered([prompt], [ids], [flag], [events]) as processors:
-            for step in decode(self.model, [ids], sampling, self.tokenizer.eos_token_id, processors):
-                token = int(step[0])
+        steps = self.backend.steps([prompt], [ids], [flag], sampling, self.filters, [events])
+        try:
+            for (token,) in steps:
                 if token == self.tokenizer.eos_token_id:
                     stopped = True
                     break
@@ -115,12 +195,12 @@ class ServedModel:
                 yield from checker.feed(text, final=stopped)
                 if stopped or checker.refused:
                     break
+        finally:
+            steps.close()  # ends the backend's filters (ECO's hooks) even when the client went away
         text, stopped_now = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
         yield from checker.feed(text, final=True)
         reason = finish_reason(tokens, stopped or stopped_now, sampling, checker.refused, self.tokenizer.eos_token_id)
         return Generation(checker.emitted, reason, len(ids), len(tokens), events + checker.events)
-
-    # The parts.
 
     def flags(self, prompts: Sequence[str]) -> list:
         if self.filters is None or self.filters.classifier is None:
@@ -131,53 +211,21 @@ class ServedModel:
     def gate_events(flag) -> list[FilterEvent]:
         return [] if flag is None else [FilterEvent("prompt_classifier", "flagged", flag.by)]
 
-    def _decode_rows(self, prompts, ids, flags, sampling: Sampling, events) -> list[list[int]]:
-        rows: list[list[int]] = [[] for _ in ids]
-        with self._filtered(prompts, ids, flags, events) as processors:
-            for step in decode(self.model, ids, sampling, self.tokenizer.eos_token_id, processors):
-                for row, token in enumerate(step.tolist()):
-                    rows[row].append(token)
-        return rows
+    def checker(self, prompt: str, flag) -> OutputChecker:
+        filters = self.filters or RuntimeFilters(ForgetTargets())
+        alu = filters.alu if flag is not None else None
+        return OutputChecker(filters.output, flag, None if alu is None else lambda answer: alu.review(prompt, answer, flag))
 
-    @contextlib.contextmanager
-    def _filtered(self, prompts, ids, flags, events):
-        """ECO's hooks around the decode loop and GUARD's processor in it, for the flagged rows."""
-        filters = self.filters
-        if filters is None or not any(flags):
-            yield []
-            return
-        processors = []
-        guard = None
-        if filters.guard is not None:
-            engine = FILTERS["guard"].engine()
-            if self._token_embeddings is None:
-                self._token_embeddings = engine.token_embedding_matrix(self.model)
-            rules = [None if flag is None else engine.guard_rules(
-                self.tokenizer, filters.targets.targets[flag.target].key_phrases, filters.guard, self._token_embeddings)
-                for flag in flags]
-            guard = engine.GuardLogitsProcessor(rules, [len(i) for i in ids], filters.guard)
-            processors.append(guard)
-        with contextlib.ExitStack() as stack:
-            if filters.eco is not None:
-                engine = FILTERS["eco"].engine()
-                bos = len(ids[0]) - len(self.tokenizer(prompts[0], add_special_tokens=False)["input_ids"])
-                positions = [[] if flag is None else engine.entity_positions(self.tokenizer, prompt, flag.names, bos)
-                             for prompt, flag in zip(prompts, flags)]
-                stack.enter_context(engine.corrupted_prompts(self.model, positions, filters.eco, filters.eco_strength))
-                for row, flag in enumerate(flags):
-                    if flag is not None:
-                        events[row].append(FilterEvent("eco", "corrupted", "entity" if flag.names else "prompt"))
-            yield processors
-        if guard is not None:
-            for row, changed in enumerate(guard.interventions):
-                if changed:
-                    events[row].append(FilterEvent("guard", "restricted", "token"))
-
-    def finish(self, tokens: list[int], flag, sampling: Sampling, prompt_length: int, events) -> Generation:
+    def text_of(self, tokens: list[int], sampling: Sampling) -> tuple[str, bool, list[int]]:
+        """The answer's text up to its end-of-text and first stop string; whether a stop cut it; its tokens."""
         eos = self.tokenizer.eos_token_id
         kept = tokens[: tokens.index(eos)] if eos in tokens else tokens
-        text, stopped = cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
-        checker = OutputChecker(self.filters.output if self.filters else None, flag)
+        return *cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop), kept
+
+    def finish(self, prompt: str, tokens: list[int], flag, sampling: Sampling, prompt_length: int, events) -> Generation:
+        eos = self.tokenizer.eos_token_id
+        text, stopped, kept = self.text_of(tokens, sampling)
+        checker = self.checker(prompt, flag)
         list(checker.feed(text, final=True))
         reason = finish_reason(tokens, stopped, sampling, checker.refused, eos)
         return Generation(checker.emitted, reason, prompt_length, len(kept), events + checker.events)
@@ -199,10 +247,11 @@ def finish_reason(tokens: list[int], stopped: bool, sampling: Sampling, refused:
 class OutputChecker:
     """Feeds the text generated so far; yields the pieces that passed the output filter, one whole
     sentence at a time (the last piece once the text is final). Without an output filter, text
-    passes as it comes, except an incomplete UTF-8 character."""
+    passes as it comes, except an incomplete UTF-8 character. With an ALU review (a flagged prompt
+    with ALU on), the whole answer is held until it is final, then reviewed by the agents."""
 
-    def __init__(self, output_filter, flag):
-        self.output_filter, self.flag = output_filter, flag
+    def __init__(self, output_filter, flag, review=None):
+        self.output_filter, self.flag, self.review = output_filter, flag, review
         self.checked_upto = 0  # characters of the generated text already checked and sent
         self.emitted = ""
         self.events: list[FilterEvent] = []
@@ -212,7 +261,7 @@ class OutputChecker:
         if self.refused:
             return
         end = len(text) if final else self.ready(text)
-        if end <= self.checked_upto:
+        if end <= self.checked_upto and not (final and self.review is not None):
             return
         piece = text[self.checked_upto : end]
         self.checked_upto = end
@@ -222,10 +271,18 @@ class OutputChecker:
                 self.events.append(FilterEvent("output_filter", checked.action, checked.reason))
                 self.refused = checked.action == "refuse"
             piece = checked.text
+        if self.review is not None and not self.refused:
+            reviewed = self.review(piece)
+            if reviewed.action is not None:
+                self.events.append(FilterEvent("alu", reviewed.action, reviewed.reason))
+                self.refused = reviewed.action == "refuse"
+                piece = reviewed.text
         self.emitted += piece
         yield piece
 
     def ready(self, text: str) -> int:
+        if self.review is not None:
+            return 0  # ALU reviews the whole answer
         if text.endswith("\ufffd"):  # a character whose bytes are not all generated yet
             text = text[:-1]
         if self.output_filter is None:

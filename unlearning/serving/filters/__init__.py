@@ -32,9 +32,12 @@ class PromptClassifierParams:
     # A name of a target in the prompt counts when it matches this closely (difflib ratio over the
     # prompt's word windows): catches misspellings without matching other people who share a first name.
     name_match: float = 0.88
-    # The largest share of retain and general prompts the calibrated gate may flag (ECO flags only
-    # above a high-confidence threshold; the calibration reports the share it reached, with an interval).
-    max_false_positive_rate: float = 0.01
+    # The largest share of the calibration's retain and general prompts the gate may flag. 0 (the
+    # default): the meaning threshold sits above every one of them, as ECO flags only above a
+    # high-confidence threshold; at 1% the demo's held-out retained people lost 2 of 52 answers to
+    # false flags. The calibration reports the rate reached, with its interval, and the audit
+    # measures it again on prompts the calibration did not see.
+    max_false_positive_rate: float = 0.0
     # Cosine similarity (sentence encoder) above which a prompt without a name counts as about a
     # target; None until calibrated.
     semantic_threshold: float | None = None
@@ -77,6 +80,8 @@ class AluParams:
     api_key_env: str = "ALU_API_KEY"  # the environment variable holding the key, never the key itself
     variants: int = 3
     relevant_targets: int = 3  # targets retrieved by similarity and shown to the agents
+    min_score: int = 6  # the critic's lowest score (of 10) a rewrite may have to be returned
+    refusal: str = "I can't share information about that person."
 
 
 @dataclass(frozen=True)

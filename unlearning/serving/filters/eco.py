@@ -45,8 +45,13 @@ Corruption = Callable[[torch.Tensor, Sequence[int], EcoParams, float, torch.Gene
 # Where the search starts when the filter has no σ yet: noise as large as the embeddings
 # themselves; a tenth of the dimensions for the top-k corruptions.
 DEFAULT_START = {"noise_first_n": 1.0, "zero_top_k": 0.1, "flip_sign_top_k": 0.1}
-# The largest σ the search may reach: a top-k corruption's share of the dimensions is at most all of them.
-UPPER = {"noise_first_n": math.inf, "zero_top_k": 1.0, "flip_sign_top_k": 1.0}
+# The largest σ the search may reach: a top-k corruption's share of the dimensions is at most all of
+# them; noise 16 times a token's own scale has erased it (on the demo model the objective is flat
+# from about 8 on, and an uncapped search on a flat objective walked to σ ≈ 1e12).
+UPPER = {"noise_first_n": 16.0, "zero_top_k": 1.0, "flip_sign_top_k": 1.0}
+# Of the strengths measured within this share of the best objective, the weakest is chosen: as
+# good, with less corruption.
+NEAR_BEST = 0.05
 ANSWER_BATCH = 64
 
 
@@ -246,7 +251,8 @@ def search_strength(objective: Callable[[float], float], start: float, steps: in
     closes in on the best as a bisection would, within about ten steps. Moving by factors keeps σ
     positive; `upper` caps it (a top-k share cannot pass 1). A flat slope (a corruption too weak to
     change anything, or a top-k share within one dimension) keeps the direction, upward at first.
-    Returns the best σ measured and every (σ, objective) measured, in order (two per step)."""
+    Returns the weakest σ measured whose objective is within NEAR_BEST of the best, and every
+    (σ, objective) measured, in order (two per step)."""
     if start <= 0:
         raise ValueError(f"the search starts from a positive strength, not {start}")
     history: list[tuple[float, float]] = []
@@ -265,7 +271,8 @@ def search_strength(objective: Callable[[float], float], start: float, steps: in
             move *= growth if turned == direction else 0.5
         direction = turned
         strength = min(upper, strength * math.exp(direction * move))
-    return min(history, key=lambda point: point[1])[0], history
+    best = min(objective_value for _, objective_value in history)
+    return min(strength for strength, value in history if value <= best + NEAR_BEST * abs(best)), history
 
 
 def tune_strength(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], names: Sequence[str],

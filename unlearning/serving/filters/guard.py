@@ -21,7 +21,7 @@ Like every ML engine here it never imports Django (import-linter checks it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import LogitsProcessor
@@ -173,3 +173,14 @@ def token_embedding_matrix(model) -> torch.Tensor:
     peft model's own; an ensemble's first member's (its members share one tokenizer)."""
     served = model.members[0] if isinstance(model, EnsembleCausalLM) else model
     return served.get_input_embeddings().weight.detach()
+
+
+def rules_as_data(rules: GuardRules) -> dict:
+    """The rules as plain JSON-able data: how they travel to a vLLM engine in `SamplingParams.extra_args`."""
+    return {"sequences": [list(s) for s in rules.sequences],
+            "neighbours": {str(token): sorted(near) for token, near in rules.neighbours.items() if near}}
+
+
+def rules_from_data(data: dict, params: GuardParams) -> GuardRules:
+    rules = sequence_rules(data["sequences"], params)
+    return replace(rules, neighbours={int(token): frozenset(near) for token, near in data["neighbours"].items()})

@@ -78,6 +78,7 @@ class OutputFilter:
         self.name_index = NameIndex(targets)
         texts = [(i, text) for i, t in enumerate(targets.targets) for text in t.texts]
         self.text_vectors = encoder.encode([text for _, text in texts]) if texts else torch.zeros(0, 1)
+        self.prepared: dict[str, torch.Tensor] = {}
 
     def check(self, text: str, flagged_target: int | None = None) -> Checked:
         phrases = list(self.targets.targets[flagged_target].key_phrases) if flagged_target is not None else []
@@ -92,11 +93,24 @@ class OutputFilter:
                 return self.act(text, found, reason)
         return Checked(text)
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Embed the sentences of a batch's outputs in one call (the encoder is the check's cost);
+        `check` then finds them here. The previous batch's are dropped."""
+        sentences = list(dict.fromkeys(s for text in texts for s in self.sentences(text)))
+        self.prepared = dict(zip(sentences, self.encoder.encode(sentences))) if sentences and len(self.text_vectors) else {}
+
+    @staticmethod
+    def sentences(text: str) -> list[str]:
+        return [m.group() for m in SENTENCE.finditer(text) if len(m.group().split()) >= 3]
+
     def semantic_spans(self, text: str) -> list[tuple[int, int]]:
         sentences = [m for m in SENTENCE.finditer(text) if len(m.group().split()) >= 3]
         if not sentences or not len(self.text_vectors):
             return []
-        similarity = self.encoder.encode([m.group() for m in sentences]) @ self.text_vectors.T
+        missing = [m.group() for m in sentences if m.group() not in self.prepared]
+        fresh = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
+        vectors = torch.stack([self.prepared.get(m.group(), fresh.get(m.group())) for m in sentences])
+        similarity = vectors @ self.text_vectors.T
         close = similarity.max(dim=1).values >= self.params.semantic_threshold
         return [m.span() for m, hit in zip(sentences, close.tolist()) if hit]
 

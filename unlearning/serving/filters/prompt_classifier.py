@@ -59,14 +59,15 @@ class PromptClassifier:
         return best, self.anchor_owner[where]
 
     def classify(self, prompts: Sequence[str], threshold: float | None = None) -> list[Flag | None]:
+        """Names first; only the prompts that name no target are embedded (the encoder is the cost)."""
         threshold = self.params.semantic_threshold if threshold is None else threshold
-        scores, owners = self.meaning_scores(prompts) if threshold is not None else (None, None)
-        flags = []
-        for row, prompt in enumerate(prompts):
-            flag = self.name_flags(prompt)
-            if flag is None and scores is not None and float(scores[row]) >= threshold:
-                flag = Flag(int(owners[row]), float(scores[row]), "meaning")
-            flags.append(flag)
+        flags = [self.name_flags(prompt) for prompt in prompts]
+        unnamed = [row for row, flag in enumerate(flags) if flag is None]
+        if threshold is not None and unnamed:
+            scores, owners = self.meaning_scores([prompts[row] for row in unnamed])
+            for row, score, owner in zip(unnamed, scores.tolist(), owners.tolist()):
+                if score >= threshold:
+                    flags[row] = Flag(owner, score, "meaning")
         return flags
 
 
