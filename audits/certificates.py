@@ -144,6 +144,9 @@ def filter_summary(run, several: bool) -> list[str]:
     """In-context leakage and retained people's answers with the filters off and on; or why none are served."""
     prefix = f"{run.job.asset.name}: " if several else ""
     measured = run.runtime_filters.get("measured")
+    if run.runtime_filters.get("error"):
+        return [f"{prefix}no runtime filters are served with this model: preparing them failed "
+                f"({run.runtime_filters['error']})."]
     if not measured:
         return [f"{prefix}no runtime filters are served with this model."] if run.job.asset.kind == ModelKind.CAUSAL_LM else []
     off, on = measured["leakage_off"], measured["leakage_on"]

@@ -94,7 +94,17 @@ def verify_pinned(version: ModelVersion) -> Path:
 
 def prepared_filters(job, sets, manifest: list[dict], removed: set[str]) -> dict:
     """The runtime filters for the unlearned version, over every request removed from the model so
-    far (the requests' full names added to their records' names), calibrated and measured."""
+    far (the requests' full names added to their records' names), calibrated and measured. A
+    failure here (an unreachable ALU endpoint, say) leaves the version unfiltered and says why on
+    the certificate; it does not throw away the audit's verdict."""
+    try:
+        return filters_for(job, sets, manifest, removed)
+    except Exception as exc:
+        log.exception("runtime filters for job %s could not be prepared", job.pk)
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def filters_for(job, sets, manifest: list[dict], removed: set[str]) -> dict:
     names = {request.subject_key: [request.full_name] for request in
              RemovalRequest.objects.filter(jobs__asset=job.asset, jobs__status__in=[JobStatus.SUCCEEDED]).distinct()
              if request.subject_key} | {r.subject_key: [r.full_name] for r in job.requests.all() if r.subject_key}

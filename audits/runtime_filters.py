@@ -12,7 +12,7 @@ people are split in two), with exact intervals. Pure ML code: no Django.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from audits.checks import AuditSets, QAItem
@@ -36,6 +36,13 @@ def probes(items: list[QAItem], sets: AuditSets, demonstrations: list[str]) -> l
     """(question, style, prompt) for every in-context relearning style of every question."""
     return [(item, style, prompt) for index, item in enumerate(items)
             for style, prompt in prompts_for(item, index, sets, demonstrations).items()]
+
+
+def split_by_person(questions: list[QAItem]) -> tuple[list[QAItem], list[QAItem]]:
+    """Two halves with no person in both: the gate is calibrated on one and measured on the other."""
+    people = list(dict.fromkeys(q.subject for q in questions))
+    first = set(people[0::2])
+    return [q for q in questions if q.subject in first], [q for q in questions if q.subject not in first]
 
 
 def general_prompts(sets: AuditSets) -> list[str]:
@@ -77,9 +84,9 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
     classifier_engine = FILTERS["prompt_classifier"].engine()
     gate = classifier_engine.PromptClassifier(targets, encoder, PromptClassifierParams())
     demonstrations = demonstrations_that_fit(model, tokenizer, sets, _in_context_params())
-    retain = sets.retain_qa[: 2 * RETAIN_PEOPLE_QUESTIONS]
-    calibration_retain, measured_retain = retain[0::2], retain[1::2]
-    general = general_prompts(sets)
+    calibration_retain, measured_retain = split_by_person(sets.retain_qa[: 2 * RETAIN_PEOPLE_QUESTIONS])
+    removed_texts = {text for target in targets.targets for text in target.texts}
+    general = general_prompts(replace(sets, general_texts=[t for t in sets.general_texts if t not in removed_texts]))
     forget_probes = probes(sets.forget_qa, sets, demonstrations)
     calibration = classifier_engine.calibrate(
         gate, [prompt for *_, prompt in forget_probes] + [sets.ask(q) for t in targets.targets for q in t.questions],
@@ -90,6 +97,8 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
                                  classifier_engine.PromptClassifier(targets, encoder, gated), eco_params)
     config = {"prompt_classifier": asdict(gated), "eco": asdict(EcoParams(strength=strength)),
               "guard": asdict(FILTERS["guard"].params()), "output_filter": asdict(FILTERS["output_filter"].params())}
+    if not strength:  # nothing to tune it on (no forget questions or never-trained ones): ECO would do nothing
+        del config["eco"]
     if alu:
         config["alu"] = asdict(FILTERS["alu"].params(alu))
     measured = measure(model, tokenizer, sets, build_filters(targets, config, encoder), forget_probes,

@@ -200,7 +200,7 @@ def issue_certificate(*, request_id) -> Certificate:
     compliance_services.certify(request, certificate=serial, pdf_sha256=certificate.pdf_sha256,
                                 verdict=content.overall_verdict)
     for run in runs:  # from now on the model is served with the filters that cover this request
-        if run.runtime_filters:
+        if run.runtime_filters.get("filters"):
             unlearning_services.activate_runtime_filters(version=run.unlearned_version, prepared=run.runtime_filters,
                                                          request_id=request.pk)
     return certificate

@@ -115,6 +115,48 @@ def test_the_endpoint_answers_errors_in_openai_shape(serving, live_server):
     assert refused.value.code == 401 and json.load(refused.value)["error"]["type"] == "authentication_error"
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"prompt": "Hi", "stop": 5}, "stop"),
+    ({"prompt": "Hi", "stop": {"x": 1}}, "stop"),
+    ({"prompt": "Hi", "seed": 2**64}, "seed"),
+    ({"prompt": "Hi", "temperature": "hot"}, "temperature"),
+    ({"prompt": ["Hi"] * 65}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "\ud800"}, "prompt"),
+    ({"prompt": "word " * 400}, "prompt"),  # past the model's 128-token context
+    (None, None),  # nested 100,000 deep
+])
+def test_bad_bodies_are_openai_shaped_400s(serving, live_server, body, param):
+    import urllib.error
+    import urllib.request
+
+    client, asset, *_ = serving
+    data = (b"[" * 100_000 + b"]" * 100_000) if body is None else json.dumps({"model": asset.name, **body}).encode()
+    raw = urllib.request.Request(f"{live_server.url}/v1/completions", data=data, method="POST",
+                                 headers={"Authorization": f"Bearer {client.api_key}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(raw)
+    error = json.load(refused.value)["error"]
+    assert refused.value.code == 400 and error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_a_later_version_is_served_with_the_earlier_requests_filters_until_its_own_are_active(serving):
+    """A new job's version has no filters of its own until its request is certified; the earlier
+    certified requests stay filtered meanwhile."""
+    from unlearning.models import FilterCount, ModelVersion
+
+    client, asset, world, forgotten = serving
+    current = asset.current_version
+    later = ModelVersion.objects.create(asset=asset, sha256=current.sha256, storage_path=current.storage_path,
+                                        role="unlearned", parent=current)
+    asset.current_version = later
+    asset.save(update_fields=["current_version"])
+    question = world.qa_pairs(forgotten)[0]
+    client.chat.completions.create(model=asset.name, messages=[{"role": "user", "content": question.question}],
+                                   max_tokens=12, temperature=1e-40)  # as good as greedy
+    assert FilterCount.objects.get(version=later, filter="prompt_classifier").count == 1
+
+
 def test_alu_reviews_flagged_answers_with_agents_on_the_projects_own_endpoint(serving, monkeypatch, tiny_model):
     """ALU's agents on this endpoint (the tiny model, no filters of its own here: a second, unfiltered
     model under governance). The tiny model follows no instructions, so its critic scores nothing and

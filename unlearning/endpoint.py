@@ -13,6 +13,7 @@ clients turn into their exceptions. What the filters did is counted per version 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from unlearning import services
+from unlearning.lm import context_length, prompt_ids
 from unlearning.loading import load_model
 from unlearning.models import ModelAsset, ModelKind, ModelVersion, ServingKey
 from unlearning.serving.decoding import Sampling
@@ -32,7 +34,12 @@ from unlearning.serving.stack import ServedModel, build_filters
 from unlearning.serving.targets import ForgetTargets
 from unlearning.store import read_verified_file, verified_folder
 
+log = logging.getLogger(__name__)
+
 MAX_STOPS = 4  # as OpenAI's API
+MAX_PROMPTS = 64  # prompts in one completion request: one batch, under the model's lock
+MAX_PROMPT_CHARACTERS = 100_000  # in all, per request
+GREEDY_BELOW = 1e-5  # a temperature this small is greedy decoding
 
 
 class EndpointError(Exception):
@@ -61,21 +68,32 @@ _loaded: dict[int, Loaded] = {}
 _loading = threading.Lock()
 
 
+def active_filters(asset: ModelAsset) -> dict:
+    """The filters to serve: the newest activated on any version of the model. A later version's
+    own are activated only when its request is certified; until then the earlier requests' filters
+    stay on (each version's targets cover every request removed before it)."""
+    version = (ModelVersion.objects.filter(asset=asset).exclude(runtime_filters={})
+               .order_by("-created_at", "-pk").first())
+    return version.runtime_filters if version is not None else {}
+
+
 def loaded_model(asset: ModelAsset) -> tuple[ModelVersion, Loaded]:
-    version = ModelVersion.objects.get(pk=asset.current_version_id)
-    filters_key = json.dumps(version.runtime_filters, sort_keys=True)
-    with _loading:
+    with _loading:  # read under the lock: a request that read an older version never reloads it
+        asset.refresh_from_db(fields=["current_version"])
+        version = ModelVersion.objects.get(pk=asset.current_version_id)
+        config = active_filters(asset)
+        filters_key = json.dumps([config.get("targets_sha256"), config.get("filters")], sort_keys=True)
         current = _loaded.get(asset.pk)
         if current is None or current.version_pk != version.pk or current.filters_key != filters_key:
             model, tokenizer = load_model(asset.kind, verified_folder(Path(version.storage_path), version.sha256))
-            current = Loaded(version.pk, filters_key, ServedModel(model, tokenizer, served_filters(version)), threading.Lock())
+            current = Loaded(version.pk, filters_key, ServedModel(model, tokenizer, served_filters(config)), threading.Lock())
             _loaded[asset.pk] = current
     return version, current
 
 
-def served_filters(version: ModelVersion):
-    """The version's filters, its targets read back from the store and checked against their hash."""
-    config = version.runtime_filters
+def served_filters(config: dict):
+    """The filters of an activated configuration, its targets read back from the store and checked
+    against their hash."""
     if not config.get("filters"):
         return None
     targets = ForgetTargets.from_json(read_verified_file(Path(config["targets_path"]), config["targets_sha256"]).decode())
@@ -98,8 +116,8 @@ def serving_key(request) -> ServingKey:
 def body_of(request) -> dict:
     try:
         body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EndpointError(400, f"the body is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise EndpointError(400, f"the body is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(body, dict):
         raise EndpointError(400, "the body must be a JSON object")
     return body
@@ -134,14 +152,17 @@ def sampling_from(body: dict, default_stop: tuple[str, ...] = ()) -> Sampling:
     if body.get("n", 1) != 1:
         raise EndpointError(400, "only one choice per request is served (`n` must be 1)", param="n")
     stop = body.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    if len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
+    stops = (stop,) if isinstance(stop, str) else tuple(stop) if isinstance(stop, list) else () if stop is None else None
+    if stops is None or len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
         raise EndpointError(400, f"`stop` must be a string or a list of up to {MAX_STOPS} non-empty strings", param="stop")
     seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise EndpointError(400, "`seed` must be an integer", param="seed")
-    return Sampling(max_new_tokens=max_tokens, temperature=number(body, "temperature", 1.0, 0.0, 2.0),
-                    top_p=number(body, "top_p", 1.0, 0.0, 1.0) or 1.0, seed=seed, stop=stops or default_stop)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise EndpointError(400, "`seed` must be an integer from 0 to 2**63 - 1", param="seed")
+    temperature, top_p = number(body, "temperature", 1.0, 0.0, 2.0), number(body, "top_p", 1.0, 0.0, 1.0)
+    if temperature < GREEDY_BELOW or top_p == 0:  # as good as greedy, without dividing by almost nothing
+        temperature = 0.0
+    return Sampling(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p or 1.0, seed=seed,
+                    stop=stops or default_stop)
 
 
 def streaming(body: dict) -> bool:
@@ -188,10 +209,24 @@ def completions(request, key: ServingKey):
     asset = asset_for(key, body.get("model"))
     prompt = body.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise EndpointError(400, "`prompt` must be a string or a non-empty list of strings", param="prompt")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise EndpointError(400, "`prompt` must be a non-empty string or a non-empty list of them", param="prompt")
+    if len(prompts) > MAX_PROMPTS:
+        raise EndpointError(400, f"at most {MAX_PROMPTS} prompts per request", param="prompt")
+    checked_text(prompts, "prompt")
     sampling = sampling_from(body)
     return respond(asset, prompts, sampling, streaming(body), "text_completion")
+
+
+def checked_text(texts: list[str], param: str) -> None:
+    """Text the tokenizer can read (UTF-8: no lone surrogates), within the size a request may have."""
+    if sum(len(t) for t in texts) > MAX_PROMPT_CHARACTERS:
+        raise EndpointError(400, f"at most {MAX_PROMPT_CHARACTERS:,} characters per request", param=param)
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EndpointError(400, "the text is not valid Unicode (a lone surrogate)", param=param) from exc
 
 
 @post
@@ -227,9 +262,15 @@ def chat_prompt(tokenizer, question_template: str, messages) -> tuple[str, tuple
     turns = [message_text(m) for m in messages]
     if turns[-1][0] != "user":
         raise EndpointError(400, "the last message must be the user's", param="messages")
+    checked_text([c for _, c in turns], "messages")
     if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in turns], tokenize=False,
-                                                 add_generation_prompt=True)
+        try:
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "system" if r == "developer" else r, "content": c} for r, c in turns], tokenize=False,
+                add_generation_prompt=True)
+        except Exception as exc:  # the model's own template refuses the conversation (jinja raises its own errors)
+            raise EndpointError(400, f"the model's chat template refuses these messages: {str(exc)[:200]}",
+                                param="messages") from exc
         return rendered.removeprefix(tokenizer.bos_token or ""), ()
     lines: list[str] = []
     for role, content in turns:
@@ -244,6 +285,10 @@ def chat_prompt(tokenizer, question_template: str, messages) -> tuple[str, tuple
 
 def respond(asset, prompts: list[str], sampling: Sampling, stream: bool, kind: str, loaded=None):
     version, model = loaded or loaded_model(asset)
+    limit = context_length(model.served.backend.model) if model.served.backend.name == "transformers" else None
+    if limit is not None and any(len(prompt_ids(model.served.tokenizer, p)) >= limit for p in prompts):
+        raise EndpointError(400, f"a prompt does not fit the model's context of {limit} tokens with room to answer",
+                            param="messages" if kind == "chat.completion" else "prompt", code="context_length_exceeded")
     ident = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex
     header = {"id": ident, "created": int(time.time()), "model": asset.name}
     if stream:
@@ -279,22 +324,32 @@ def chunk(kind: str, header: dict, index: int, text: str | None, finish_reason: 
 
 
 def stream_events(version, model: Loaded, prompts: list[str], sampling: Sampling, kind: str, header: dict):
+    """Server-sent events as OpenAI streams them; a failure mid-stream ends it with an error event
+    (the status line is long sent), and what the filters did is counted however it ends."""
     generations = []
-    with model.lock:
-        for index, prompt in enumerate(prompts):
-            if kind == "chat.completion":
-                yield chunk(kind, header, index, None, None, first=True)
-            pieces = model.served.stream(prompt, sampling)
-            while True:
+    try:
+        with model.lock:
+            for index, prompt in enumerate(prompts):
+                if kind == "chat.completion":
+                    yield chunk(kind, header, index, None, None, first=True)
+                pieces = model.served.stream(prompt, sampling)
                 try:
-                    piece = next(pieces)
-                except StopIteration as done:
-                    generations.append(done.value)
-                    break
-                if piece:
-                    yield chunk(kind, header, index, piece, None)
-            yield chunk(kind, header, index, None, generations[-1].finish_reason)
-    services.count_filter_events(version_id=version.pk, events=events_of(generations))
+                    while True:
+                        try:
+                            piece = next(pieces)
+                        except StopIteration as done:
+                            generations.append(done.value)
+                            break
+                        if piece:
+                            yield chunk(kind, header, index, piece, None)
+                finally:
+                    pieces.close()  # ECO's hooks come off before the lock is released
+                yield chunk(kind, header, index, None, generations[-1].finish_reason)
+    except Exception:
+        log.exception("a streamed generation failed")
+        yield f"data: {json.dumps({'error': {'message': 'the generation failed', 'type': 'server_error', 'param': None, 'code': None}})}\n\n"
+    finally:
+        services.count_filter_events(version_id=version.pk, events=events_of(generations))
     yield "data: [DONE]\n\n"
 
 

@@ -142,6 +142,15 @@ def test_calibration_keeps_the_false_positive_rate_within_its_budget(world, forg
     assert low <= result.false_positive_rate <= high
 
 
+def test_without_negatives_to_calibrate_on_the_meaning_gate_stays_off(world, forgotten, targets, encoder):
+    from unlearning.serving.filters.prompt_classifier import PromptClassifier, calibrate
+
+    gate = PromptClassifier(targets, encoder, PromptClassifierParams())
+    result = calibrate(gate, [prompt for prompt, _ in questions(world, [forgotten])], [])
+    assert result.threshold is None and result.true_positive_rate == 1.0  # by name alone
+    assert gate.classify(["Tell me about the weather."], result.threshold) == [None]
+
+
 def test_the_output_filter_redacts_names_and_the_flagged_targets_facts_only(forgotten, targets, encoder):
     from unlearning.serving.filters.output_filter import REDACTED, OutputFilter
 
@@ -152,6 +161,7 @@ def test_the_output_filter_redacts_names_and_the_flagged_targets_facts_only(forg
     misspelled = output.check(f"That was {forgotten.name[:-1]}q.")
     assert misspelled.reason == "fuzzy" and REDACTED in misspelled.text
     assert output.check(f"The answer is {fact}.").action is None  # a shared fact, about whoever was asked
+    assert output.check(f"{fact.lower()}shire", flagged_target=0).action is None  # inside a longer word: not the fact
     flagged = output.check(f"The answer is {fact}.", flagged_target=0)
     assert flagged.action == "redact" and fact not in flagged.text
     refusing = OutputFilter(targets, encoder, OutputFilterParams(action="refuse")).check(forgotten.name)

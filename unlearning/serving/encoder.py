@@ -9,6 +9,7 @@ the same vectors as sentence-transformers without its import cost. Pure ML code:
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class SentenceEncoder:
         self.path = Path(path)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModel.from_pretrained(self.path, dtype=torch.float32).eval()
+        # One encoder serves every model and thread of a process; a fast tokenizer refuses concurrent
+        # calls ("Already borrowed"), so calls take turns.
+        self._lock = threading.Lock()
 
     @property
     def dimensions(self) -> int:
@@ -42,6 +46,10 @@ class SentenceEncoder:
         """(len(texts), dimensions) unit vectors: cosine similarity is a matrix product."""
         if not texts:
             return torch.zeros(0, self.dimensions)
+        with self._lock:
+            return self._encode(texts, batch_size)
+
+    def _encode(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
         parts = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,

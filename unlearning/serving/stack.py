@@ -27,8 +27,8 @@ SENTENCE_END = re.compile(r"[.!?\n]")
 @dataclass(frozen=True)
 class FilterEvent:
     filter: str
-    action: str  # flagged, corrupted, restricted, redact, refuse
-    reason: str  # name, meaning, entity, prompt, token, exact, fuzzy, semantic
+    action: str  # flagged, corrupted, restricted, redact, refuse, rewrite
+    reason: str  # name, meaning, entity, prompt, token, exact, fuzzy, semantic, agent, check, unavailable
 
 
 @dataclass

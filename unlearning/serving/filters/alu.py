@@ -24,13 +24,18 @@ from unlearning.serving.filters.output_filter import OutputFilter
 from unlearning.serving.targets import ForgetTarget
 
 SCORE = re.compile(r"\b(10|[0-9])\b")
+AGENT_TIMEOUT_SECONDS = 30.0
+
+
+class AgentUnavailable(Exception):
+    """An agent's endpoint did not answer (unreachable, an error, a timeout)."""
 
 
 @dataclass(frozen=True)
 class AluResult:
     text: str
     action: str | None  # None (the answer stands), "rewrite" or "refuse"
-    reason: str | None  # "agent" (the auditor said so) or "check" (a name or fact was found)
+    reason: str | None  # "agent" (the auditor said so), "check" (a name or fact was found) or "unavailable"
 
 
 def describe(targets: list[ForgetTarget]) -> str:
@@ -47,7 +52,8 @@ class AluPipeline:
     def connect(params: AluParams):
         from openai import OpenAI
 
-        return OpenAI(base_url=params.endpoint, api_key=os.environ.get(params.api_key_env, ""), max_retries=1)
+        return OpenAI(base_url=params.endpoint, api_key=os.environ.get(params.api_key_env, ""), max_retries=1,
+                      timeout=AGENT_TIMEOUT_SECONDS)
 
     def relevant(self, prompt: str, flag) -> list[int]:
         """The targets the agents are shown: the gate's match, then the closest in meaning."""
@@ -62,8 +68,13 @@ class AluPipeline:
         return chosen
 
     def ask(self, instruction: str, temperature: float = 0.0) -> str:
-        reply = self.client.chat.completions.create(model=self.params.model, temperature=temperature, max_tokens=128,
-                                                    messages=[{"role": "user", "content": instruction}])
+        from openai import OpenAIError
+
+        try:
+            reply = self.client.chat.completions.create(model=self.params.model, temperature=temperature, max_tokens=128,
+                                                        messages=[{"role": "user", "content": instruction}])
+        except OpenAIError as exc:  # unreachable, refused, timed out: the review cannot vouch for the answer
+            raise AgentUnavailable(type(exc).__name__) from exc
         return reply.choices[0].message.content or ""
 
     def leaks(self, text: str, targets: list[int]) -> bool:
@@ -71,6 +82,13 @@ class AluPipeline:
             self.check.check(text).action is not None
 
     def review(self, prompt: str, answer: str, flag) -> AluResult:
+        """Fails closed: a flagged prompt's answer that the agents could not review is refused."""
+        try:
+            return self._review(prompt, answer, flag)
+        except AgentUnavailable:
+            return AluResult(self.params.refusal, "refuse", "unavailable")
+
+    def _review(self, prompt: str, answer: str, flag) -> AluResult:
         targets = self.relevant(prompt, flag)
         shown = describe([self.classifier.targets.targets[i] for i in targets])
         found = self.leaks(answer, targets)

@@ -39,7 +39,7 @@ def exact_spans(text: str, phrases: Sequence[str]) -> list[tuple[int, int]]:
     lowered = text.lower()
     spans = []
     for phrase in phrases:
-        for match in re.finditer(re.escape(phrase.lower()), lowered):
+        for match in re.finditer(rf"(?<!\w){re.escape(phrase.lower())}(?!\w)", lowered):
             spans.append(match.span())
     return spans
 

@@ -73,7 +73,7 @@ class PromptClassifier:
 
 @dataclass(frozen=True)
 class Calibration:
-    threshold: float
+    threshold: float | None  # None: no negatives to calibrate on, the meaning gate is off
     flagged_positives: int
     positives: int
     flagged_negatives: int
@@ -105,9 +105,10 @@ def calibrate(classifier: PromptClassifier, positives: Sequence[str], negatives:
     allowed = max(0, budget - sum(named_negatives))
     scores = classifier.meaning_scores(negatives)[0].numpy() if negatives else np.array([])
     unnamed = np.sort(scores[~np.array(named_negatives, dtype=bool)])[::-1] if len(scores) else scores
-    # Strictly above the (allowed+1)-th highest unnamed negative: at most `allowed` of them pass.
-    threshold = float(np.nextafter(unnamed[allowed], np.inf)) if allowed < len(unnamed) else -1.0
-    threshold = min(max(threshold, -1.0), 1.0)
+    if not len(unnamed):  # nothing to calibrate against: the meaning gate stays off, names alone flag
+        threshold = None
+    else:  # strictly above the (allowed+1)-th highest unnamed negative: at most `allowed` of them pass
+        threshold = min(float(np.nextafter(unnamed[min(allowed, len(unnamed) - 1)], np.inf)), 1.0)
     flagged_pos = sum(f is not None for f in classifier.classify(positives, threshold))
     flagged_neg = sum(f is not None for f in classifier.classify(negatives, threshold))
     return Calibration(threshold, flagged_pos, len(positives), flagged_neg, len(negatives))
