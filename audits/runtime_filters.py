@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from audits.checks import AuditSets, QAItem
-from audits.checks.in_context_relearning import FACT_IN_CONTEXT, demonstrations_that_fit, prompts_for
+from audits.checks.in_context_relearning import FACT_IN_CONTEXT, InContextParams, demonstrations_that_fit, prompts_for
 from audits.metrics import clopper_pearson
 from unlearning.serving.decoding import Sampling
 from unlearning.serving.filters import FILTERS, EcoParams, PromptClassifierParams
@@ -25,7 +25,6 @@ from unlearning.serving.targets import ForgetTargets
 from unlearning.store import store_file
 from unlearning.world import answer_is_correct, normalise_answer
 
-DEFAULT_FILTERS = ("prompt_classifier", "eco", "guard", "output_filter")
 RETAIN_PEOPLE_QUESTIONS = 120  # retained people's questions asked in every probe style, per half
 GENERAL_PROMPTS = 60
 ECO_HOLDOUT_QUESTIONS = 200
@@ -83,7 +82,7 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
     targets_sha256, targets_path = store_file(targets.to_json().encode(), store, "filter-targets", ".json")
     classifier_engine = FILTERS["prompt_classifier"].engine()
     gate = classifier_engine.PromptClassifier(targets, encoder, PromptClassifierParams())
-    demonstrations = demonstrations_that_fit(model, tokenizer, sets, _in_context_params())
+    demonstrations = demonstrations_that_fit(model, tokenizer, sets, InContextParams(max_new_tokens=ANSWER.max_new_tokens))
     calibration_retain, measured_retain = split_by_person(sets.retain_qa[: 2 * RETAIN_PEOPLE_QUESTIONS])
     removed_texts = {text for target in targets.targets for text in target.texts}
     general = general_prompts(replace(sets, general_texts=[t for t in sets.general_texts if t not in removed_texts]))
@@ -92,9 +91,8 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
         gate, [prompt for *_, prompt in forget_probes] + [sets.ask(q) for t in targets.targets for q in t.questions],
         [prompt for *_, prompt in probes(calibration_retain, sets, demonstrations)] + general[0::2])
     gated = PromptClassifierParams(semantic_threshold=calibration.threshold)
-    eco_params = EcoParams()
-    strength, search = tuned_eco(model, tokenizer, sets,
-                                 classifier_engine.PromptClassifier(targets, encoder, gated), eco_params)
+    strength, search = tuned_eco(model, tokenizer, sets, classifier_engine.PromptClassifier(targets, encoder, gated),
+                                 EcoParams())
     config = {"prompt_classifier": asdict(gated), "eco": asdict(EcoParams(strength=strength)),
               "guard": asdict(FILTERS["guard"].params()), "output_filter": asdict(FILTERS["output_filter"].params())}
     if not strength:  # nothing to tune it on (no forget questions or never-trained ones): ECO would do nothing
@@ -105,12 +103,6 @@ def prepare_runtime_filters(model, tokenizer, sets: AuditSets, targets: ForgetTa
                        probes(measured_retain, sets, demonstrations), general[1::2], measured_retain)
     return {"filters": config, "targets_sha256": targets_sha256, "targets_path": str(targets_path),
             "targets": len(targets), "calibration": calibration.as_dict(), "eco_search": search, "measured": measured}
-
-
-def _in_context_params():
-    from audits.checks.in_context_relearning import InContextParams
-
-    return InContextParams(max_new_tokens=ANSWER.max_new_tokens)
 
 
 def measure(model, tokenizer, sets: AuditSets, filters, forget_probes, retain_probes, general: list[str],

@@ -8,7 +8,6 @@ Loading goes through `from_pretrained(path)`, so a user's own Hugging Face check
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,14 +228,11 @@ def greedy_continue(model, prompts: Sequence[Sequence[int]], max_new_tokens: int
     """Greedy continuations of token-id prompts, batched by prompt length so no padding ever shifts
     positions, by the serving layer's decode loop (every stored format, the ensemble included); a
     row that ended is padded after its end-of-text, as transformers' generate pads it."""
-    from unlearning.serving.decoding import Sampling, decode  # the serving layer builds on this module
+    from unlearning.serving.decoding import Sampling, decode, rows_by_length  # the serving layer builds on this module
 
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for index, ids in enumerate(prompts):
-        by_length[len(ids)].append(index)
     eos = model.config.eos_token_id
     outputs: list[list[int]] = [[] for _ in prompts]
-    for indices in by_length.values():
+    for indices in rows_by_length(prompts):
         for step in decode(model, [prompts[i] for i in indices], Sampling(max_new_tokens=max_new_tokens), eos):
             for row, token in zip(indices, step.tolist()):
                 ended = eos is not None and eos in outputs[row]

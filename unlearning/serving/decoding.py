@@ -29,6 +29,14 @@ class Sampling:
     stop: tuple[str, ...] = ()  # the text is cut before the first of these, and decoding ends there
 
 
+def rows_by_length(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The rows of each prompt length, in input order: the batches `decode` takes."""
+    rows: dict[int, list[int]] = {}
+    for row, prompt in enumerate(prompts):
+        rows.setdefault(len(prompt), []).append(row)
+    return list(rows.values())
+
+
 def room(model, prompt_length: int, max_new_tokens: int) -> int:
     """How many tokens fit after a prompt of this length in the model's context."""
     return max(0, min(max_new_tokens, context_length(model) - prompt_length))

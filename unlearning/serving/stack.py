@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from unlearning.lm import prompt_ids
-from unlearning.serving.decoding import Sampling, decode
+from unlearning.serving.decoding import Sampling, decode, rows_by_length
 from unlearning.serving.filters import FILTERS, EcoParams, GuardParams
 from unlearning.serving.targets import ForgetTargets
 
@@ -46,8 +46,7 @@ class RuntimeFilters:
 
     targets: ForgetTargets
     classifier: object | None = None  # PromptClassifier
-    eco: EcoParams | None = None
-    eco_strength: float = 0.0
+    eco: EcoParams | None = None  # its strength calibrated
     guard: GuardParams | None = None
     output: object | None = None  # OutputFilter
     alu: object | None = None  # AluPipeline, on flagged prompts' answers
@@ -71,9 +70,7 @@ def build_filters(targets: ForgetTargets, config: dict[str, dict], encoder, alu_
     filters = RuntimeFilters(targets)
     if "prompt_classifier" in params:
         filters.classifier = FILTERS["prompt_classifier"].engine().PromptClassifier(targets, encoder, params["prompt_classifier"])
-    if "eco" in params:
-        filters.eco, filters.eco_strength = params["eco"], params["eco"].strength or 0.0
-    filters.guard = params.get("guard")
+    filters.eco, filters.guard = params.get("eco"), params.get("guard")
     if "output_filter" in params:
         filters.output = FILTERS["output_filter"].engine().OutputFilter(targets, encoder, params["output_filter"])
     if "alu" in params and params["alu"].endpoint:  # off unless an agents' endpoint is configured
@@ -117,7 +114,7 @@ class TransformersBackend:
             if filters.eco is not None:
                 positions = eco_positions(self.tokenizer, prompts, ids, flags)
                 stack.enter_context(FILTERS["eco"].engine().corrupted_prompts(self.model, positions, filters.eco,
-                                                                             filters.eco_strength))
+                                                                             filters.eco.strength or 0.0))
                 note_eco(flags, events)
             yield processors
         if guard is not None:
@@ -162,19 +159,18 @@ class ServedModel:
     def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling()) -> list[Generation]:
         flags = self.flags(prompts)
         ids = [prompt_ids(self.tokenizer, p) for p in prompts]
-        by_length: dict[int, list[int]] = {}
-        for row, prompt in enumerate(ids):
-            by_length.setdefault(len(prompt), []).append(row)
         generated: list[list[int]] = [[] for _ in prompts]
         events: list[list[FilterEvent]] = [self.gate_events(flag) for flag in flags]
-        for rows in by_length.values():
+        for rows in rows_by_length(ids):
             for step in self.backend.steps([prompts[r] for r in rows], [ids[r] for r in rows], [flags[r] for r in rows],
                                            sampling, self.filters, [events[r] for r in rows]):
                 for row, token in zip(rows, step):
                     generated[row].append(token)
+        answers = [self.text_of(tokens, sampling) for tokens in generated]
         if self.filters is not None and self.filters.output is not None:
-            self.filters.output.prepare([self.text_of(tokens, sampling)[0] for tokens in generated])
-        return [self.finish(prompts[r], generated[r], flags[r], sampling, len(ids[r]), events[r]) for r in range(len(prompts))]
+            self.filters.output.prepare([text for text, *_ in answers])
+        return [self.finish(prompts[r], generated[r], answers[r], flags[r], len(ids[r]), events[r])
+                for r in range(len(prompts))]
 
     def stream(self, prompt: str, sampling: Sampling = Sampling()) -> Iterator[str]:
         """Text pieces as they are generated and checked; returns (StopIteration.value) the Generation."""
@@ -199,7 +195,7 @@ class ServedModel:
             steps.close()  # ends the backend's filters (ECO's hooks) even when the client went away
         text, stopped_now = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
         yield from checker.feed(text, final=True)
-        reason = finish_reason(tokens, stopped or stopped_now, sampling, checker.refused, self.tokenizer.eos_token_id)
+        reason = finish_reason(tokens, stopped or stopped_now, checker.refused, self.tokenizer.eos_token_id)
         return Generation(checker.emitted, reason, len(ids), len(tokens), events + checker.events)
 
     def flags(self, prompts: Sequence[str]) -> list:
@@ -212,9 +208,9 @@ class ServedModel:
         return [] if flag is None else [FilterEvent("prompt_classifier", "flagged", flag.by)]
 
     def checker(self, prompt: str, flag) -> OutputChecker:
-        filters = self.filters or RuntimeFilters(ForgetTargets())
-        alu = filters.alu if flag is not None else None
-        return OutputChecker(filters.output, flag, None if alu is None else lambda answer: alu.review(prompt, answer, flag))
+        output = self.filters.output if self.filters else None
+        alu = self.filters.alu if self.filters and flag is not None else None
+        return OutputChecker(output, flag, None if alu is None else lambda answer: alu.review(prompt, answer, flag))
 
     def text_of(self, tokens: list[int], sampling: Sampling) -> tuple[str, bool, list[int]]:
         """The answer's text up to its end-of-text and first stop string; whether a stop cut it; its tokens."""
@@ -222,12 +218,13 @@ class ServedModel:
         kept = tokens[: tokens.index(eos)] if eos in tokens else tokens
         return *cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop), kept
 
-    def finish(self, prompt: str, tokens: list[int], flag, sampling: Sampling, prompt_length: int, events) -> Generation:
-        eos = self.tokenizer.eos_token_id
-        text, stopped, kept = self.text_of(tokens, sampling)
+    def finish(self, prompt: str, tokens: list[int], answer: tuple[str, bool, list[int]], flag, prompt_length: int,
+               events) -> Generation:
+        """`answer`: text_of(tokens)."""
+        text, stopped, kept = answer
         checker = self.checker(prompt, flag)
         list(checker.feed(text, final=True))
-        reason = finish_reason(tokens, stopped, sampling, checker.refused, eos)
+        reason = finish_reason(tokens, stopped, checker.refused, self.tokenizer.eos_token_id)
         return Generation(checker.emitted, reason, prompt_length, len(kept), events + checker.events)
 
 
@@ -236,7 +233,7 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-def finish_reason(tokens: list[int], stopped: bool, sampling: Sampling, refused: bool, eos: int | None) -> str:
+def finish_reason(tokens: list[int], stopped: bool, refused: bool, eos: int | None) -> str:
     if refused:
         return "content_filter"
     if stopped or (eos is not None and eos in tokens):

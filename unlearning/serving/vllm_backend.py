@@ -115,7 +115,7 @@ class VllmBackend:
         embeds = self.embeddings[torch.tensor(prompt)]
         corrupt = eco.CORRUPTIONS[filters.eco.corruption]
         generator = torch.Generator().manual_seed(filters.eco.seed)
-        return {"prompt_embeds": corrupt(embeds, positions, filters.eco, filters.eco_strength, generator)}
+        return {"prompt_embeds": corrupt(embeds, positions, filters.eco, filters.eco.strength or 0.0, generator)}
 
     def sampling_params(self, sampling: Sampling, room: int, rules, filters) -> SamplingParams:
         extra = ({GUARD_ARGUMENT: {"rules": FILTERS["guard"].engine().rules_as_data(rules), "params": asdict(filters.guard)}}

@@ -96,15 +96,16 @@ class OutputFilter:
     def prepare(self, texts: Sequence[str]) -> None:
         """Embed the sentences of a batch's outputs in one call (the encoder is the check's cost);
         `check` then finds them here. The previous batch's are dropped."""
-        sentences = list(dict.fromkeys(s for text in texts for s in self.sentences(text)))
+        sentences = list(dict.fromkeys(m.group() for text in texts for m in self.sentences(text)))
         self.prepared = dict(zip(sentences, self.encoder.encode(sentences))) if sentences and len(self.text_vectors) else {}
 
     @staticmethod
-    def sentences(text: str) -> list[str]:
-        return [m.group() for m in SENTENCE.finditer(text) if len(m.group().split()) >= 3]
+    def sentences(text: str) -> list[re.Match]:
+        """The sentences the semantic check compares: three words or more."""
+        return [m for m in SENTENCE.finditer(text) if len(m.group().split()) >= 3]
 
     def semantic_spans(self, text: str) -> list[tuple[int, int]]:
-        sentences = [m for m in SENTENCE.finditer(text) if len(m.group().split()) >= 3]
+        sentences = self.sentences(text)
         if not sentences or not len(self.text_vectors):
             return []
         missing = [m.group() for m in sentences if m.group() not in self.prepared]

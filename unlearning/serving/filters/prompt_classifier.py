@@ -25,6 +25,7 @@ from unlearning.serving.filters import PromptClassifierParams
 from unlearning.serving.names import NameIndex
 from unlearning.serving.targets import ForgetTargets
 
+
 @dataclass(frozen=True)
 class Flag:
     target: int  # index in the targets
@@ -110,5 +111,7 @@ def calibrate(classifier: PromptClassifier, positives: Sequence[str], negatives:
     else:  # strictly above the (allowed+1)-th highest unnamed negative: at most `allowed` of them pass
         threshold = min(float(np.nextafter(unnamed[min(allowed, len(unnamed) - 1)], np.inf)), 1.0)
     flagged_pos = sum(f is not None for f in classifier.classify(positives, threshold))
-    flagged_neg = sum(f is not None for f in classifier.classify(negatives, threshold))
+    # The negatives the gate flags at this threshold, from the scores above (not embedded again):
+    # those named, and the unnamed at or above it.
+    flagged_neg = sum(named_negatives) + (int((unnamed >= threshold).sum()) if threshold is not None else 0)
     return Calibration(threshold, flagged_pos, len(positives), flagged_neg, len(negatives))
