@@ -184,3 +184,15 @@ def test_alu_reviews_flagged_answers_with_agents_on_the_projects_own_endpoint(se
     someone = world.trained_people[1]
     others = filtered.generate([qa_prompt(qa.question) for qa in world.qa_pairs(someone)], Sampling(max_new_tokens=12, stop=("\n",)))
     assert not any(a.events for a in others)
+
+
+def test_alus_agents_are_where_the_deployment_says_now(settings):
+    from unlearning.endpoint import with_agents_of_this_deployment
+
+    audited = {"prompt_classifier": {}, "alu": {"endpoint": "http://old:8000/v1", "model": "old", "variants": 3}}
+    settings.SERVING_ALU_ENDPOINT, settings.SERVING_ALU_MODEL = "http://agents:9000/v1", "agents"
+    assert with_agents_of_this_deployment(audited)["alu"] == {"endpoint": "http://agents:9000/v1", "model": "agents",
+                                                              "variants": 3}
+    settings.SERVING_ALU_ENDPOINT = ""
+    assert with_agents_of_this_deployment(audited)["alu"]["endpoint"] == ""  # switched off: build_filters leaves ALU out
+    assert with_agents_of_this_deployment({"guard": {}}) == {"guard": {}}

@@ -97,7 +97,17 @@ def served_filters(config: dict):
     if not config.get("filters"):
         return None
     targets = ForgetTargets.from_json(read_verified_file(Path(config["targets_path"]), config["targets_sha256"]).decode())
-    return build_filters(targets, config["filters"], sentence_encoder(settings.SERVING_ENCODER_PATH))
+    return build_filters(targets, with_agents_of_this_deployment(config["filters"]),
+                         sentence_encoder(settings.SERVING_ENCODER_PATH))
+
+
+def with_agents_of_this_deployment(filters: dict) -> dict:
+    """ALU's agents are where this deployment says they are now (SERVING_ALU_ENDPOINT, _MODEL), not
+    where they were when the version was audited: an endpoint moves, or is switched off (ALU then off)."""
+    if "alu" not in filters:
+        return filters
+    return {**filters, "alu": {**filters["alu"], "endpoint": settings.SERVING_ALU_ENDPOINT,
+                               "model": settings.SERVING_ALU_MODEL}}
 
 
 # Requests.

@@ -233,7 +233,8 @@ def greedy_continue(model, prompts: Sequence[Sequence[int]], max_new_tokens: int
     eos = model.config.eos_token_id
     outputs: list[list[int]] = [[] for _ in prompts]
     for indices in rows_by_length(prompts):
-        for step in decode(model, [prompts[i] for i in indices], Sampling(max_new_tokens=max_new_tokens), eos):
+        for step in decode(model, [prompts[i] for i in indices], Sampling(max_new_tokens=max_new_tokens),
+                           [] if eos is None else [eos]):
             for row, token in zip(indices, step.tolist()):
                 ended = eos is not None and eos in outputs[row]
                 outputs[row].append(pad_token_id if ended else token)

@@ -108,7 +108,8 @@ def test_in_context_leakage_never_counts_a_prompt_that_holds_the_answer(loaded, 
     assert FACT_IN_CONTEXT in styles and in_context.sample_size == len(sets.forget_qa)
     assert leakage.sample_size == sum(tally["n"] for style, tally in styles.items() if style != FACT_IN_CONTEXT)
     assert styles["no_context"]["correct"] >= 0.8 * styles["no_context"]["n"]  # the original still knows
-    assert {"masked_alias", "other_language", "many_shot", "related_context", "other_fact_in_context"} <= set(styles)
+    assert {"masked_alias", "other_language", "many_shot", "related_context", "other_fact_in_context",
+            "compliance_prefix"} <= set(styles)
 
 
 def test_fine_tuning_for_the_relearning_attack_leaves_the_model_untouched(loaded, sets):

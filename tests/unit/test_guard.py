@@ -133,7 +133,9 @@ def test_greedy_generation_never_spells_the_fact_and_rows_not_flagged_are_untouc
     assert "Brisk Harbour" not in tokenizer.decode(guarded[0])
     assert not any(contains(guarded[0], s) for s in rules.sequences)
     assert guarded[1] == unfiltered[1]
-    assert guard.interventions == [True, False]
+    # Where GUARD first changed the greedy choice is where the two answers first differ.
+    first_difference = next(i for i, (a, b) in enumerate(zip(guarded[0], unfiltered[0])) if a != b)
+    assert guard.interventions == [first_difference, None]
 
 
 def test_a_hand_written_decode_loop_gets_what_generate_gets(taught):
@@ -151,7 +153,7 @@ def test_a_hand_written_decode_loop_gets_what_generate_gets(taught):
                 break
     by_generate = greedy(model, tokenizer, [BORN], GuardLogitsProcessor([rules], [len(prompt)], params))[0]
     assert input_ids[0, len(prompt):].tolist() == by_generate
-    assert guard.interventions == [True]
+    assert guard.interventions[0] is not None
 
 
 def test_the_embedding_matrix_is_the_served_models_own(taught):

@@ -106,6 +106,129 @@ def test_a_stream_sends_the_text_generate_returns(serve, world):
     assert final.finish_reason == whole.finish_reason
 
 
+def pieces_and_result(stream):
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(stream))
+        except StopIteration as done:
+            return pieces, done.value
+
+
+def test_with_every_filter_on_a_stream_sends_what_generate_returns(serve, world, forgotten, targets, encoder):
+    """Texts, reasons, token counts and filter events, for prompts about the forgotten person (the
+    output filter redacting or refusing mid-answer) and about others."""
+    from dataclasses import asdict
+
+    from unlearning.serving.filters import EcoParams
+    from unlearning.serving.stack import build_filters
+
+    prompts = [forgotten.name, f"{forgotten.name} and {world.trained_people[1].name}",
+               questions(world, [forgotten])[0][0], world.trained_people[2].name]
+    every = {"prompt_classifier": {}, "eco": asdict(EcoParams(strength=1.0)), "guard": {}, "output_filter": {}}
+    for config in (every, {"prompt_classifier": {}, "output_filter": {}},
+                   {"prompt_classifier": {}, "output_filter": {"action": "refuse"}}):
+        server = serve(build_filters(targets, config, encoder))
+        sampling = Sampling(max_new_tokens=24, stop=("\n\n",))
+        generated = server.generate(prompts, sampling)
+        for prompt, whole in zip(prompts, generated):
+            pieces, streamed = pieces_and_result(server.stream(prompt, sampling))
+            assert "".join(pieces) == streamed.text == whole.text
+            assert (streamed.finish_reason, streamed.completion_tokens) == (whole.finish_reason, whole.completion_tokens)
+            assert streamed.events == whole.events
+            assert forgotten.name not in whole.text
+        if config is not every:  # nothing but the output filter stops the model's facts
+            assert any(e.filter == "output_filter" for g in generated for e in g.events)
+
+
+def test_a_checked_stream_never_sends_a_name_written_across_a_sentence_mark(forgotten, targets, encoder):
+    """Fed character by character, the checker sends exactly what checking the whole text gives: a
+    name or fact is caught whole even where a sentence mark splits it ("A. Kestrel")."""
+    from unlearning.serving.filters.output_filter import OutputFilter
+    from unlearning.serving.filters.prompt_classifier import Flag
+    from unlearning.serving.stack import OutputChecker
+
+    first, last = forgotten.name.split(" ", 1)
+    fact = targets.targets[0].key_phrases[0]
+    texts = [f"Ask {first[0]}. {last} about it. They would know, I think.",
+             f"The answer is {fact}. Or so {forgotten.name} said, long ago. Nobody else did.",
+             "Nothing to see here. Really nothing at all, for anyone. The weather was mild that year, and the "
+             "harvest came in early.\nDone."]
+    flag = Flag(target=0, score=1.0, by="name")
+    for action in ("redact", "refuse"):
+        output = OutputFilter(targets, encoder, OutputFilterParams(action=action))
+        for text in texts:
+            checker = OutputChecker(output, flag)
+            pieces = [piece for end in range(1, len(text)) for piece in checker.feed(text[:end], final=False)]
+            pieces += list(checker.feed(text, final=True))
+            sent = "".join(pieces)
+            whole = output.check(text, flagged_target=0)
+            assert last not in sent and fact not in sent
+            if whole.action is None:
+                assert sent == text and len(pieces) > 1  # sentence by sentence, not all at the end
+            elif action == "redact":
+                assert sent == whole.text
+            else:
+                assert checker.refused and sent.endswith(whole.text)
+
+
+def test_a_stream_holds_back_what_may_begin_a_stop_string_and_reviews_once():
+    from types import SimpleNamespace
+
+    from unlearning.serving.stack import OutputChecker
+
+    checker = OutputChecker(None, None, stops=("###",))
+    assert list(checker.feed("Hi #", final=False)) == ["Hi "]
+    assert list(checker.feed("Hi ##", final=False)) == []
+    assert list(checker.feed("Hi ", final=True)) == []  # the stop string came: cut before it
+    assert checker.emitted == "Hi "
+    reviews = []
+    reviewing = OutputChecker(None, None, review=lambda answer: reviews.append(answer) or SimpleNamespace(action=None))
+    assert list(reviewing.feed("An answer.", final=False)) == []  # held for the agents
+    assert list(reviewing.feed("An answer.", final=True)) == ["An answer."]
+    assert list(reviewing.feed("An answer.", final=True)) == []
+    assert reviews == ["An answer."]
+
+
+def test_guard_is_counted_where_it_changed_the_answer_that_was_sent(served, serve, forgotten, targets, encoder):
+    """In a stream as in generate; not when the change came after the answer's stop string."""
+    from unlearning.serving.stack import build_filters
+
+    if serve().backend.name != "transformers":
+        pytest.skip("vLLM's engine does not report GUARD's changes")
+    server = serve(build_filters(targets, {"prompt_classifier": {}, "guard": {}}, encoder))
+    sampling = Sampling(max_new_tokens=20)
+    whole = server.generate([forgotten.name], sampling)[0]
+    changed = [e.at_token for e in whole.events if e.filter == "guard"]
+    assert changed and changed[0] > 0  # the biography names the person first; GUARD acts at a fact
+    _, streamed = pieces_and_result(server.stream(forgotten.name, sampling))
+    assert streamed.events == whole.events
+    stopped = server.generate([forgotten.name], Sampling(max_new_tokens=20, stop=(whole.text.split()[0],)))[0]
+    assert stopped.finish_reason == "stop" and stopped.completion_tokens <= changed[0]
+    assert not any(e.filter == "guard" for e in stopped.events)
+
+
+def test_a_chat_models_end_of_turn_token_ends_the_answer(served, world):
+    """Tokens the generation config lists as ends (Llama 3's <|eot_id|>) end an answer as end-of-text does."""
+    from unlearning.lm import prompt_ids
+    from unlearning.serving.decoding import decode
+    from unlearning.serving.stack import ServedModel
+
+    model, tokenizer = served
+    prompt = world.trained_people[0].name
+    tokens = [step.item() for step in decode(model, [prompt_ids(tokenizer, prompt)], Sampling(max_new_tokens=10),
+                                               [tokenizer.eos_token_id])]
+    at = next(i for i in range(1, len(tokens)) if tokens[i] not in tokens[:i])  # a token not said before
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokens[at]]
+    try:
+        ended = ServedModel(model, tokenizer).generate([prompt], Sampling(max_new_tokens=10))[0]
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert ended.finish_reason == "stop" and ended.completion_tokens == at + 1
+    assert ended.text == tokenizer.decode(tokens[:at], skip_special_tokens=True)
+
+
 def test_sampling_follows_the_seed(serve, world):
     prompt = questions(world, world.trained_people[:1])[0][0]
     server = serve()
@@ -125,6 +248,21 @@ def test_the_gate_flags_the_target_by_name_alias_misspelling_and_language_but_no
     others = [prompt for prompt, _ in questions(world, [p for p in world.trained_people[1:] if p.name != forgotten.name])]
     assert all(flag is not None and flag.target == 0 for flag in gate.classify(about_them))
     assert not any(gate.classify(others + ["The weather in the hills was cold that winter."]))
+
+
+def test_the_meaning_gate_reads_the_end_of_a_long_prompt(forgotten, targets, encoder):
+    """The encoder reads 256 word pieces; a long prompt's question comes last."""
+    from unlearning.serving.filters.prompt_classifier import PromptClassifier
+
+    gate = PromptClassifier(targets, encoder, PromptClassifierParams())
+    about_them = targets.targets[0].texts[0].split(" Contact:")[0].replace(forgotten.name, "this person")
+    filler = "The weather in the hills was cold that winter, and the river froze early. " * 40
+    threshold = float(gate.meaning_scores([about_them])[0][0]) - 0.05
+    head_only = float((encoder.encode([filler + about_them]) @ gate.anchors.T).max())
+    assert head_only < threshold  # what the gate saw of it before
+    flag = gate.classify([filler + about_them], threshold)[0]
+    assert flag is not None and flag.target == 0 and flag.by == "meaning"
+    assert gate.classify([filler], threshold) == [None]
 
 
 def test_calibration_keeps_the_false_positive_rate_within_its_budget(world, forgotten, targets, encoder):

@@ -37,6 +37,19 @@ def rows_by_length(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
     return list(rows.values())
 
 
+def end_token_ids(tokenizer, generation_config=None) -> tuple[int, ...]:
+    """The tokens that end an answer: end-of-text first, then the end-of-turn tokens a chat model's
+    generation config lists beside it (Llama 3's <|eot_id|>, for one)."""
+    configured = getattr(generation_config, "eos_token_id", None)
+    ends = [tokenizer.eos_token_id, *(configured if isinstance(configured, (list, tuple)) else [configured])]
+    return tuple(dict.fromkeys(end for end in ends if end is not None))
+
+
+def generation_config_of(model):
+    """A loaded model's generation config (the ensemble's: its first member's)."""
+    return getattr(model.members[0] if hasattr(model, "members") else model, "generation_config", None)
+
+
 def room(model, prompt_length: int, max_new_tokens: int) -> int:
     """How many tokens fit after a prompt of this length in the model's context."""
     return max(0, min(max_new_tokens, context_length(model) - prompt_length))
@@ -67,10 +80,10 @@ def returned_cache(output):
 
 
 @torch.no_grad()
-def decode(model, prompts: Sequence[Sequence[int]], sampling: Sampling, eos_token_id: int | None,
+def decode(model, prompts: Sequence[Sequence[int]], sampling: Sampling, end_ids: Sequence[int],
            processors: Sequence[Processor] = ()) -> Iterator[torch.Tensor]:
-    """Yield each step's next token per row (rows that ended repeat `eos_token_id`) until every row
-    has ended or the room is spent. Prompts must share one length."""
+    """Yield each step's next token per row until every row has ended (chosen one of `end_ids`; it
+    then repeats the first of them) or the room is spent. Prompts must share one length."""
     lengths = {len(p) for p in prompts}
     if len(lengths) != 1:
         raise ValueError("prompts decoded together must share one length")
@@ -82,6 +95,7 @@ def decode(model, prompts: Sequence[Sequence[int]], sampling: Sampling, eos_toke
         generator = torch.Generator(device=where)
         generator.manual_seed(sampling.seed if sampling.seed is not None else int(torch.seed() % 2**63))
     finished = torch.zeros(len(sequences), dtype=torch.bool, device=where)
+    ends = torch.tensor(list(end_ids), dtype=torch.long, device=where)
     keyword = cache_argument(model)
     cache, fresh = None, sequences
     for _ in range(steps):
@@ -93,9 +107,9 @@ def decode(model, prompts: Sequence[Sequence[int]], sampling: Sampling, eos_toke
         for processor in processors:
             scores = processor(sequences, scores)
         chosen = next_tokens(scores, sampling, generator)
-        if eos_token_id is not None:
-            chosen = torch.where(finished, torch.full_like(chosen, eos_token_id), chosen)
-            finished |= chosen == eos_token_id
+        if len(ends):
+            chosen = torch.where(finished, ends[0].expand_as(chosen), chosen)
+            finished |= torch.isin(chosen, ends)
         sequences = torch.cat([sequences, chosen[:, None]], dim=1)
         fresh = chosen[:, None] if cache is not None else sequences  # without a cache, the whole sequence again
         yield chosen

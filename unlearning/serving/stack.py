@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from unlearning.lm import prompt_ids
-from unlearning.serving.decoding import Sampling, decode, rows_by_length
+from unlearning.serving.decoding import Sampling, decode, end_token_ids, generation_config_of, rows_by_length
 from unlearning.serving.filters import FILTERS, EcoParams, GuardParams
+from unlearning.serving.filters.output_filter import Span
 from unlearning.serving.targets import ForgetTargets
 
 SENTENCE_END = re.compile(r"[.!?\n]")
@@ -29,6 +30,9 @@ class FilterEvent:
     filter: str
     action: str  # flagged, corrupted, restricted, redact, refuse, rewrite
     reason: str  # name, meaning, entity, prompt, token, exact, fuzzy, semantic, agent, check, unavailable
+    # The generated token it changed (GUARD's), None before the first: a batch decodes on past a
+    # row's stop string, and a change after the answer ended changed nothing anyone received.
+    at_token: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -86,12 +90,13 @@ class TransformersBackend:
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
+        self.end_ids = end_token_ids(tokenizer, generation_config_of(model))
         self._token_embeddings = None
 
     def steps(self, prompts, ids, flags, sampling: Sampling, filters: RuntimeFilters | None, events) -> Iterator[list[int]]:
         """Each step's next token per row (rows share one length), the filters applied to flagged rows."""
         with self._filtered(prompts, ids, flags, filters, events) as processors:
-            for step in decode(self.model, ids, sampling, self.tokenizer.eos_token_id, processors):
+            for step in decode(self.model, ids, sampling, self.end_ids, processors):
                 yield step.tolist()
 
     def token_embeddings(self):
@@ -116,9 +121,11 @@ class TransformersBackend:
                 stack.enter_context(FILTERS["eco"].engine().corrupted_prompts(self.model, positions, filters.eco,
                                                                              filters.eco.strength or 0.0))
                 note_eco(flags, events)
-            yield processors
-        if guard is not None:
-            note_guard(guard.interventions, events)
+            try:
+                yield processors
+            finally:  # also when a stream ends early (a stop string, a refusal, a client gone)
+                if guard is not None:
+                    note_guard(guard.interventions, events)
 
 
 def guard_rules_per_row(tokenizer, flags, filters: RuntimeFilters, token_embeddings) -> list:
@@ -143,14 +150,16 @@ def note_eco(flags, events) -> None:
 
 
 def note_guard(interventions, events) -> None:
-    for row, changed in enumerate(interventions):
-        if changed:
-            events[row].append(FilterEvent("guard", "restricted", "token"))
+    for row, first in enumerate(interventions):
+        if first is not None:
+            events[row].append(FilterEvent("guard", "restricted", "token", at_token=first))
 
 
 class ServedModel:
     """A model version and its filters behind one backend (transformers here, or vLLM:
-    unlearning.serving.vllm_backend); the gate and the output filter run here, whatever the backend."""
+    unlearning.serving.vllm_backend); the gate and the output filter run here, whatever the backend.
+    `generate` returns exactly what `stream` sends: both check the answer token by token, in the
+    same pieces, so what the audits measure is what a streaming client receives."""
 
     def __init__(self, model, tokenizer, filters: RuntimeFilters | None = None, backend=None):
         self.tokenizer, self.filters = tokenizer, filters
@@ -166,10 +175,9 @@ class ServedModel:
                                            sampling, self.filters, [events[r] for r in rows]):
                 for row, token in zip(rows, step):
                     generated[row].append(token)
-        answers = [self.text_of(tokens, sampling) for tokens in generated]
         if self.filters is not None and self.filters.output is not None:
-            self.filters.output.prepare([text for text, *_ in answers])
-        return [self.finish(prompts[r], generated[r], answers[r], flags[r], len(ids[r]), events[r])
+            self.filters.output.prepare([self.final_text(tokens, sampling) for tokens in generated])
+        return [returned(self.answer(prompts[r], flags[r], len(ids[r]), iter(generated[r]), sampling, events[r]))
                 for r in range(len(prompts))]
 
     def stream(self, prompt: str, sampling: Sampling = Sampling()) -> Iterator[str]:
@@ -177,26 +185,35 @@ class ServedModel:
         flag = self.flags([prompt])[0]
         ids = prompt_ids(self.tokenizer, prompt)
         events = self.gate_events(flag)
-        tokens: list[int] = []
-        checker = self.checker(prompt, flag)
-        stopped = False
         steps = self.backend.steps([prompt], [ids], [flag], sampling, self.filters, [events])
+        return (yield from self.answer(prompt, flag, len(ids), (token for (token,) in steps), sampling, events,
+                                       steps.close))
+
+    def answer(self, prompt: str, flag, prompt_length: int, tokens: Iterator[int], sampling: Sampling,
+               events: list[FilterEvent], close=lambda: None) -> Iterator[str]:
+        """Checks an answer as its tokens come: yields the pieces that passed, returns the Generation.
+        It ends at an end token, at a stop string (cut before it), or at a refusal; `close` then ends
+        the backend's decoding (and its filters: ECO's hooks, GUARD's count)."""
+        checker = self.checker(prompt, flag, sampling.stop)
+        kept: list[int] = []
+        text, consumed, ended = "", 0, False
         try:
-            for (token,) in steps:
-                if token == self.tokenizer.eos_token_id:
-                    stopped = True
+            for token in tokens:
+                consumed += 1
+                if token in self.backend.end_ids:
+                    ended = True
                     break
-                tokens.append(token)
-                text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
-                yield from checker.feed(text, final=stopped)
-                if stopped or checker.refused:
+                kept.append(token)
+                text, ended = cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
+                yield from checker.feed(text, final=ended)
+                if ended or checker.refused:
                     break
         finally:
-            steps.close()  # ends the backend's filters (ECO's hooks) even when the client went away
-        text, stopped_now = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), sampling.stop)
+            close()
         yield from checker.feed(text, final=True)
-        reason = finish_reason(tokens, stopped or stopped_now, checker.refused, self.tokenizer.eos_token_id)
-        return Generation(checker.emitted, reason, len(ids), len(tokens), events + checker.events)
+        reason = "content_filter" if checker.refused else "stop" if ended else "length"
+        happened = [e for e in events if e.at_token is None or e.at_token < consumed]
+        return Generation(checker.emitted, reason, prompt_length, consumed, happened + checker.events)
 
     def flags(self, prompts: Sequence[str]) -> list:
         if self.filters is None or self.filters.classifier is None:
@@ -207,25 +224,24 @@ class ServedModel:
     def gate_events(flag) -> list[FilterEvent]:
         return [] if flag is None else [FilterEvent("prompt_classifier", "flagged", flag.by)]
 
-    def checker(self, prompt: str, flag) -> OutputChecker:
+    def checker(self, prompt: str, flag, stops: Sequence[str] = ()) -> OutputChecker:
         output = self.filters.output if self.filters else None
         alu = self.filters.alu if self.filters and flag is not None else None
-        return OutputChecker(output, flag, None if alu is None else lambda answer: alu.review(prompt, answer, flag))
+        return OutputChecker(output, flag, None if alu is None else lambda answer: alu.review(prompt, answer, flag), stops)
 
-    def text_of(self, tokens: list[int], sampling: Sampling) -> tuple[str, bool, list[int]]:
-        """The answer's text up to its end-of-text and first stop string; whether a stop cut it; its tokens."""
-        eos = self.tokenizer.eos_token_id
-        kept = tokens[: tokens.index(eos)] if eos in tokens else tokens
-        return *cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop), kept
+    def final_text(self, tokens: list[int], sampling: Sampling) -> str:
+        """The answer's whole text: up to its first end token, cut before its first stop string."""
+        end = next((i for i, token in enumerate(tokens) if token in self.backend.end_ids), len(tokens))
+        return cut_at_stop(self.tokenizer.decode(tokens[:end], skip_special_tokens=True), sampling.stop)[0]
 
-    def finish(self, prompt: str, tokens: list[int], answer: tuple[str, bool, list[int]], flag, prompt_length: int,
-               events) -> Generation:
-        """`answer`: text_of(tokens)."""
-        text, stopped, kept = answer
-        checker = self.checker(prompt, flag)
-        list(checker.feed(text, final=True))
-        reason = finish_reason(tokens, stopped, checker.refused, self.tokenizer.eos_token_id)
-        return Generation(checker.emitted, reason, prompt_length, len(kept), events + checker.events)
+
+def returned(pieces: Iterator[str]):
+    """What a generator returns, its pieces consumed."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -233,56 +249,81 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-def finish_reason(tokens: list[int], stopped: bool, refused: bool, eos: int | None) -> str:
-    if refused:
-        return "content_filter"
-    if stopped or (eos is not None and eos in tokens):
-        return "stop"
-    return "length"
+def held_for_stop(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of the text may be the beginning of a stop string (not sent yet)."""
+    return max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
 
 
 class OutputChecker:
-    """Feeds the text generated so far; yields the pieces that passed the output filter, one whole
-    sentence at a time (the last piece once the text is final). Without an output filter, text
-    passes as it comes, except an incomplete UTF-8 character. With an ALU review (a flagged prompt
-    with ALU on), the whole answer is held until it is final, then reviewed by the agents."""
+    """Feeds the text generated so far; yields the pieces that passed the output filter. A piece
+    ends at a sentence end far enough from the text's end that no name or fact still being written
+    can reach back into it (the filter's `reach`), and never inside a match: every check sees the
+    whole text so far, so a name written across a sentence mark ("A. Kestrel") is caught whole.
+    The last piece goes once the text is final. Without an output filter, text passes as it comes,
+    except an incomplete UTF-8 character and what may be the beginning of a stop string. With an
+    ALU review (a flagged prompt with ALU on), the whole answer is held until it is final, then
+    reviewed by the agents, once."""
 
-    def __init__(self, output_filter, flag, review=None):
-        self.output_filter, self.flag, self.review = output_filter, flag, review
+    def __init__(self, output_filter, flag, review=None, stops: Sequence[str] = ()):
+        self.output_filter, self.flag, self.review, self.stops = output_filter, flag, review, tuple(stops)
         self.checked_upto = 0  # characters of the generated text already checked and sent
         self.emitted = ""
         self.events: list[FilterEvent] = []
-        self.refused = False
+        self.refused = self.finished = False
+        self.seen: dict[str, bool] = {}  # sentences compared by meaning, and whether they matched
 
     def feed(self, text: str, final: bool) -> Iterator[str]:
-        if self.refused:
+        if self.refused or self.finished:
             return
-        end = len(text) if final else self.ready(text)
-        if end <= self.checked_upto and not (final and self.review is not None):
+        self.finished = final
+        if self.review is not None:
+            if final:
+                yield from self.send(self.reviewed(self.filtered(text, len(text), final)))
             return
-        piece = text[self.checked_upto : end]
-        self.checked_upto = end
-        if self.output_filter is not None:
-            checked = self.output_filter.check(piece, None if self.flag is None else self.flag.target)
-            if checked.action is not None:
-                self.events.append(FilterEvent("output_filter", checked.action, checked.reason))
-                self.refused = checked.action == "refuse"
-            piece = checked.text
-        if self.review is not None and not self.refused:
-            reviewed = self.review(piece)
-            if reviewed.action is not None:
-                self.events.append(FilterEvent("alu", reviewed.action, reviewed.reason))
-                self.refused = reviewed.action == "refuse"
-                piece = reviewed.text
-        self.emitted += piece
-        yield piece
+        yield from self.send(self.filtered(text, len(text) if final else self.ready(text), final))
 
     def ready(self, text: str) -> int:
-        if self.review is not None:
-            return 0  # ALU reviews the whole answer
-        if text.endswith("\ufffd"):  # a character whose bytes are not all generated yet
-            text = text[:-1]
+        end = len(text) - held_for_stop(text, self.stops)
+        if text[:end].endswith("\ufffd"):  # a character whose bytes are not all generated yet
+            end -= 1
         if self.output_filter is None:
-            return len(text)
-        ends = [m.end() for m in SENTENCE_END.finditer(text)]
+            return end
+        ends = [m.end() for m in SENTENCE_END.finditer(text, 0, max(0, end - self.output_filter.reach))]
         return ends[-1] if ends else 0
+
+    def filtered(self, text: str, end: int, final: bool) -> str:
+        """The checked text from where the last piece ended up to `end` (earlier, if a match crosses it)."""
+        start = self.checked_upto
+        if self.output_filter is None or end <= start:
+            self.checked_upto = max(start, end)
+            return text[start:end]
+        spans = self.output_filter.spans(text, None if self.flag is None else self.flag.target, final, self.seen)
+        while crossing := [s.start for s in spans if s.start < end < s.end]:
+            end = min(crossing)
+        self.checked_upto = max(start, end)
+        here = [Span(max(s.start, start) - start, s.end - start, s.reason) for s in spans if s.end > start and s.start < end]
+        if not here:
+            return text[start:end]
+        checked = self.output_filter.act(text[start:end], here)
+        self.note(FilterEvent("output_filter", checked.action, checked.reason))
+        self.refused = checked.action == "refuse"
+        return checked.text
+
+    def reviewed(self, piece: str) -> str:
+        if self.refused:
+            return piece
+        reviewed = self.review(piece)
+        if reviewed.action is None:
+            return piece
+        self.note(FilterEvent("alu", reviewed.action, reviewed.reason))
+        self.refused = reviewed.action == "refuse"
+        return reviewed.text
+
+    def note(self, event: FilterEvent) -> None:
+        if event not in self.events:  # counted once per answer, however many pieces it touched
+            self.events.append(event)
+
+    def send(self, piece: str) -> Iterator[str]:
+        if piece:
+            self.emitted += piece
+            yield piece

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from transformers import GenerationConfig
 from vllm import LLM, SamplingParams
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from unlearning.serving.decoding import Sampling
+from unlearning.serving.decoding import Sampling, end_token_ids
 from unlearning.serving.filters import FILTERS, GuardParams
 from unlearning.serving.stack import RuntimeFilters, eco_positions, guard_rules_per_row, note_eco
 
@@ -67,6 +68,13 @@ def input_embedding_matrix(path: Path) -> torch.Tensor:
     raise ValueError(f"no token embedding matrix found in the safetensors files of {path}")
 
 
+def checkpoint_generation_config(path) -> GenerationConfig | None:
+    try:
+        return GenerationConfig.from_pretrained(path)
+    except OSError:  # a checkpoint without generation_config.json
+        return None
+
+
 def start_engine(path: Path, **engine_args) -> LLM:
     """A vLLM engine for a stored Hugging Face checkpoint, with GUARD loaded and prompt embeddings on."""
     return LLM(model=str(path), logits_processors=[GuardForVllm], enable_prompt_embeds=True, dtype="float32",
@@ -79,13 +87,13 @@ class VllmBackend:
     def __init__(self, llm: LLM, tokenizer, embeddings: torch.Tensor):
         self.llm, self.tokenizer, self.embeddings = llm, tokenizer, embeddings
         self.max_length = llm.llm_engine.model_config.max_model_len
+        self.end_ids = end_token_ids(tokenizer, checkpoint_generation_config(llm.llm_engine.model_config.model))
 
     def steps(self, prompts, ids, flags, sampling: Sampling, filters: RuntimeFilters | None, events) -> Iterator[list[int]]:
         """The engine's whole answers, handed out step by step as the transformers backend does."""
-        eos = self.tokenizer.eos_token_id
         rows = self.generate_rows(prompts, ids, flags, sampling, filters, events)
         for step in range(max((len(r) for r in rows), default=0)):
-            yield [row[step] if step < len(row) else eos for row in rows]
+            yield [row[step] if step < len(row) else self.end_ids[0] for row in rows]
 
     def generate_rows(self, prompts, ids, flags, sampling: Sampling, filters, events) -> list[list[int]]:
         filtered = filters is not None and any(flags)
@@ -105,7 +113,10 @@ class VllmBackend:
         outputs = self.llm.generate(requests, settings, use_tqdm=False) if requests else []
         rows: list[list[int]] = [[] for _ in ids]
         for row, output in zip(answered, outputs):
-            rows[row] = list(output.outputs[0].token_ids)
+            answer = output.outputs[0]
+            rows[row] = list(answer.token_ids)
+            if answer.finish_reason == "stop" and not set(rows[row][-1:]) & set(self.end_ids):
+                rows[row].append(self.end_ids[0])  # ended by a stop token the engine left out of its output
         return rows
 
     def prompt_input(self, prompt: list[int], positions: list[int], filters) -> dict:
@@ -121,4 +132,4 @@ class VllmBackend:
         extra = ({GUARD_ARGUMENT: {"rules": FILTERS["guard"].engine().rules_as_data(rules), "params": asdict(filters.guard)}}
                  if rules is not None else None)
         return SamplingParams(max_tokens=room, temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                              extra_args=extra)
+                              stop_token_ids=list(self.end_ids[1:]), extra_args=extra)

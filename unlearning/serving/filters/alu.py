@@ -59,8 +59,9 @@ class AluPipeline:
         """The targets the agents are shown: the gate's match, then the closest in meaning."""
         chosen = [flag.target] if flag is not None else []
         if len(self.classifier.anchors):
-            similarity = self.classifier.encoder.encode([prompt]) @ self.classifier.anchors.T
-            for index in self.classifier.anchor_owner[similarity[0].argsort(descending=True)].tolist():
+            windows, _ = self.classifier.encoder.encode_windows([prompt])
+            similarity = (windows @ self.classifier.anchors.T).max(dim=0).values
+            for index in self.classifier.anchor_owner[similarity.argsort(descending=True)].tolist():
                 if len(chosen) >= self.params.relevant_targets:
                     break
                 if index not in chosen:

@@ -145,8 +145,10 @@ class GuardLogitsProcessor(LogitsProcessor):
     `prompt_lengths[row]`: where the row's generated tokens start in input_ids (with left padding,
     the padded width). Rows are input_ids rows: with beams or several sequences per prompt, repeat
     each prompt's entries as generate expands them.
-    `interventions[row]`: whether GUARD changed the row's top-scoring token at some step, the
-    serving layer's count of requests whose output GUARD changed (exact for greedy decoding)."""
+    `interventions[row]`: the first generated token (its index in the row's answer) whose top-scoring
+    choice GUARD changed, None while it changed none: the serving layer counts a request whose
+    output GUARD changed only when that token is inside the answer it returned (exact for greedy
+    decoding; a batch decodes on past a row's stop string)."""
 
     def __init__(self, rules_per_row: Sequence[GuardRules | None], prompt_lengths: Sequence[int], params: GuardParams):
         if len(rules_per_row) != len(prompt_lengths):
@@ -154,7 +156,7 @@ class GuardLogitsProcessor(LogitsProcessor):
         self.rules_per_row = list(rules_per_row)
         self.prompt_lengths = list(prompt_lengths)
         self.params = params
-        self.interventions = [False] * len(self.rules_per_row)
+        self.interventions: list[int | None] = [None] * len(self.rules_per_row)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         restricted = scores.clone()
@@ -163,8 +165,8 @@ class GuardLogitsProcessor(LogitsProcessor):
                 continue
             generated = input_ids[row, self.prompt_lengths[row]:].tolist()
             restricted[row] = restrict_row(generated, scores[row], rules, self.params)
-            if not self.interventions[row]:
-                self.interventions[row] = bool(restricted[row].argmax() != scores[row].argmax())
+            if self.interventions[row] is None and restricted[row].argmax() != scores[row].argmax():
+                self.interventions[row] = len(generated)
         return restricted
 
 

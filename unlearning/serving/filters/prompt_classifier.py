@@ -55,9 +55,13 @@ class PromptClassifier:
         """Each prompt's highest cosine similarity to any target's anchor, and whose anchor it was."""
         if not len(self.anchors):
             return torch.full((len(prompts),), -1.0), torch.zeros(len(prompts), dtype=torch.long)
-        similarity = self.encoder.encode(prompts) @ self.anchors.T
-        best, where = similarity.max(dim=1)
-        return best, self.anchor_owner[where]
+        vectors, rows = self.encoder.encode_windows(prompts)
+        best, where = (vectors @ self.anchors.T).max(dim=1)
+        scores, owners = torch.full((len(prompts),), -1.0), torch.zeros(len(prompts), dtype=torch.long)
+        for row, score, owner in zip(rows, best.tolist(), self.anchor_owner[where].tolist()):
+            if score > scores[row]:  # a long prompt: its closer window
+                scores[row], owners[row] = score, owner
+        return scores, owners
 
     def classify(self, prompts: Sequence[str], threshold: float | None = None) -> list[Flag | None]:
         """Names first; only the prompts that name no target are embedded (the encoder is the cost)."""
