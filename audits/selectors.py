@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import QuerySet
 
-from audits.models import AuditResult, AuditRun, AuditStatus
+from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
+from audits.signing import sha256_hex
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
-from compliance.errors import NotFound
+from compliance.errors import NotFound, ServiceError
 from unlearning.models import VersionRole
 
 ROLES = tuple(VersionRole.values)  # original, unlearned, reference
+logger = logging.getLogger(__name__)
 
 
 def audit_runs_of(request) -> QuerySet[AuditRun]:
@@ -117,3 +123,39 @@ def person_ranking(run: AuditRun, request) -> str:
         now = "this test finds no sign that it knows you better than people it never saw"
     return (f"{placed}: {now}. (Membership tests on each person's texts; p = {after['p_member']:.2f} that a "
             "never-trained person looks at least as familiar.)")
+
+
+class CertificateFileMissing(ServiceError):
+    """The certificate was issued (its row and hash remain) but its signed PDF is nowhere on file."""
+
+    status, title, code = 410, "Certificate file missing", "certificate_file_missing"
+
+
+def certificates_folder() -> Path:
+    """Where signed certificates are stored: CERTIFICATE_DIR, else VAR_DIR/certificates, read each
+    time it is asked, so that an operator who moves the folder (or VAR_DIR) and says so in the
+    settings moves every certificate with it."""
+    return Path(settings.CERTIFICATE_DIR) if settings.CERTIFICATE_DIR else Path(settings.VAR_DIR) / "certificates"
+
+
+def certificate_pdf(certificate: Certificate) -> bytes:
+    """The certificate's signed PDF, byte for byte as issued: the file of its name in the certificates
+    folder as configured now, else the absolute path stored at issuance (a certificate issued into
+    another folder, whose file is still there). A file whose SHA-256 is not the recorded one is not
+    this certificate. CertificateFileMissing when neither holds it.
+
+    Every reader of a certificate's PDF comes here: the stored path alone went stale as soon as an
+    operator moved the folder, and each download answered 500."""
+    stored = Path(certificate.pdf_path)
+    for path in dict.fromkeys([certificates_folder() / stored.name, stored]):  # in order, once each
+        try:
+            pdf = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        if sha256_hex(pdf) == certificate.pdf_sha256:
+            return pdf
+        logger.error("certificate %s: %s is not the PDF that was issued (its SHA-256 differs)", certificate.serial, path)
+    logger.error("certificate %s: its PDF is neither in the certificates folder (%s) nor at %s",
+                 certificate.serial, certificates_folder(), stored)
+    raise CertificateFileMissing(f"certificate {certificate.serial} was issued, but its PDF is no longer on file: "
+                                 "the service's operators must restore it to the certificates folder")

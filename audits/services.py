@@ -5,7 +5,6 @@ through compliance.services."""
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +15,7 @@ from audits.certificate_pdf import render_certificate
 from audits.certificates import certificate_content, signing_identity
 from audits.metrics import privleak
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.selectors import certificates_folder
 from audits.signals import audit_finished, audit_queued
 from audits.signing import sha256_hex, sign_pdf
 from audits.verdicts import POLICIES, VerdictPolicy
@@ -188,9 +188,11 @@ def issue_certificate(*, request_id) -> Certificate:
     content = certificate_content(request=request, runs=runs, serial=serial, head=head)
     pdf = sign_pdf(render_certificate(content), identity, reason=f"Unlearning certificate {serial}",
                    location=settings.SITE_URL)
-    directory = settings.VAR_DIR / "certificates"
+    # Named by its serial in the certificates folder, where readers look for it first
+    # (audits.selectors.certificate_pdf); the absolute path is kept as where it was written.
+    directory = certificates_folder()
     directory.mkdir(parents=True, exist_ok=True)
-    path = Path(directory) / f"{serial}.pdf"
+    path = directory / f"{serial}.pdf"
     path.write_bytes(pdf)
     certificate = Certificate.objects.create(
         serial=serial, request=request, audit_run=runs[-1], pdf_path=str(path), pdf_sha256=sha256_hex(pdf),

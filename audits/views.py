@@ -1,27 +1,66 @@
 """Public certificate verification: anyone holding a certificate can check it here."""
 
+from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
 
 from audits.certificates import signing_identity
 from audits.models import Certificate
 from audits.selectors import request_verdict
 from audits.signing import sha256_hex
+from compliance import throttles
+from compliance.errors import TooManyRequests
 
 
+@require_http_methods(["GET", "POST"])
 def verify_certificate(http_request, serial):
     certificate = Certificate.objects.select_related("request", "audit_run__job__asset").filter(serial=serial).first()
     if certificate is None:
         raise Http404
-    identity = signing_identity()
-    uploaded_match = None
-    if http_request.method == "POST" and http_request.FILES.get("pdf"):
-        uploaded_match = sha256_hex(http_request.FILES["pdf"].read()) == certificate.pdf_sha256
-    return render(http_request, "verify/certificate.html", {
+    uploaded_match, problem, status = None, "", 200
+    if http_request.method == "POST":
+        try:
+            throttles.spend(throttles.CERTIFICATE_CHECKS, http_request)
+            uploaded_match = sha256_hex(uploaded_pdf(http_request)) == certificate.pdf_sha256
+        except UploadRejected as error:
+            problem, status = error.detail, error.status
+        except TooManyRequests as error:
+            problem, status = error.detail, 429
+    response = render(http_request, "verify/certificate.html", {
         "certificate": certificate, "run": certificate.audit_run, "uploaded_match": uploaded_match,
-        "verdict": request_verdict(certificate.request),
-        "ca_fingerprint": identity.ca_fingerprint(),
-    })
+        "problem": problem, "verdict": request_verdict(certificate.request),
+        "ca_fingerprint": signing_identity().ca_fingerprint(),
+    }, status=status)
+    if status == 429:
+        response["Retry-After"] = "3600"
+    return response
+
+
+class UploadRejected(Exception):
+    def __init__(self, detail: str, status: int = 400):
+        super().__init__(detail)
+        self.detail, self.status = detail, status
+
+
+def uploaded_pdf(http_request) -> bytes:
+    """The uploaded PDF's bytes; its size is checked from the request's length before any is read."""
+    limit = settings.CERTIFICATE_UPLOAD_MAX_BYTES
+    try:
+        length = int(http_request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit + 64 * 1024:  # room for the multipart envelope
+        raise UploadRejected(f"that file is too large: a certificate is under {limit // 2**20} MB", 413)
+    uploaded = http_request.FILES.get("pdf")
+    if uploaded is None:
+        raise UploadRejected("choose the certificate's PDF file to compare it with the one we issued")
+    if uploaded.size > limit:
+        raise UploadRejected(f"that file is too large: a certificate is under {limit // 2**20} MB", 413)
+    content = uploaded.read()
+    if not content.startswith(b"%PDF-"):
+        raise UploadRejected("that file is not a PDF")
+    return content
 
 
 def ca_certificate(http_request):

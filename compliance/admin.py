@@ -1,8 +1,23 @@
 from django.contrib import admin
+from django.http import HttpResponse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from compliance import throttles
+from compliance.errors import TooManyRequests
 from compliance.models import AuditEvent, RemovalRequest
+
+
+def throttled_login(http_request, extra_context=None):
+    """The admin's login, with each client's attempts limited (staff passwords are worth guessing)."""
+    if http_request.method == "POST":
+        try:
+            throttles.spend(throttles.ADMIN_LOGINS, http_request)
+        except TooManyRequests as error:
+            response = HttpResponse(error.detail, status=429, content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = str(error.retry_after)
+            return response
+    return admin.site.login(http_request, extra_context)
 from compliance.selectors import pending_deletion_plans, pending_forget_review
 
 

@@ -23,5 +23,16 @@ class IdentityCodeRejected(ServiceError):
     status, title, code = 400, "Identity code rejected", "identity_code_rejected"
 
 
-class TooManyCodes(ServiceError):
-    status, title, code = 429, "Too many codes requested", "too_many_codes"
+class TooManyRequests(ServiceError):
+    """A limit on what one party may ask for was reached; `retry_after`: seconds until it may ask again
+    (None: not by waiting)."""
+
+    status, title, code = 429, "Too many requests", "too_many_requests"
+
+    def __init__(self, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class TooManyCodes(TooManyRequests):
+    title, code = "Too many codes requested", "too_many_codes"

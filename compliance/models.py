@@ -65,6 +65,7 @@ class RemovalRequest(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["email", "received_at"], name="request_email_received")]  # per-address limits
 
     def __str__(self):
         return self.reference

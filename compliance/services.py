@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from compliance import auditlog
 from compliance.deadlines import response_due
-from compliance.errors import IdentityCodeRejected, NotFound, ServiceError, TooManyCodes, TransitionNotAllowed
+from compliance.errors import (
+    IdentityCodeRejected,
+    NotFound,
+    ServiceError,
+    TooManyCodes,
+    TooManyRequests,
+    TransitionNotAllowed,
+)
 from compliance.materials import Document
 from compliance.models import DenialGround, ForgetMaterial, IdentityChallenge, MaterialKind, RemovalRequest, RequestStatus
 from compliance.signals import request_approved
@@ -77,9 +84,14 @@ def _code_hash(challenge_request_id, code: str) -> str:
 
 
 def _issue_identity_code(request: RemovalRequest) -> None:
-    recent = request.challenges.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
-    if recent >= settings.IDENTITY_CODES_PER_HOUR:
-        raise TooManyCodes("too many codes were sent for this request in the last hour: try again later")
+    hour_ago = timezone.now() - timedelta(hours=1)
+    if request.challenges.count() >= settings.IDENTITY_CODES_PER_REQUEST:
+        raise TooManyCodes("this request has had all the codes it may have: please contact us to reach it")
+    if request.challenges.filter(created_at__gte=hour_ago).count() >= settings.IDENTITY_CODES_PER_HOUR:
+        raise TooManyCodes("too many codes were sent for this request in the last hour: try again later", 3600)
+    to_address = IdentityChallenge.objects.filter(request__email=request.email, created_at__gte=hour_ago).count()
+    if to_address >= settings.IDENTITY_CODES_PER_EMAIL_PER_HOUR:
+        raise TooManyCodes("too many codes were sent to this e-mail address in the last hour: try again later", 3600)
     code = f"{secrets.randbelow(10**6):06d}"
     # A new code replaces any earlier one: only the latest is ever accepted.
     request.challenges.filter(used_at=None).update(used_at=timezone.now())
@@ -103,10 +115,16 @@ def _issue_identity_code(request: RemovalRequest) -> None:
 def submit_request(*, full_name: str, email: str, description: str, jurisdiction: str = "gdpr",
                    documents: list[Document] = (), qa_pairs: list[tuple[str, str]] = ()) -> RemovalRequest:
     """A new request, with what the owner hands in for the models to forget (checked by
-    compliance.materials): kept for legal's review, used only once confirmed at approval."""
+    compliance.materials): kept for legal's review, used only once confirmed at approval. One
+    address files at most REQUESTS_PER_EMAIL_PER_DAY requests a day (each sends it a code)."""
     received = timezone.now()
+    email = email.strip().lower()
+    filed = RemovalRequest.objects.filter(email=email, received_at__gte=received - timedelta(days=1)).count()
+    if settings.REQUESTS_PER_EMAIL_PER_DAY and filed >= settings.REQUESTS_PER_EMAIL_PER_DAY:
+        raise TooManyRequests("this e-mail address has filed as many requests as it may today: "
+                              "sign in to an earlier one with its reference, or try again tomorrow", 24 * 3600)
     request = RemovalRequest.objects.create(
-        reference=_new_reference(), full_name=full_name.strip(), email=email.strip().lower(),
+        reference=_new_reference(), full_name=full_name.strip(), email=email,
         description=description.strip(), jurisdiction=jurisdiction,
         received_at=received, due_at=response_due(received, jurisdiction),
     )
@@ -152,12 +170,16 @@ def request_access_code(*, reference: str, email: str) -> RemovalRequest | None:
 def verify_identity(*, request_id, code: str) -> RemovalRequest:
     """Check a one-time code. Success verifies a new request (or signs its owner back in).
 
-    A failed attempt is counted and logged in its own committed transaction before the error is raised.
+    A wrong code tried against a live one is counted and logged in its own committed transaction
+    before the error is raised. Nothing is logged when there was no live code to try (none sent,
+    expired, or its tries spent): those attempts change nothing, and logging them would let anyone
+    flood the log and an owner's history.
     """
     with transaction.atomic():
         request = lock_request(request_id)
         challenge = request.challenges.filter(used_at=None).first()
         now = timezone.now()
+        tried = False
         if challenge is None:
             failure = "there is no active code for this request: ask for a new one"
         elif challenge.expires_at < now:
@@ -165,13 +187,13 @@ def verify_identity(*, request_id, code: str) -> RemovalRequest:
         elif challenge.attempts >= settings.IDENTITY_CODE_MAX_ATTEMPTS:
             failure = "too many wrong attempts: ask for a new code"
         else:
-            challenge.attempts += 1
+            tried, challenge.attempts = True, challenge.attempts + 1
             matches = hmac.compare_digest(_code_hash(request.pk, code.strip()), challenge.code_hash)
             failure = "" if matches else "the code is not correct"
             if matches:
                 challenge.used_at = now
             challenge.save()
-        if failure:
+        if failure and tried:
             auditlog.append(actor=OWNER, action="identity.failed_attempt", obj=request, data={"reason": failure})
         elif request.status == S.SUBMITTED:
             request.subject_key = request.email

@@ -25,7 +25,23 @@ if not SECRET_KEY:
     SECRET_KEY = _key_file.read_text().strip()
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
-SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- HTTPS. A site whose SITE_URL is https:// gets secure cookies, HSTS and a redirect to HTTPS by
+# default. Behind a proxy that ends TLS, BEHIND_HTTPS_PROXY=1 trusts its X-Forwarded-Proto (only
+# set it when the proxy overwrites that header: a client could send it too).
+SERVES_HTTPS = SITE_URL.startswith("https://")
+if envbool("BEHIND_HTTPS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", SERVES_HTTPS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", SERVES_HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SERVES_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SERVES_HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", SERVES_HTTPS)
+# The portal's forms post to SITE_URL's origin; more origins (another host name) by list.
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", SITE_URL)
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 24 * 3600)  # an owner's proof of their address lasts a day
+SESSION_COOKIE_SAMESITE = "Lax"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -80,8 +96,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Workers and the web process share one file: wait for a lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Workers and the web process share one file: wait for a lock instead of failing at once. A
+    # transaction takes the write lock when it begins (IMMEDIATE): one that read first and wrote
+    # second would otherwise fail at once with "database is locked" under concurrent writers
+    # (SQLite does not wait for a lock that a reader upgrading could deadlock on).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=30, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-gb"
@@ -91,6 +110,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Cache: the throttles' counters. Redis (CACHE_URL, else the broker's Redis) when several web
+# processes run; the embedded default is one process, whose memory is enough.
+CACHE_URL = env("CACHE_URL") or (env("CELERY_BROKER_URL") if env("CELERY_BROKER_URL").startswith("redis") else "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+          if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- E-mail: one-time identity codes. Development writes mails to files you can open.
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
@@ -107,6 +132,28 @@ IDENTITY_CODE_TTL_SECONDS = envint("IDENTITY_CODE_TTL_SECONDS", 15 * 60)
 IDENTITY_CODE_MAX_ATTEMPTS = envint("IDENTITY_CODE_MAX_ATTEMPTS", 5)
 # Codes e-mailed for one request per hour: resend and sign-in cannot be used to flood a mailbox.
 IDENTITY_CODES_PER_HOUR = envint("IDENTITY_CODES_PER_HOUR", 5)
+# Codes one request may ever have: with IDENTITY_CODE_MAX_ATTEMPTS tries each, at most
+# 30 × 5 guesses of a million codes (1.5e-4) over the request's whole life.
+IDENTITY_CODES_PER_REQUEST = envint("IDENTITY_CODES_PER_REQUEST", 30)
+# Codes sent to one e-mail address per hour, whatever the requests: a mailbox cannot be flooded
+# by filing many requests in its name.
+IDENTITY_CODES_PER_EMAIL_PER_HOUR = envint("IDENTITY_CODES_PER_EMAIL_PER_HOUR", 10)
+
+# --- Limits on anonymous traffic (compliance.throttles). Per client address, counted in the cache
+# (shared by every web process when CACHE_URL or the broker is Redis); per e-mail address, counted
+# in the database. A limit that is reached answers 429 with Retry-After; 0 turns a limit off.
+REQUESTS_PER_EMAIL_PER_DAY = envint("REQUESTS_PER_EMAIL_PER_DAY", 5)
+PORTAL_SUBMISSIONS_PER_CLIENT_PER_HOUR = envint("PORTAL_SUBMISSIONS_PER_CLIENT_PER_HOUR", 20)
+CODE_CHECKS_PER_CLIENT_PER_HOUR = envint("CODE_CHECKS_PER_CLIENT_PER_HOUR", 30)
+CODE_SENDS_PER_CLIENT_PER_HOUR = envint("CODE_SENDS_PER_CLIENT_PER_HOUR", 20)
+ADMIN_LOGINS_PER_CLIENT_PER_HOUR = envint("ADMIN_LOGINS_PER_CLIENT_PER_HOUR", 20)
+CERTIFICATE_CHECKS_PER_CLIENT_PER_HOUR = envint("CERTIFICATE_CHECKS_PER_CLIENT_PER_HOUR", 60)
+# The client address: REMOTE_ADDR, or behind N proxies that append to X-Forwarded-For, the address
+# the outermost of them saw (the N-th entry from the right; the entries left of it are the client's
+# to write).
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+# A certificate uploaded to the public verify page to compare with the issued one.
+CERTIFICATE_UPLOAD_MAX_BYTES = envint("CERTIFICATE_UPLOAD_MAX_BYTES", 10 * 2**20)
 
 # --- Celery: without a broker, tasks run in-process (the embedded default).
 CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
@@ -196,6 +243,9 @@ SIGNING_CERT_FILE = env("SIGNING_CERT_FILE")
 SIGNING_CA_FILE = env("SIGNING_CA_FILE")
 SIGNING_KEY_PASSPHRASE = env("SIGNING_KEY_PASSPHRASE")
 CERTIFICATE_ISSUER = env("CERTIFICATE_ISSUER", "Unlearning Compliance Service (demo issuer)")
+# Where signed certificates are stored; unset: VAR_DIR/certificates. Read at each download, so the
+# folder can move (say where it went here, or move it with VAR_DIR).
+CERTIFICATE_DIR = env("CERTIFICATE_DIR") or None
 # Salt for the pseudonymous subject references written to the audit log and certificates.
 SUBJECT_HASH_SALT = env("SUBJECT_HASH_SALT", SECRET_KEY)
 
@@ -204,7 +254,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["compliance.api.permissions.IsLegalTeam"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    # JSON nested too deep for Python's decoder is a 400, and a cursor that does not parse a 404
+    # (compliance.api.parsers, compliance.api.pagination), for every view.
+    "DEFAULT_PARSER_CLASSES": ["compliance.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PAGINATION_CLASS": "compliance.api.pagination.CheckedCursorPagination",
     "PAGE_SIZE": envint("API_PAGE_SIZE", 50),
     "EXCEPTION_HANDLER": "compliance.api.errors.problem_exception_handler",
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from audits import views as verify_views
+from compliance import admin as compliance_admin
 
 urlpatterns = [
     path("", include("compliance.portal.urls")),
@@ -10,5 +11,6 @@ urlpatterns = [
     # The public verify page takes uploads from anyone holding a certificate: there is no session to protect.
     path("verify/<str:serial>/", csrf_exempt(verify_views.verify_certificate), name="verify-certificate"),
     path("ca.pem", verify_views.ca_certificate, name="ca-certificate"),
+    path("admin/login/", compliance_admin.throttled_login),  # before the admin's own login route
     path("admin/", admin.site.urls),
 ]

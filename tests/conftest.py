@@ -99,6 +99,14 @@ def llama_checkpoint(tmp_path_factory):
 
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Each test starts with no client's attempts counted (compliance.throttles keeps them in the cache)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def store(settings, tmp_path):
     """This test's own service data folder: model store, signing keys."""

@@ -261,7 +261,7 @@ def test_one_user_holds_one_scope(operator_api, legal_user, legal_api):
     with pytest.raises(CommandError, match="already holds the legal scope"):
         call_command("create_api_user", legal_user.username, scope="ml-operator")
     operator = User.objects.get(username="operator-test")
-    operator.is_staff = True  # staff as such drive requests, but not an operator's token
+    operator.is_staff = True  # staff or not, an operator's token never drives requests
     operator.save()
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {operator.auth_token.key}")

@@ -9,7 +9,7 @@ from compliance import services
 from compliance.auditlog import verify_chain
 from compliance.deadlines import add_months
 from compliance.errors import IdentityCodeRejected, ServiceError, TransitionNotAllowed
-from compliance.models import AuditEvent, IdentityChallenge, RequestStatus
+from compliance.models import AuditEvent, IdentityChallenge, RemovalRequest, RequestStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +140,55 @@ def test_codes_per_request_are_capped_per_hour(submit, settings):
     with pytest.raises(TooManyCodes):
         services.resend_identity_code(request_id=request.pk)
     assert IdentityChallenge.objects.filter(request=request).count() == settings.IDENTITY_CODES_PER_HOUR
+
+
+def test_attempts_without_a_live_code_are_refused_and_never_logged(submit, settings):
+    """After the lockout, after expiry, or with no code sent, an attempt changes nothing: nothing is
+    written to the audit log, so no one can flood it (or an owner's history) with attempts."""
+    request, code = submit()
+    wrong = "999999" if code != "999999" else "888888"
+    for _ in range(settings.IDENTITY_CODE_MAX_ATTEMPTS):
+        with pytest.raises(IdentityCodeRejected, match="not correct"):
+            services.verify_identity(request_id=request.pk, code=wrong)
+    logged = AuditEvent.objects.filter(action="identity.failed_attempt").count()
+    assert logged == settings.IDENTITY_CODE_MAX_ATTEMPTS
+    for _ in range(20):
+        with pytest.raises(IdentityCodeRejected, match="too many wrong attempts"):
+            services.verify_identity(request_id=request.pk, code=wrong)
+    IdentityChallenge.objects.filter(request=request).update(used_at=timezone.now())
+    with pytest.raises(IdentityCodeRejected, match="no active code"):
+        services.verify_identity(request_id=request.pk, code=code)
+    assert AuditEvent.objects.filter(action="identity.failed_attempt").count() == logged
+
+
+def test_a_request_has_a_lifetime_cap_on_codes(submit, settings):
+    from compliance.errors import TooManyCodes
+
+    settings.IDENTITY_CODES_PER_REQUEST, settings.IDENTITY_CODES_PER_HOUR = 3, 100
+    request, _ = submit()
+    IdentityChallenge.objects.filter(request=request).update(created_at=timezone.now() - timedelta(days=400))
+    for _ in range(2):
+        services.resend_identity_code(request_id=request.pk)
+    with pytest.raises(TooManyCodes, match="all the codes it may have") as refused:
+        services.resend_identity_code(request_id=request.pk)
+    assert refused.value.status == 429 and refused.value.retry_after is None  # waiting does not help
+    assert IdentityChallenge.objects.filter(request=request).count() == 3
+
+
+def test_one_address_gets_a_bounded_number_of_codes_and_requests(submit, settings):
+    """Filing many requests in someone's name neither floods their mailbox nor the request table."""
+    from compliance.errors import TooManyCodes, TooManyRequests
+
+    settings.REQUESTS_PER_EMAIL_PER_DAY, settings.IDENTITY_CODES_PER_EMAIL_PER_HOUR = 3, 4
+    first, _ = submit()
+    submit()
+    services.resend_identity_code(request_id=first.pk)
+    submit()  # the fourth code to this address in the hour
+    with pytest.raises(TooManyCodes, match="this e-mail address"):
+        services.resend_identity_code(request_id=first.pk)
+    with pytest.raises(TooManyRequests, match="filed as many requests as it may today") as refused:
+        submit(email="ALMA.KESTREL@mail.example")  # the same address, however it is written
+    assert refused.value.retry_after == 24 * 3600
+    assert RemovalRequest.objects.count() == 3
+    assert IdentityChallenge.objects.filter(request__email="alma.kestrel@mail.example").count() == 4
+    submit(email="bram@mail.example")  # another address is not affected

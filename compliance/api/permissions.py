@@ -6,15 +6,17 @@ SCOPES = {"legal": LEGAL_GROUP, "ml-operator": ML_OPERATOR_GROUP}
 
 
 class IsLegalTeam(BasePermission):
-    """Legal users (the `legal` group) and staff drive the request lifecycle through the API."""
+    """Legal users (the `legal` group, and only they: not staff as such) drive the request
+    lifecycle through the API. Staff is the admin site's flag, given for other work; a legal
+    decision needs a member of the legal team."""
 
-    message = "this API is for the legal team: authenticate with a legal user's token"
+    message = "this API is for the legal team: authenticate with a token of a user in the legal group"
 
     def has_permission(self, request, view):
         user = request.user
         if not (user and user.is_authenticated) or in_group(user, ML_OPERATOR_GROUP):
-            return False  # an operator's token never drives requests, staff or not
-        return user.is_staff or in_group(user, LEGAL_GROUP)
+            return False  # an operator's token never drives requests, even one also put in the legal group
+        return in_group(user, LEGAL_GROUP)
 
 
 class IsMLOperator(BasePermission):

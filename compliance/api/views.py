@@ -1,17 +1,19 @@
 """The legal team's REST API (v1). Views only translate HTTP: input serializer → service/selector → output serializer."""
 
+import io
+
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, renderers, serializers
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audits import exports
 from audits import selectors as audit_selectors
 from compliance import selectors, services
+from compliance.api.pagination import CheckedCursorPagination
 from compliance.errors import NotFound
 from compliance.models import DenialGround, RequestStatus
 from unlearning import selectors as unlearning_selectors
@@ -201,7 +203,7 @@ class RequestDetailOutput(RequestOutput):
                 "download": f"/api/v1/requests/{request.pk}/certificate/", "verify": f"/verify/{certificate.serial}/"}
 
 
-class RequestPagination(CursorPagination):
+class RequestPagination(CheckedCursorPagination):
     ordering = "-received_at"
 
 
@@ -327,14 +329,33 @@ class RequestEventsApi(APIView):
         ])
 
 
+class FileRenderer(renderers.BaseRenderer):
+    """Only tells content negotiation which media type a file endpoint serves (its view answers the
+    file itself; its errors are problem+json whatever was negotiated: compliance.api.errors)."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class CsvRenderer(FileRenderer):
+    media_type, format = "text/csv", "csv"
+
+
+class PdfRenderer(FileRenderer):
+    media_type, format = "application/pdf", "pdf"
+
+
 class CertificateApi(APIView):
+    renderer_classes = [PdfRenderer]
+
     @extend_schema(responses={(200, "application/pdf"): bytes})
     def get(self, request, request_id):
         certificate = selectors.certificate_of(selectors.request_detail(request_id))
         if certificate is None:
             raise NotFound("this request has no certificate yet")
-        return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
-                            as_attachment=True, filename=f"{certificate.serial}.pdf")
+        pdf = audit_selectors.certificate_pdf(certificate)
+        return FileResponse(io.BytesIO(pdf), content_type="application/pdf", as_attachment=True,
+                            filename=f"{certificate.serial}.pdf")
 
 
 class AuditRunListApi(APIView):
@@ -367,6 +388,7 @@ class AuditRunResultsJsonApi(AuditRunFileApi):
     description="One row per metric: " + ", ".join(exports.SUMMARY_COLUMNS) + "."))
 class AuditRunResultsCsvApi(AuditRunFileApi):
     filename = "results.csv"
+    renderer_classes = [CsvRenderer]
 
 
 @extend_schema_view(get=extend_schema(
@@ -374,3 +396,15 @@ class AuditRunResultsCsvApi(AuditRunFileApi):
     description="One row per per-item score: " + ", ".join(exports.ITEM_COLUMNS) + "."))
 class AuditRunItemsCsvApi(AuditRunFileApi):
     filename = "items.csv"
+    renderer_classes = [CsvRenderer]
+
+
+class UnroutedApi(APIView):
+    """Every path under /api/v1/ that no route matches (the URLconf's last entry): a 404 problem
+    instead of Django's HTML page. Answered before authentication: an unknown path reveals nothing."""
+
+    schema = None  # not an endpoint: left out of the OpenAPI schema
+    authentication_classes, permission_classes = [], []
+
+    def initial(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"no API endpoint at {request.path}")

@@ -5,6 +5,7 @@ from compliance.portal import views
 urlpatterns = [
     path("", views.home, name="portal-home"),
     path("access/", views.access, name="portal-access"),
+    path("sign-out/", views.sign_out, name="portal-sign-out"),
     path("requests/<uuid:request_id>/", views.request_status, name="portal-request"),
     path("requests/<uuid:request_id>/verify/", views.verify, name="portal-verify"),
     path("requests/<uuid:request_id>/resend/", views.resend_code, name="portal-resend"),

@@ -1,6 +1,8 @@
 """The data owner's portal. An owner sees a request only after proving, with a one-time code sent
 to its e-mail address, that they hold that address; the session remembers what they proved."""
 
+import io
+
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,8 +13,8 @@ from audits import exports
 from audits import selectors as audit_selectors
 from audits.figures import figures_of
 from audits.models import AuditRun, AuditStatus
-from compliance import selectors, services
-from compliance.errors import NotFound, ServiceError
+from compliance import selectors, services, throttles
+from compliance.errors import NotFound, ServiceError, TooManyRequests
 from compliance.models import RemovalRequest, RequestStatus
 from compliance.portal.forms import AccessForm, CodeForm, RemovalRequestForm
 
@@ -56,7 +58,20 @@ HISTORY_LABELS = {
 def _grant(session, request_id) -> None:
     owned = set(session.get(OWNED, []))
     owned.add(str(request_id))
+    session.cycle_key()  # a new session id once ownership is proven: one fixed before is worth nothing
     session[OWNED] = sorted(owned)
+
+
+def _too_many(http_request, template: str, context: dict, error: TooManyRequests, form=None):
+    """The page again, with the limit's reason on its form, as 429 with Retry-After."""
+    if form is not None:
+        form.add_error("code" if "code" in form.fields else None, error.detail)
+    else:
+        messages.error(http_request, error.detail)
+    response = render(http_request, template, context, status=429)
+    if error.retry_after:
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _owned(http_request, request_id) -> RemovalRequest:
@@ -69,12 +84,17 @@ def _owned(http_request, request_id) -> RemovalRequest:
 @require_http_methods(["GET", "POST"])
 def home(http_request):
     form = RemovalRequestForm(http_request.POST or None, http_request.FILES or None)
-    if http_request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        request = services.submit_request(full_name=data["full_name"], email=data["email"],
-                                          description=data["description"], jurisdiction=data["jurisdiction"],
-                                          documents=data["documents"], qa_pairs=data["qa_pairs"])
-        return redirect("portal-verify", request_id=request.pk)
+    if http_request.method == "POST":
+        try:
+            throttles.spend(throttles.SUBMISSIONS, http_request)
+            if form.is_valid():
+                data = form.cleaned_data
+                request = services.submit_request(full_name=data["full_name"], email=data["email"],
+                                                  description=data["description"], jurisdiction=data["jurisdiction"],
+                                                  documents=data["documents"], qa_pairs=data["qa_pairs"])
+                return redirect("portal-verify", request_id=request.pk)
+        except TooManyRequests as error:
+            return _too_many(http_request, "portal/home.html", {"form": form}, error, form)
     return render(http_request, "portal/home.html", {"form": form})
 
 
@@ -82,26 +102,34 @@ def home(http_request):
 def verify(http_request, request_id):
     request = get_object_or_404(RemovalRequest, pk=request_id)
     form = CodeForm(http_request.POST or None)
+    context = {"request_obj": request, "form": form}
     if http_request.method == "POST" and form.is_valid():
         try:
+            throttles.spend(throttles.CODE_CHECKS, http_request)
             services.verify_identity(request_id=request.pk, code=form.cleaned_data["code"])
+        except TooManyRequests as error:
+            return _too_many(http_request, "portal/verify.html", context, error, form)
         except ServiceError as error:
             form.add_error("code", error.detail)
         else:
             _grant(http_request.session, request.pk)
             messages.success(http_request, "Thank you: your e-mail address is confirmed.")
             return redirect("portal-request", request_id=request.pk)
-    return render(http_request, "portal/verify.html", {"request_obj": request, "form": form})
+    return render(http_request, "portal/verify.html", context)
 
 
 @require_POST
 def resend_code(http_request, request_id):
     request = get_object_or_404(RemovalRequest, pk=request_id)
     try:
+        throttles.spend(throttles.CODE_SENDS, http_request)
         services.resend_identity_code(request_id=request.pk)
-        messages.info(http_request, "We sent a new code. Earlier codes no longer work.")
+    except TooManyRequests as error:
+        return _too_many(http_request, "portal/verify.html", {"request_obj": request, "form": CodeForm()}, error)
     except ServiceError as error:
         messages.error(http_request, error.detail)
+    else:
+        messages.info(http_request, "We sent a new code. Earlier codes no longer work.")
     return redirect("portal-verify", request_id=request.pk)
 
 
@@ -110,7 +138,10 @@ def access(http_request):
     form = AccessForm(http_request.POST or None)
     if http_request.method == "POST" and form.is_valid():
         try:
+            throttles.spend(throttles.CODE_SENDS, http_request)
             request = services.request_access_code(**form.cleaned_data)
+        except TooManyRequests as error:
+            return _too_many(http_request, "portal/access.html", {"form": form}, error, form)
         except ServiceError as error:
             form.add_error(None, error.detail)
         else:
@@ -118,6 +149,14 @@ def access(http_request):
                 return redirect("portal-verify", request_id=request.pk)
             form.add_error(None, "No request matches this reference and e-mail address.")
     return render(http_request, "portal/access.html", {"form": form})
+
+
+@require_POST
+def sign_out(http_request):
+    """Forget what this session proved (on a shared computer, the next person sees nothing)."""
+    http_request.session.flush()
+    messages.info(http_request, "You are signed out. To see a request again, sign in with its reference and a new code.")
+    return redirect("portal-home")
 
 
 def request_status(http_request, request_id):
@@ -165,8 +204,12 @@ def certificate_download(http_request, request_id):
     certificate = selectors.certificate_of(_owned(http_request, request_id))
     if certificate is None:
         raise Http404
-    return FileResponse(open(certificate.pdf_path, "rb"), content_type="application/pdf",
-                        as_attachment=True, filename=f"{certificate.serial}.pdf")
+    try:
+        pdf = audit_selectors.certificate_pdf(certificate)
+    except audit_selectors.CertificateFileMissing:
+        raise Http404 from None  # logged for the operators; the owner sees the plain not-found page
+    return FileResponse(io.BytesIO(pdf), content_type="application/pdf", as_attachment=True,
+                        filename=f"{certificate.serial}.pdf")
 
 
 def _finished_run(http_request, request_id, run_id) -> AuditRun:

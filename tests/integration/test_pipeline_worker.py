@@ -1,6 +1,7 @@
 """One removal request end to end on real parts: PostgreSQL, Redis, a Celery worker process, real
 training and unlearning, and a certificate checked by independent verifiers."""
 
+import logging
 import os
 import re
 import subprocess
@@ -85,13 +86,15 @@ def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
     pytest.fail(f"the pipeline did not finish in {PIPELINE_TIMEOUT_SECONDS} s; worker log:\n{log_path.read_text()[-5000:]}")
 
 
-def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path):
+def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path,
+                                                                           caplog):
     from audits.certificates import signing_identity
     from audits.signing import pdfsig_report, validate_pdf
     from unlearning.store import checkpoint_sha256
 
     asset = register_tiny_model(tiny_model)
     subject = tiny_model.world.trained_people[0]
+    caplog.set_level(logging.INFO)
 
     owner = Client()
     response = owner.post("/", {"full_name": subject.name, "email": subject.email, "description": "everything about me",
@@ -169,3 +172,9 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
     genuine = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", pdf)})
     forged = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", bytes(tampered))})
     assert "exactly this certificate" in genuine.content.decode() and "is not this certificate" in forged.content.decode()
+
+    # No log names the owner: neither the web side's records (nor its code) nor the worker process's log.
+    code = re.search(r"\b(\d{6})\b", mailoutbox[0].body).group(1)
+    assert code not in caplog.text
+    for log in (caplog.text, worker.read_text()):
+        assert subject.email not in log and subject.name not in log
