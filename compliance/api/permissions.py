@@ -1,14 +1,16 @@
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 LEGAL_GROUP = "legal"
 ML_OPERATOR_GROUP = "ml-operators"
-SCOPES = {"legal": LEGAL_GROUP, "ml-operator": ML_OPERATOR_GROUP}
+AUDITOR_GROUP = "auditors"
+SCOPES = {"legal": LEGAL_GROUP, "ml-operator": ML_OPERATOR_GROUP, "auditor": AUDITOR_GROUP}
 
 
 class IsLegalTeam(BasePermission):
-    """Legal users (the `legal` group, and only they: not staff as such) drive the request
-    lifecycle through the API. Staff is the admin site's flag, given for other work; a legal
-    decision needs a member of the legal team."""
+    """The request lifecycle's API. Legal users (the `legal` group, and only they: not staff as such)
+    read it and drive it; auditors (the `auditors` group: a supervisory authority's or an internal
+    auditor's token) read everything legal reads and change nothing. Staff is the admin site's flag,
+    given for other work; a legal decision needs a member of the legal team."""
 
     message = "this API is for the legal team: authenticate with a token of a user in the legal group"
 
@@ -16,7 +18,13 @@ class IsLegalTeam(BasePermission):
         user = request.user
         if not (user and user.is_authenticated) or in_group(user, ML_OPERATOR_GROUP):
             return False  # an operator's token never drives requests, even one also put in the legal group
-        return in_group(user, LEGAL_GROUP)
+        if in_group(user, LEGAL_GROUP):
+            return True
+        if in_group(user, AUDITOR_GROUP):
+            if request.method in SAFE_METHODS:
+                return True
+            self.message = "an auditor's token reads the request lifecycle; only the legal team changes it"
+        return False
 
 
 class IsMLOperator(BasePermission):

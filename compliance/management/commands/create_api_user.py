@@ -7,7 +7,8 @@ from compliance.api.permissions import SCOPES
 
 
 def ensure_api_user(username: str, scope: str = "legal"):
-    """A user of the API's `scope` (legal: the request lifecycle; ml-operator: registering models)
+    """A user of the API's `scope` (legal: the request lifecycle; auditor: reading it; ml-operator:
+    registering models)
     and its token; found again on a second call."""
     user, _ = get_user_model().objects.get_or_create(username=username)
     if other := user.groups.filter(name__in=[g for s, g in SCOPES.items() if s != scope]).first():
@@ -23,7 +24,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--scope", choices=sorted(SCOPES), default="legal",
-                            help="legal: drive removal requests; ml-operator: register and inspect governed models")
+                            help="legal: drive removal requests; auditor: read them, change nothing; "
+                                 "ml-operator: register and inspect governed models")
 
     def handle(self, *args, username, scope, **options):
         _, token = ensure_api_user(username, scope)
