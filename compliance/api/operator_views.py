@@ -28,8 +28,8 @@ class ModelOutput(serializers.Serializer):
     regime = serializers.CharField(help_text="how a record leaves it: plain | sisa | s3t (exact) or external "
                                              "(a checkpoint the service did not train: approximate only)")
     architecture = serializers.CharField()
-    current_sha256 = serializers.CharField(source="current_version.sha256", default=None,
-                                           help_text="the SHA-256 of the version served now")
+    current_sha256 = serializers.CharField(source="current_version.sha256", default=None, allow_null=True,
+                                           help_text="the SHA-256 of the version served now (null: none yet)")
     records = serializers.IntegerField(source="record_count", help_text="training records in its lineage")
     owners = serializers.IntegerField(source="owner_count", help_text="distinct owners of those records")
     question_template = serializers.CharField(help_text="how the audits ask it a question")
