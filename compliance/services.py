@@ -83,18 +83,21 @@ def _code_hash(challenge_request_id, code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), f"{challenge_request_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def _issue_identity_code(request: RemovalRequest) -> None:
+def _issue_identity_code(request: RemovalRequest, *, new_request: bool = False) -> None:
+    """E-mail a fresh code for the request. `new_request`: the request was created in this
+    transaction, so it has no codes yet to count or to retire (two queries fewer per submission)."""
     hour_ago = timezone.now() - timedelta(hours=1)
-    if request.challenges.count() >= settings.IDENTITY_CODES_PER_REQUEST:
-        raise TooManyCodes("this request has had all the codes it may have: please contact us to reach it")
-    if request.challenges.filter(created_at__gte=hour_ago).count() >= settings.IDENTITY_CODES_PER_HOUR:
-        raise TooManyCodes("too many codes were sent for this request in the last hour: try again later", 3600)
+    if not new_request:
+        if request.challenges.count() >= settings.IDENTITY_CODES_PER_REQUEST:
+            raise TooManyCodes("this request has had all the codes it may have: please contact us to reach it")
+        if request.challenges.filter(created_at__gte=hour_ago).count() >= settings.IDENTITY_CODES_PER_HOUR:
+            raise TooManyCodes("too many codes were sent for this request in the last hour: try again later", 3600)
     to_address = IdentityChallenge.objects.filter(request__email=request.email, created_at__gte=hour_ago).count()
     if to_address >= settings.IDENTITY_CODES_PER_EMAIL_PER_HOUR:
         raise TooManyCodes("too many codes were sent to this e-mail address in the last hour: try again later", 3600)
     code = f"{secrets.randbelow(10**6):06d}"
-    # A new code replaces any earlier one: only the latest is ever accepted.
-    request.challenges.filter(used_at=None).update(used_at=timezone.now())
+    if not new_request:  # a new code replaces any earlier one: only the latest is ever accepted
+        request.challenges.filter(used_at=None).update(used_at=timezone.now())
     IdentityChallenge.objects.create(
         request=request,
         code_hash=_code_hash(request.pk, code),
@@ -128,19 +131,21 @@ def submit_request(*, full_name: str, email: str, description: str, jurisdiction
         description=description.strip(), jurisdiction=jurisdiction,
         received_at=received, due_at=response_due(received, jurisdiction),
     )
+    _issue_identity_code(request, new_request=True)
     materials = ForgetMaterial.objects.bulk_create(
         [ForgetMaterial(request=request, kind=MaterialKind.DOCUMENT, name=d.name, text=d.text, sha256=d.sha256,
                         size=d.size) for d in documents]
         + [ForgetMaterial(request=request, kind=MaterialKind.QA, question=q, answer=a, text=f"{q} {a}",
                           sha256=hashlib.sha256(f"{q}\0{a}".encode()).hexdigest(), size=len(q) + len(a))
            for q, a in qa_pairs])
+    # Last: appending takes the audit log's chain lock until the commit, so every other write of the
+    # transaction happens before it and concurrent submissions wait on the lock as briefly as they can.
     auditlog.append(actor=OWNER, action="request.submitted", obj=request, data={
         "reference": request.reference, "subject": auditlog.subject_ref(request.email),
         "jurisdiction": jurisdiction, "due_at": request.due_at.isoformat(),
         # Counts only: even a hash of a short question and answer could be guessed back.
         **({"documents": len(documents), "qa_pairs": len(qa_pairs)} if materials else {}),
     })
-    _issue_identity_code(request)
     return request
 
 

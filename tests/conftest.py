@@ -102,8 +102,10 @@ def llama_checkpoint(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_throttles():
     """Each test starts with no client's attempts counted (compliance.throttles keeps them in the cache)."""
-    from django.core.cache import cache
-
+    try:
+        from django.core.cache import cache
+    except ImportError:
+        return  # the vLLM environment (make test-vllm) runs the serving tests without Django
     cache.clear()
 
 
