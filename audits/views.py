@@ -18,7 +18,7 @@ def verify_certificate(http_request, serial):
     certificate = Certificate.objects.select_related("request", "audit_run__job__asset").filter(serial=serial).first()
     if certificate is None:
         raise Http404
-    uploaded_match, problem, status = None, "", 200
+    uploaded_match, problem, status, retry_after = None, "", 200, None
     if http_request.method == "POST":
         try:
             throttles.spend(throttles.CERTIFICATE_CHECKS, http_request)
@@ -26,14 +26,14 @@ def verify_certificate(http_request, serial):
         except UploadRejected as error:
             problem, status = error.detail, error.status
         except TooManyRequests as error:
-            problem, status = error.detail, 429
+            problem, status, retry_after = error.detail, error.status, error.retry_after
     response = render(http_request, "verify/certificate.html", {
         "certificate": certificate, "run": certificate.audit_run, "uploaded_match": uploaded_match,
         "problem": problem, "verdict": request_verdict(certificate.request),
         "ca_fingerprint": signing_identity().ca_fingerprint(),
     }, status=status)
-    if status == 429:
-        response["Retry-After"] = "3600"
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
@@ -46,17 +46,18 @@ class UploadRejected(Exception):
 def uploaded_pdf(http_request) -> bytes:
     """The uploaded PDF's bytes; its size is checked from the request's length before any is read."""
     limit = settings.CERTIFICATE_UPLOAD_MAX_BYTES
+    too_large = UploadRejected(f"that file is too large: a certificate is under {limit // 2**20} MB", 413)
     try:
         length = int(http_request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > limit + 64 * 1024:  # room for the multipart envelope
-        raise UploadRejected(f"that file is too large: a certificate is under {limit // 2**20} MB", 413)
+        raise too_large
     uploaded = http_request.FILES.get("pdf")
     if uploaded is None:
         raise UploadRejected("choose the certificate's PDF file to compare it with the one we issued")
     if uploaded.size > limit:
-        raise UploadRejected(f"that file is too large: a certificate is under {limit // 2**20} MB", 413)
+        raise too_large
     content = uploaded.read()
     if not content.startswith(b"%PDF-"):
         raise UploadRejected("that file is not a PDF")

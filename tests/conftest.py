@@ -110,6 +110,30 @@ def fresh_throttles():
 
 
 @pytest.fixture
+def certified(audited_request, store):
+    """The audited request with its signed certificate, issued into this test's VAR_DIR (store)."""
+    from audits.services import issue_certificate
+    from compliance.models import RemovalRequest, RequestStatus
+
+    request, _, _ = audited_request
+    RemovalRequest.objects.filter(pk=request.pk).update(status=RequestStatus.AUDITING)
+    return request, issue_certificate(request_id=request.pk)
+
+
+def owner_session(request):
+    """A portal client whose session proved ownership of the request (as a code would have)."""
+    from django.test import Client
+
+    from compliance.portal.views import OWNED
+
+    client = Client()
+    session = client.session
+    session[OWNED] = [str(request.pk)]
+    session.save()
+    return client
+
+
+@pytest.fixture
 def store(settings, tmp_path):
     """This test's own service data folder: model store, signing keys."""
     settings.VAR_DIR, settings.MODEL_STORE_DIR = tmp_path, tmp_path / "models"

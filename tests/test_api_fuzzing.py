@@ -16,7 +16,6 @@ from schemathesis.checks import (
 )
 
 from compliance.management.commands.create_api_user import ensure_api_user
-from compliance.models import RemovalRequest, RequestStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROLES = ("legal", "auditor", "ml-operator", "anonymous")
@@ -42,21 +41,19 @@ def api_schema(live_server, audit_log_reset_allowed):
 
 
 @pytest.fixture
-def objects(audited_request, submit, store):
+def objects(certified, submit):
     """Real ids for every path parameter the schema has."""
-    from audits.services import issue_certificate
     from compliance import services
     from unlearning.models import ModelRegistration
 
-    certified, _, run = audited_request
-    RemovalRequest.objects.filter(pk=certified.pk).update(status=RequestStatus.AUDITING)
-    issue_certificate(request_id=certified.pk)
+    request, certificate = certified
+    run = certificate.audit_run
     verified, code = submit(email="bram.other@mail.example", full_name="Bram Other")
     services.verify_identity(request_id=verified.pk, code=code)
     registration = ModelRegistration.objects.create(name="pending-model", checkpoint_source="x.tar.gz",
                                                     training_manifest="train.jsonl", holdout_manifest="holdout.jsonl",
                                                     requested_by="operator")
-    return {"request_id": [str(certified.pk), str(verified.pk)], "run_id": [str(run.pk)], "job_id": [str(run.job_id)],
+    return {"request_id": [str(request.pk), str(verified.pk)], "run_id": [str(run.pk)], "job_id": [str(run.job_id)],
             "name": [run.job.asset.name], "registration_id": [str(registration.pk)]}
 
 

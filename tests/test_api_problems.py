@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from compliance.models import RemovalRequest, RequestStatus
+from tests.conftest import owner_session
 from tests.test_api import assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -196,31 +196,10 @@ def test_no_certificate_yet_is_a_404_problem_when_a_pdf_is_accepted(legal_api, v
 
 # 7. Certificates whose folder moved, or whose file is gone
 
-@pytest.fixture
-def certified(audited_request, store):
-    """A request with its signed certificate, issued into this test's VAR_DIR (store)."""
-    from audits.services import issue_certificate
-
-    request, _, _ = audited_request
-    RemovalRequest.objects.filter(pk=request.pk).update(status=RequestStatus.AUDITING)
-    return request, issue_certificate(request_id=request.pk)
-
-
-def owner_of(request) -> Client:
-    """A portal client whose session proved ownership of the request."""
-    from compliance.portal.views import OWNED
-
-    client = Client()
-    session = client.session
-    session[OWNED] = [str(request.pk)]
-    session.save()
-    return client
-
-
 def downloads(legal_api, request) -> tuple:
     """The certificate as the API and the portal answer it."""
     return (legal_api.get(f"/api/v1/requests/{request.pk}/certificate/", HTTP_ACCEPT="application/pdf"),
-            owner_of(request).get(f"/requests/{request.pk}/certificate.pdf"))
+            owner_session(request).get(f"/requests/{request.pk}/certificate.pdf"))
 
 
 def assert_the_issued_pdf(response, certificate):

@@ -16,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from compliance.management.commands.create_api_user import ensure_api_user
 from compliance.models import AuditEvent, RemovalRequest, RequestStatus
-from compliance.portal.views import OWNED
+from tests.conftest import owner_session
 
 pytestmark = pytest.mark.django_db
 ROLES = ("anonymous", "owner", "other_owner", "legal", "auditor", "operator", "admin")
@@ -89,33 +89,23 @@ def token_client(username: str, scope: str) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Token {token.key}")
 
 
-def owner_client(request) -> Client:
-    client = Client()
-    session = client.session
-    session[OWNED] = [str(request.pk)]
-    session.save()
-    return client
-
-
 @pytest.fixture
-def world(audited_request, submit, store, settings):
+def world(certified, submit, settings):
     """Request A certified (a job, a finished audit run, a signed certificate), request B another
     owner's, a model registration, and a client per role."""
     from audits.figures import figures_of
-    from audits.services import issue_certificate
     from unlearning.models import ModelRegistration
 
     settings.IDENTITY_CODES_PER_HOUR = settings.CODE_SENDS_PER_CLIENT_PER_HOUR = 100
-    a, _, run = audited_request
-    RemovalRequest.objects.filter(pk=a.pk).update(status=RequestStatus.AUDITING)
-    certificate = issue_certificate(request_id=a.pk)
+    a, certificate = certified
+    run = certificate.audit_run
     b, _ = submit(email="bram.other@mail.example", full_name="Bram Other")
     registration = ModelRegistration.objects.create(name="pending-model", checkpoint_source="x.tar.gz",
                                                     training_manifest="train.jsonl", holdout_manifest="holdout.jsonl",
                                                     requested_by="operator")
     admin = Client()
     admin.force_login(get_user_model().objects.create_superuser("root", "root@example.org", "a long passphrase here"))
-    clients = {"anonymous": Client(), "owner": owner_client(a), "other_owner": owner_client(b),
+    clients = {"anonymous": Client(), "owner": owner_session(a), "other_owner": owner_session(b),
                "legal": token_client("matrix-legal", "legal"), "auditor": token_client("matrix-auditor", "auditor"),
                "operator": token_client("matrix-operator", "ml-operator"), "admin": admin}
     values = {"a": a.pk, "run": run.pk, "job": run.job_id, "figure": figures_of(run)[0].name,
