@@ -25,6 +25,7 @@ from audits.verdicts import (
     subject_verdicts,
 )
 from compliance.auditlog import subject_ref
+from compliance.db import LOST_CONNECTION, renew_connection
 from compliance.models import RemovalRequest
 from unlearning import services as unlearning_services
 from unlearning.loading import load_model
@@ -63,6 +64,7 @@ def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> Model
     done = training.reference(state, records, workbench(version))
     retrained = (f"the affected {job.asset.regime} shards, from scratch ({done.steps} steps)" if training.exact
                  else f"the whole model, by its recipe ({done.steps} steps)")
+    renew_connection()  # retraining took minutes
     return unlearning_services.register_version(
         asset=job.asset, sha256=done.sha256, path=done.path, role=VersionRole.REFERENCE, job=job, lineage=done.lineage,
         details={"excluded_set_sha256": excluded_sha, "excluded_records": len(removed_ids), "retrained": retrained},
@@ -99,6 +101,8 @@ def prepared_filters(job, sets, manifest: list[dict], removed: set[str]) -> dict
     the certificate; it does not throw away the audit's verdict."""
     try:
         return filters_for(job, sets, manifest, removed)
+    except LOST_CONNECTION:
+        raise
     except Exception as exc:
         log.exception("runtime filters for job %s could not be prepared", job.pk)
         return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -142,6 +146,7 @@ def run_claimed_audit(run) -> None:
         verdict, basis = run_verdict(judgements, policy, comparison, versions["unlearned"].sha256,
                                      reference.sha256 if reference is not None else None,
                                      exact=job.outcome.get("method_kind") == "exact")
+        renew_connection()  # scoring took minutes
         filters = (prepared_filters(job, sets, manifest, removed)
                    if job.asset.kind == ModelKind.CAUSAL_LM and settings.AUDIT_RUNTIME_FILTERS else {})
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
@@ -150,6 +155,8 @@ def run_claimed_audit(run) -> None:
                                           if policy.family_rule else []),
                                 subjects=per_subject(judgements, per_item, scores["unlearned"], policy, basis),
                                 runtime_filters=filters)
+    except LOST_CONNECTION:
+        raise  # the database's trouble, not the audit's: the claim goes stale and is re-queued
     except Exception as exc:
         log.exception("audit of job %s failed", run.job_id)
         services.fail_audit(run_id=run.pk, error=f"{type(exc).__name__}: {exc}", attempt=run.attempts)

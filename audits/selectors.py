@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
@@ -14,7 +14,8 @@ from audits.signing import sha256_hex
 from audits.verdicts import overall
 from compliance.auditlog import subject_ref
 from compliance.errors import NotFound, ServiceError
-from unlearning.models import VersionRole
+from compliance.models import RemovalRequest, RequestStatus
+from unlearning.models import JobStatus, UnlearningJob, VersionRole
 
 ROLES = tuple(VersionRole.values)  # original, unlearned, reference
 logger = logging.getLogger(__name__)
@@ -56,6 +57,23 @@ def requests_ready_for_certificate(run_id: int) -> list[str]:
     run = AuditRun.objects.select_related("job").get(pk=run_id)
     return [str(request.pk) for request in run.job.requests.order_by("pk")
             if not request.jobs.exclude(audit_run__status=AuditStatus.DONE).exists()]
+
+
+def idle_audits(cutoff) -> list[int]:
+    """Jobs that succeeded before `cutoff` whose audit has not started since (no run, or a queued
+    one untouched since): the message of their audit task is lost."""
+    waiting = (Q(audit_run=None) | Q(audit_run__status=AuditStatus.QUEUED)
+               & (Q(audit_run__heartbeat_at=None) | Q(audit_run__heartbeat_at__lt=cutoff)))
+    return list(UnlearningJob.objects.filter(waiting, status=JobStatus.SUCCEEDED, finished_at__lt=cutoff)
+                .order_by("pk").values_list("pk", flat=True))
+
+
+def idle_certificates(cutoff) -> list[str]:
+    """Requests whose audits all finished before `cutoff` and still wait for their certificate."""
+    waiting = (RemovalRequest.objects.filter(status=RequestStatus.AUDITING, certificate=None)
+               .exclude(jobs__audit_run__status__in=(AuditStatus.QUEUED, AuditStatus.RUNNING, AuditStatus.FAILED))
+               .exclude(jobs__audit_run=None).exclude(jobs__audit_run__finished_at__gte=cutoff))
+    return [str(pk) for pk in waiting.distinct().order_by("pk").values_list("pk", flat=True)]
 
 
 def subject_of(request) -> str:

@@ -17,6 +17,13 @@ def request_list(*, status: str = "") -> QuerySet[RemovalRequest]:
     return requests.filter(status=status) if status else requests
 
 
+def idle_approved_requests(cutoff) -> list[str]:
+    """Requests approved before `cutoff` and not scheduled since: the message of their scheduling
+    task is lost."""
+    return [str(pk) for pk in RemovalRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lt=cutoff)
+            .order_by("pk").values_list("pk", flat=True)]
+
+
 def request_detail(request_id) -> RemovalRequest:
     jobs = UnlearningJob.objects.select_related("asset", "base_version", "result_version", "audit_run__original_version",
                                                 "audit_run__unlearned_version", "audit_run__reference_version")

@@ -5,6 +5,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.env import env, envbool, envint, envlist
+from config.logs import configure_structlog, logging_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the service writes at run time (SQLite file, model store, signing keys, mail) lives
@@ -53,20 +54,28 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_prometheus",
+    "django_structlog",
+    "health_check",
     "compliance",
     "unlearning",
     "audits",
     "workers",
 ]
 
+# Prometheus' request metrics wrap everything else (first and last); each request's log lines carry
+# its request_id and user id (django-structlog), bound once the user is known.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # The serving process (config/serving_wsgi.py: the OpenAI-compatible endpoint, torch) sets this to
@@ -168,6 +177,10 @@ CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_ACKS_LATE = True  # an hour-long job lost with its worker is redelivered...
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and the attempt cap in the database stops loops
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A broker that restarts does not stop the work under way (its claim keeps it from running twice);
+# the worker reconnects, at startup as well.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 600
 # Redis redelivers unacknowledged tasks after this long: it must outlast the longest job.
@@ -193,12 +206,20 @@ JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 3)
 JOB_HEARTBEAT_SECONDS = envint("JOB_HEARTBEAT_SECONDS", 30)
 JOB_STALE_AFTER_SECONDS = envint("JOB_STALE_AFTER_SECONDS", 300)
 JOB_SWEEP_SECONDS = envint("JOB_SWEEP_SECONDS", 60)
+# A task message lost after its row committed (Redis restarted without persistence, a send while
+# the broker was down) leaves work waiting: the sweep sends its task again once it has waited this
+# long with its queue empty (workers.pipeline.resend_lost_messages).
+PIPELINE_RESEND_AFTER_SECONDS = envint("PIPELINE_RESEND_AFTER_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-work": {"task": "workers.tasks.sweep_stale_work", "schedule": JOB_SWEEP_SECONDS},
 }
 
 # --- Models and the demo world
 MODEL_STORE_DIR = Path(env("MODEL_STORE_DIR", str(VAR_DIR / "models")))
+if not env("MODEL_STORE_DIR"):
+    # The embedded default is made here like VAR_DIR; a configured store (shared storage) is never
+    # created: readiness (/ready/) fails until it is mounted.
+    MODEL_STORE_DIR.mkdir(exist_ok=True)
 # ML operators register their own checkpoints over the API (POST /api/v1/models/) either as an
 # uploaded zip or tar archive of the save_pretrained folder, up to CHECKPOINT_UPLOAD_MAX_BYTES
 # (unpacked), or, for weights too large to upload, as a folder they put under MODEL_IMPORT_DIR
@@ -268,9 +289,19 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-}
+# --- Operations (README "Operations"): /health/, /ready/, /metrics, logs, `manage.py work_report`.
+# /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>`; with no token set, only
+# one from this machine (loopback, not through a proxy).
+METRICS_TOKEN = env("METRICS_TOKEN")
+# Open requests due within this many days are reported (metrics, work_report) as due soon.
+DEADLINE_WARNING_DAYS = envint("DEADLINE_WARNING_DAYS", 7)
+# How long readiness and a scrape wait for the broker (Redis) before taking it for down.
+BROKER_TIMEOUT_SECONDS = envint("BROKER_TIMEOUT_SECONDS", 2)
+
+# Every record, the service's and Django's and Celery's alike, through structlog: JSON lines for a
+# log shipper (LOG_FORMAT=json) or readable lines (console); never a query string or an e-mail address.
+LOG_FORMAT = env("LOG_FORMAT", "console")
+LOGGING = logging_settings(LOG_FORMAT, env("LOG_LEVEL", "INFO"))
+configure_structlog()
+# The client address is personal data, and ipware would take any client's X-Forwarded-For for it.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False

@@ -4,6 +4,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from audits import views as verify_views
 from compliance import admin as compliance_admin
+from compliance import health, metrics
 
 urlpatterns = [
     path("", include("compliance.portal.urls")),
@@ -13,4 +14,8 @@ urlpatterns = [
     path("ca.pem", verify_views.ca_certificate, name="ca-certificate"),
     path("admin/login/", compliance_admin.throttled_login),  # before the admin's own login route
     path("admin/", admin.site.urls),
+    # Operations (README "Operations"): liveness, readiness, and Prometheus' scrape (token or loopback only).
+    path("health/", health.liveness, name="health"),
+    path("ready/", health.readiness, name="ready"),
+    path("metrics", metrics.scrape, name="metrics"),
 ]

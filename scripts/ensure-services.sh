@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure what the tests talk to is installed and running: PostgreSQL (127.0.0.1:5432, trust
 # auth), Redis (127.0.0.1:6379), poppler's pdfsig and NSS's certutil (independent signature
-# checks), and Debian's Chromium with its chromedriver (the browser tests).
+# checks), Debian's Chromium with its chromedriver (the browser tests), and where the docker client
+# has no compose plugin, Debian's docker-compose for the compose specification's schema (its
+# python3-compose ships it; tests/test_deployment.py validates docker/compose.yaml against it).
 set -euo pipefail
 
 missing=()
@@ -11,6 +13,9 @@ command -v redis-server >/dev/null || missing+=(redis-server redis-tools)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if ! docker compose version >/dev/null 2>&1 && [ ! -f /usr/lib/python3/dist-packages/compose/config/compose_spec.json ]; then
+  missing+=(docker-compose)
+fi
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq

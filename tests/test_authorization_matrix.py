@@ -9,6 +9,8 @@ API tokens of the legal team, an auditor (reads, never changes) and an ML operat
 (superuser) signed in to the admin site. The serving endpoint (/v1/, its own process and keys)
 is covered by tests/test_serving_keys.py."""
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -68,6 +70,11 @@ MATRIX = [
     ("admin:compliance_removalrequest_changelist", "get", "/admin/compliance/removalrequest/", None, ADMIN_PAGE),
     ("admin:compliance_removalrequest_change", "get", "/admin/compliance/removalrequest/{a}/change/", None, ADMIN_PAGE),
     ("admin:compliance_auditevent_changelist", "get", "/admin/compliance/auditevent/", None, ADMIN_PAGE),
+    # Operations: probes answer anyone (load balancers carry no credentials; they name no request);
+    # /metrics only the scraper's METRICS_TOKEN, which no role's session or API token is (the world sets one).
+    ("health", "get", "/health/", None, PUBLIC),
+    ("ready", "get", "/ready/", None, PUBLIC),
+    ("metrics", "get", "/metrics", None, dict.fromkeys(ROLES, 403)),
 ]
 # Registering a model (POST /api/v1/models/, a multipart upload) shares its route with the list:
 # declared here too; an empty form reaches the operator's validation (400).
@@ -97,6 +104,8 @@ def world(certified, submit, settings):
     from unlearning.models import ModelRegistration
 
     settings.IDENTITY_CODES_PER_HOUR = settings.CODE_SENDS_PER_CLIENT_PER_HOUR = 100
+    settings.METRICS_TOKEN = "the-scrapers-own-token"
+    Path(settings.MODEL_STORE_DIR).mkdir(exist_ok=True)  # ready: the store a deployment mounts
     a, certificate = certified
     run = certificate.audit_run
     b, _ = submit(email="bram.other@mail.example", full_name="Bram Other")

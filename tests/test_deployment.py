@@ -3,8 +3,10 @@ once per process): production settings pass `manage.py check --deploy`; behind a
 TLS, the portal's forms pass CSRF with secure cookies; the embedded SQLite default answers
 concurrent submissions and code checks under a real multi-threaded server without a 500."""
 
+import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_CLIENT = """
@@ -145,3 +149,47 @@ def test_the_embedded_sqlite_answers_concurrent_submissions_and_code_checks(sqli
     assert set(checked) <= {200, 302}, checked  # a wrong code's form error (or, by luck, the right one)
     log = (var / "server.log").read_text()
     assert "database is locked" not in log and "Traceback" not in log
+
+
+COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
+
+
+def compose_plugin() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+def compose_spec_schema() -> Path | None:
+    """The compose specification's JSON schema where an installed package ships it (docker-compose
+    1.x, from PyPI or Debian's python3 packages); never downloaded."""
+    for folder in (*sys.path, "/usr/lib/python3/dist-packages"):
+        schema = Path(folder) / "compose" / "config" / "compose_spec.json"
+        if schema.is_file():
+            return schema
+    return None
+
+
+def test_the_compose_file_is_valid(tmp_path):
+    secret = tmp_path / "secret_key.txt"  # a fresh clone has no docker/secret_key.txt (git ignores it)
+    secret.write_text(secrets.token_urlsafe(50))
+    if compose_plugin():
+        checked = subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT,
+                                 env={**os.environ, "SECRET_KEY_HOST_FILE": str(secret)}, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        return
+    schema = compose_spec_schema()
+    if schema is None:
+        pytest.skip("neither `docker compose` (the plugin) nor the compose specification's JSON schema is installed")
+    # Draft 2019-09, as the schema says (its $schema URL, with a trailing '#', is one jsonschema does not know).
+    jsonschema.Draft201909Validator(json.loads(schema.read_text())).validate(yaml.safe_load(COMPOSE_FILE.read_text()))
+
+
+def test_the_compose_services_wait_for_healthy_dependencies_and_report_their_own_health():
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            # `up` waits forever on service_healthy for a service without a healthcheck; `config` does not see it.
+            assert condition == {"condition": "service_healthy"} and "healthcheck" in services[dependency], name
+    assert "/ready/" in " ".join(services["web"]["healthcheck"]["test"])
+    for worker in ("worker-cpu", "worker-gpu"):
+        assert "inspect ping" in " ".join(services[worker]["healthcheck"]["test"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from compliance.db import LOST_CONNECTION, renew_connection
 from config.version import code_version
 
 from unlearning import intake, services
@@ -39,6 +40,8 @@ def run_claimed_job(job) -> None:
             delete_exactly(job)
         else:
             unlearn_approximately(job)
+    except LOST_CONNECTION:
+        raise  # the database's trouble, not the method's: the claim goes stale and is re-queued
     except Exception as exc:
         log.exception("unlearning job %s failed", job.pk)
         services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}", attempt=job.attempts)
@@ -93,6 +96,7 @@ def unlearn_approximately(job) -> None:
                           outcome={**done, "history": failed.history, "stopped_because": "failed"})
         return
     sha256, path = stored(job, outcome, tokenizer)
+    renew_connection()
     services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=sha256, path=path, outcome={
         # What actually ran, defaults resolved: the certificate cites this, not today's defaults.
         **done, "steps": outcome.steps, "best_step": outcome.best_step, "stopped_because": outcome.stopped_because,
@@ -200,7 +204,10 @@ def run_job_part(job, part: int) -> None:
             return
         training, state, held = deletion_of(job)
         result = training.execute_part(state, held, part, workbench(job.base_version))
+        renew_connection()
         services.finish_job_part(job_id=job.pk, attempt=job.attempts, part=part, result=result)
+    except LOST_CONNECTION:
+        raise  # as run_claimed_job
     except Exception as exc:
         log.exception("part %s of unlearning job %s failed", part, job.pk)
         services.fail_job(job_id=job.pk, step="unlearning", error=f"shard {part}: {type(exc).__name__}: {exc}",
@@ -215,12 +222,15 @@ def join_job_parts(job) -> None:
         if job.parts.get("key") != parts_key(job, state) or sorted(map(int, done)) != sorted(job.parts["parts"]):
             raise RuntimeError(f"the join found parts {sorted(map(int, done))} of {job.parts.get('parts')} done")
         complete_deletion(job, training.join(state, held, done, workbench(job.base_version)))
+    except LOST_CONNECTION:
+        raise  # as run_claimed_job
     except Exception as exc:
         log.exception("joining unlearning job %s failed", job.pk)
         services.fail_job(job_id=job.pk, step="unlearning", error=f"{type(exc).__name__}: {exc}", attempt=job.attempts)
 
 
 def complete_deletion(job, done) -> None:
+    renew_connection()  # after retraining
     services.complete_job(job_id=job.pk, attempt=job.attempts, sha256=done.sha256, path=done.path, lineage=done.lineage,
                           outcome={
         "method_kind": "exact", "code_version": code_version(), "params": asdict(done.lineage.config), "steps": done.steps,

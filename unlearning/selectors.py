@@ -7,11 +7,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Count, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from compliance.errors import NotFound
 from compliance.models import ForgetMaterial
-from unlearning.models import JobStatus, ModelAsset, ModelRegistration, ModelVersion, TrainingRecord, UnlearningJob
+from unlearning.models import (JobStatus, ModelAsset, ModelRegistration, ModelVersion, RegistrationStatus, TrainingRecord,
+                               UnlearningJob)
 from unlearning.regimes import ModelState, Regime, get_regime
 from unlearning.manifest import read_manifest
 from unlearning.store import load_lineage
@@ -247,6 +249,22 @@ def stale_job_claim(now=None) -> Q:
 
 def stale_jobs() -> list[int]:
     return list(UnlearningJob.objects.filter(stale_job_claim()).order_by("pk").values_list("pk", flat=True))
+
+
+def idle_queued_jobs(cutoff) -> list[int]:
+    """Queued jobs nothing has touched since `cutoff` whose model is free to run them: their task's
+    message is lost (a broker restarted without persistence, a send that failed after its commit)."""
+    busy = UnlearningJob.objects.filter(status=JobStatus.RUNNING).values("asset_id")
+    return list(UnlearningJob.objects.filter(status=JobStatus.QUEUED).exclude(asset_id__in=busy)
+                .alias(touched=Coalesce("heartbeat_at", "created_at")).filter(touched__lt=cutoff)
+                .order_by("pk").values_list("pk", flat=True))
+
+
+def idle_queued_registrations(cutoff) -> list[int]:
+    """As idle_queued_jobs, for checkpoint registrations."""
+    return list(ModelRegistration.objects.filter(status=RegistrationStatus.QUEUED)
+                .alias(touched=Coalesce("heartbeat_at", "created_at")).filter(touched__lt=cutoff)
+                .order_by("pk").values_list("pk", flat=True))
 
 
 def governed_models():

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from compliance import auditlog
 from compliance import services as compliance_services
+from compliance.db import on_a_live_connection
 from compliance.errors import NotFound, ServiceError, TransitionNotAllowed
 from compliance.models import RequestStatus
 from unlearning import intake
@@ -328,8 +329,8 @@ def record_progress(job_id: int, attempt: int, fraction: float, message: str, hi
     # Progress lives in the database (not only a result backend) so the API and portal can show it;
     # it is a heartbeat too.
     extra = {} if history is None else {"history": history}
-    current_claim(job_id, attempt).update(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200],
-                                          heartbeat_at=timezone.now(), **extra)
+    on_a_live_connection(lambda: current_claim(job_id, attempt).update(
+        progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200], heartbeat_at=timezone.now(), **extra))
 
 
 def record_heartbeat(job_id: int, attempt: int) -> None:

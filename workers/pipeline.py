@@ -11,6 +11,7 @@ that transaction commits, so a worker never reads a row that was rolled back:
     job or audit re-queued (lost worker, operator) ──> run_unlearning_job / run_audit
     exact deletion fanned out ──> run_job_part for each part (SISA shard), then join_job_parts (a chord)
     checkpoint registration requested (API) ──> register_checkpoint
+    work that waits with no message left to start it ──> its task again (resend_lost_messages)
 
 Tasks are sent by name: the web process enqueues work without importing workers.tasks (which
 imports the engines, and torch). In the embedded mode (no broker: `CELERY_TASK_ALWAYS_EAGER`) the
@@ -19,25 +20,34 @@ work runs in this process, so the tasks are loaded here by name.
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from importlib import import_module
 
 from celery import chord
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils import timezone
 
-from audits.selectors import requests_ready_for_certificate
+from audits.selectors import idle_audits, idle_certificates, requests_ready_for_certificate
 from audits.signals import audit_finished, audit_queued
+from compliance.selectors import idle_approved_requests
 from compliance.signals import request_approved
 from config.celery import app
-from unlearning.selectors import next_queued_job
+from unlearning.selectors import idle_queued_jobs, idle_queued_registrations, next_queued_job
 from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
 
 TASKS_MODULE = "workers.tasks"
+log = logging.getLogger(__name__)
 
 
 def enqueue(task: str, *args) -> None:
-    """Send `workers.tasks.<task>(*args)` once the current transaction commits."""
-    transaction.on_commit(lambda: send(f"{TASKS_MODULE}.{task}", args))
+    """Send `workers.tasks.<task>(*args)` once the current transaction commits. A send that fails
+    (the broker is down) is logged and does not undo or fail the work that committed: the sweep
+    sends it again (resend_lost_messages)."""
+    transaction.on_commit(lambda: send(f"{TASKS_MODULE}.{task}", args), robust=True)
 
 
 def send(name: str, args: tuple) -> None:
@@ -89,4 +99,48 @@ def retrain_parts_then_join(sender, job_id: int, attempt: int, parts: list[int],
     once all have returned (a chord: its counter lives in the result backend)."""
     header = [app.signature(f"{TASKS_MODULE}.run_job_part", (job_id, attempt, part)) for part in parts]
     join = app.signature(f"{TASKS_MODULE}.join_job_parts", (job_id, attempt))
-    transaction.on_commit(lambda: chord(header)(join))
+    transaction.on_commit(lambda: chord(header)(join), robust=True)  # as enqueue's
+
+
+# Each task that starts waiting work, with the rows that wait for it.
+WAITING_WORK = {"schedule_request": idle_approved_requests, "run_unlearning_job": idle_queued_jobs,
+                "run_audit": idle_audits, "issue_certificate": idle_certificates,
+                "register_checkpoint": idle_queued_registrations}
+
+
+def resend_lost_messages() -> dict[str, list]:
+    """Send again the task of work that has waited PIPELINE_RESEND_AFTER_SECONDS with no message in
+    its queue to start it. A task message can be lost after its row committed: Redis restarted
+    without persistence, or the broker was down when the message was sent. Tasks are safe to run
+    twice, so a resend that meets its original costs one no-op; while a queue holds messages the
+    waiting work may be among them, so it is left alone (and each key is resent once per period)."""
+    if app.conf.task_always_eager:
+        return {}  # in-process tasks are never in a broker
+    period = settings.PIPELINE_RESEND_AFTER_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=period)
+    resent: dict[str, list] = {}
+    for task, waiting in WAITING_WORK.items():
+        name = f"{TASKS_MODULE}.{task}"
+        keys = waiting(cutoff)
+        if not keys or messages_waiting(queue_of(name)):
+            continue
+        for key in keys:
+            if cache.add(f"pipeline-resent:{task}:{key}", True, timeout=period):
+                send(name, (key,))
+                resent.setdefault(task, []).append(key)
+    if resent:
+        log.warning("re-sent the tasks of work waiting for more than %s s with no message: %s", period, resent)
+    return resent
+
+
+def queue_of(task_name: str) -> str:
+    return app.conf.task_routes.get(task_name, {}).get("queue", app.conf.task_default_queue)
+
+
+def messages_waiting(queue: str) -> int:
+    """Messages waiting in the broker's `queue` (a queue the broker does not know holds none)."""
+    with app.connection_for_read() as connection:
+        try:
+            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except connection.channel_errors:
+            return 0

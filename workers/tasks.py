@@ -12,6 +12,7 @@ from audits import runner as audit_runner
 from audits import services as audit_services
 from unlearning import runner as unlearning_runner
 from unlearning import services as unlearning_services
+from workers import pipeline
 from workers.heartbeat import heartbeat
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def issue_certificate(request_id: str) -> None:
 
 @shared_task
 def sweep_stale_work() -> dict:
-    """Periodic (Celery beat): re-queue or fail jobs and audit runs whose worker was lost."""
+    """Periodic (Celery beat): re-queue or fail jobs and audit runs whose worker was lost, and send
+    again the tasks of work whose message was lost."""
     return {"jobs": unlearning_services.sweep_stale_jobs(), "audits": audit_services.sweep_stale_audits(),
-            "registrations": unlearning_services.sweep_stale_registrations()}
+            "registrations": unlearning_services.sweep_stale_registrations(),
+            "resent": pipeline.resend_lost_messages()}

@@ -28,11 +28,11 @@ PIPELINE_TIMEOUT_SECONDS = 600
 
 @contextmanager
 def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool = False,
-                  processes: int = 1) -> Iterator[Path]:
+                  processes: int = 1, broker_url: str = REDIS_URL) -> Iterator[Path]:
     """A real `celery worker` process over Redis, on the test database, with its own data folder
     (`env`: more settings for it; `beat`: Celery beat embedded, for the periodic sweep; `processes`:
     that many worker processes, each of concurrency one, sharing the data folder like machines
-    sharing a model store). Yields the path of their log."""
+    sharing a model store; `broker_url`: a Redis of the test's own). Yields the path of their log."""
     if connection.vendor != "postgresql":
         pytest.skip("the integration tests run on PostgreSQL (make test sets DATABASE_URL)")
     from config.celery import app
@@ -43,11 +43,11 @@ def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool 
     environment = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": REDIS_URL, "VAR_DIR": str(var), "SECRET_KEY": settings.SECRET_KEY,
+        "CELERY_BROKER_URL": broker_url, "VAR_DIR": str(var), "SECRET_KEY": settings.SECRET_KEY,
         "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT, **(env or {}),
     }
-    redis.Redis.from_url(REDIS_URL).flushdb()  # no stale tasks from an earlier run
-    app.conf.update(task_always_eager=False, broker_url=REDIS_URL)
+    redis.Redis.from_url(broker_url).flushdb()  # no stale tasks from an earlier run
+    use_broker(app, broker_url, eager=False)
     log_path = tmp_path / "worker.log"
     beat_options = ["--beat", "--schedule", str(tmp_path / "celerybeat-schedule")] if beat else []
     with open(log_path, "w") as log:
@@ -67,7 +67,15 @@ def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool 
             process.terminate()
         for process in workers:
             process.wait(timeout=60)
-        app.conf.update(task_always_eager=True, broker_url="memory://")
+        use_broker(app, "memory://", eager=True)
+
+
+def use_broker(app, url: str, eager: bool) -> None:
+    """Point this process's Celery app at `url`; its pools of broker connections and producers were
+    made for the broker before, and Celery has no public way to drop them."""
+    app.conf.update(task_always_eager=eager, broker_url=url)
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture

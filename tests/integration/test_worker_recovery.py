@@ -24,6 +24,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 FAST_RECOVERY = {"JOB_HEARTBEAT_SECONDS": "1", "JOB_STALE_AFTER_SECONDS": "4", "JOB_SWEEP_SECONDS": "2"}
 
 
+def claimant(claim) -> int:
+    """The id of the process that holds a job's or an audit run's claim."""
+    return int(claim.claimed_by.rsplit(" pid ", 1)[1])
+
+
 def running_job_process(deadline_seconds: float = 300) -> tuple[UnlearningJob, int]:
     """Wait until the worker has started unlearning (the method reported progress), and return the
     job with the id of the process that holds its claim."""
@@ -31,20 +36,25 @@ def running_job_process(deadline_seconds: float = 300) -> tuple[UnlearningJob, i
     while time.monotonic() < deadline:
         job = UnlearningJob.objects.filter(status=JobStatus.RUNNING, progress__gt=0).first()
         if job is not None:
-            return job, int(job.claimed_by.rsplit(" pid ", 1)[1])
+            return job, claimant(job)
         time.sleep(0.05)
     pytest.fail("the job never started")
 
 
-def test_a_worker_killed_mid_job_is_recovered_and_the_job_completes_once(
-        tiny_model, tmp_path, settings, audit_log_reset_allowed, legal_api, mailoutbox):
-    asset = register_tiny_model(tiny_model)
+def verified_request(tiny_model, mailoutbox) -> RemovalRequest:
+    """A request of the tiny world's first person, filed and verified on the portal."""
     subject = tiny_model.world.trained_people[0]
     owner = Client()
     response = owner.post("/", {"full_name": subject.name, "email": subject.email, "description": "all of it",
                                 "jurisdiction": "gdpr", "confirm": "on"})
     owner.post(response["Location"], {"code": re.search(CODE_PATTERN, mailoutbox[-1].body).group(1)})
-    request = RemovalRequest.objects.get()
+    return RemovalRequest.objects.get()
+
+
+def test_a_worker_killed_mid_job_is_recovered_and_the_job_completes_once(
+        tiny_model, tmp_path, settings, audit_log_reset_allowed, legal_api, mailoutbox):
+    asset = register_tiny_model(tiny_model)
+    request = verified_request(tiny_model, mailoutbox)
 
     with celery_worker(tmp_path, settings, env=FAST_RECOVERY, beat=True) as log:
         assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}, format="json").status_code == 200
