@@ -38,6 +38,7 @@ def certified_without_reference(tiny_model, submit, legal_user, settings, tmp_pa
     return request, AuditRun.objects.get(job__requests=request)
 
 
+@pytest.mark.runtime_filters
 def test_without_an_affordable_reference_the_audits_compare_with_never_trained_people_and_say_so(
         certified_without_reference, legal_api):
     request, run = certified_without_reference

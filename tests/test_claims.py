@@ -1,21 +1,25 @@
 """Claims that recover: a job or audit run whose worker stopped heartbeating is claimed again (an
 attempt counted), re-queued by the sweep, failed with the reason once out of attempts, and an
 operator can re-queue or fail a stuck job from the API, each step in the audit log. The pipeline
-sends each follow-up task once the transaction commits."""
+sends each follow-up task once the transaction commits, and again where its message was lost."""
 
+import json
 from datetime import timedelta
 
 import pytest
+import redis
+from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
 from audits import services as audit_services
 from audits.models import AuditRun, AuditStatus
-from compliance.models import AuditEvent, RequestStatus
+from compliance.models import AuditEvent, RemovalRequest, RequestStatus
 from tests.test_api import assert_problem
 from tests.test_lineage import approved, governed  # noqa: F401  (fixture)
 from unlearning import services as unlearning_services
-from unlearning.models import JobStatus, UnlearningJob
+from unlearning.models import JobStatus, ModelAsset, UnlearningJob
+from workers.pipeline import resend_lost_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +200,55 @@ def test_a_later_job_retains_neither_its_own_records_nor_those_earlier_jobs_remo
     kept = {r["record_id"] for r in retained(running_job, manifest)}
     assert not kept & (set(earlier) | set(running_job.forget_record_ids))
     assert len(kept) == len(manifest) - len(earlier) - len(running_job.forget_record_ids)
+
+
+@pytest.fixture
+def redis_broker(settings):
+    """This process's Celery app on a real Redis of the tests' own (no worker reads it)."""
+    from config.celery import app
+    from tests.integration.test_pipeline_worker import REDIS_URL, use_broker
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    use_broker(app, REDIS_URL, eager=False)
+    yield client
+    use_broker(app, "memory://", eager=True)
+    client.flushdb()
+
+
+def queued_tasks(client, queue: str) -> list[tuple[str, list]]:
+    return sorted((message["headers"]["task"].rsplit(".", 1)[1], message["headers"]["argsrepr"])
+                  for message in map(json.loads, client.lrange(queue, 0, -1)))
+
+
+def test_work_whose_task_message_was_lost_gets_it_sent_again_once_and_only_into_an_empty_queue(
+        audited_request, submit, settings, redis_broker):
+    settings.PIPELINE_RESEND_AFTER_SECONDS = 600
+    long_ago, just_now = timezone.now() - timedelta(seconds=601), timezone.now() - timedelta(seconds=5)
+    # Waiting past the period: a certificate (its audits all done), a scheduling, a job's start, an audit's start.
+    certifying, _, run = audited_request
+    RemovalRequest.objects.filter(pk=certifying.pk).update(status=RequestStatus.AUDITING)
+    AuditRun.objects.filter(pk=run.pk).update(finished_at=long_ago)
+    approved_request, _ = submit(email="approved@mail.example")
+    RemovalRequest.objects.filter(pk=approved_request.pk).update(status=RequestStatus.APPROVED, decided_at=long_ago)
+    free, busy = (ModelAsset.objects.create(name=name, architecture="GPT-2 (tiny)") for name in ("free", "busy"))
+    queued = UnlearningJob.objects.create(asset=free, method="graddiff")
+    unaudited = UnlearningJob.objects.create(asset=free, method="graddiff", status=JobStatus.SUCCEEDED, finished_at=long_ago)
+    behind_a_running_job = UnlearningJob.objects.create(asset=busy, method="graddiff")
+    UnlearningJob.objects.create(asset=busy, method="graddiff", status=JobStatus.RUNNING, heartbeat_at=just_now)
+    UnlearningJob.objects.filter(pk__in=[queued.pk, behind_a_running_job.pk]).update(created_at=long_ago)
+    # Not waiting long enough: approved a moment ago.
+    recent, _ = submit(email="recent@mail.example")
+    RemovalRequest.objects.filter(pk=recent.pk).update(status=RequestStatus.APPROVED, decided_at=just_now)
+
+    resent = resend_lost_messages()
+
+    assert resent == {"schedule_request": [str(approved_request.pk)], "run_unlearning_job": [queued.pk],
+                      "run_audit": [unaudited.pk], "issue_certificate": [str(certifying.pk)]}
+    assert queued_tasks(redis_broker, "cpu") == sorted([("issue_certificate", repr((str(certifying.pk),))),
+                                                        ("schedule_request", repr((str(approved_request.pk),)))])
+    assert queued_tasks(redis_broker, "gpu") == sorted([("run_audit", repr((unaudited.pk,))),
+                                                        ("run_unlearning_job", repr((queued.pk,)))])
+    assert resend_lost_messages() == {}  # once per period
+    cache.clear()
+    assert resend_lost_messages() == {}  # the queues hold messages: the waiting work may be among them

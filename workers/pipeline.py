@@ -118,12 +118,12 @@ def resend_lost_messages() -> dict[str, list]:
         return {}  # in-process tasks are never in a broker
     period = settings.PIPELINE_RESEND_AFTER_SECONDS
     cutoff = timezone.now() - timedelta(seconds=period)
+    queues = {task: queue_of(f"{TASKS_MODULE}.{task}") for task in WAITING_WORK}
+    busy = {queue for queue in set(queues.values()) if messages_waiting(queue)}  # before this sweep sends any
     resent: dict[str, list] = {}
     for task, waiting in WAITING_WORK.items():
         name = f"{TASKS_MODULE}.{task}"
-        keys = waiting(cutoff)
-        if not keys or messages_waiting(queue_of(name)):
-            continue
+        keys = waiting(cutoff) if queues[task] not in busy else []
         for key in keys:
             if cache.add(f"pipeline-resent:{task}:{key}", True, timeout=period):
                 send(name, (key,))

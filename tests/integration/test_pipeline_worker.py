@@ -44,7 +44,8 @@ def celery_worker(tmp_path: Path, settings, env: dict | None = None, beat: bool 
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CELERY_BROKER_URL": broker_url, "VAR_DIR": str(var), "SECRET_KEY": settings.SECRET_KEY,
-        "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT, **(env or {}),
+        "SUBJECT_HASH_SALT": settings.SUBJECT_HASH_SALT, "AUDIT_RUNTIME_FILTERS": str(int(settings.AUDIT_RUNTIME_FILTERS)),
+        **(env or {}),
     }
     redis.Redis.from_url(broker_url).flushdb()  # no stale tasks from an earlier run
     use_broker(app, broker_url, eager=False)
@@ -94,6 +95,7 @@ def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
     pytest.fail(f"the pipeline did not finish in {PIPELINE_TIMEOUT_SECONDS} s; worker log:\n{log_path.read_text()[-5000:]}")
 
 
+@pytest.mark.runtime_filters
 def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tiny_model, worker, legal_api, mailoutbox, tmp_path,
                                                                            caplog):
     from audits.certificates import signing_identity
