@@ -3,8 +3,10 @@ found, and what that does and does not prove. Pure Python (reportlab, matplotlib
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from io import BytesIO
+from pathlib import Path
 
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
@@ -13,7 +15,11 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas
+from reportlab.platypus import (CondPageBreak, Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table,
+                                TableStyle)
 
 AUC_CONVENTION = (
     "MIA AUC = P(score of a forget item > score of a never-trained item), ties counted as one half; items are texts "
@@ -127,6 +133,60 @@ IDENTITY_PROOF = (
 
 TEXT_WIDTH = 170 * mm
 _VERDICT_COLOURS = {"PASS": colors.HexColor("#1b7f3b"), "FAIL": colors.HexColor("#b42318"), "INCONCLUSIVE": colors.HexColor("#b54708")}
+SIDE_MARGIN, END_MARGIN = 18 * mm, 14 * mm
+FOOTER_Y = 8 * mm  # inside the bottom margin, below the frame
+
+# DejaVu as matplotlib ships it (a dependency already, for the figures): every font in the PDF is
+# then embedded (no standard-14 font a reader substitutes), and it has every glyph the certificate
+# prints: ≥, − and → are not in Helvetica's WinAnsi encoding.
+BODY_FONT, BOLD_FONT, MONO_FONT = "DejaVuSans", "DejaVuSans-Bold", "DejaVuSansMono"
+
+# The visible signature's box (x1, y1, x2, y2, in points) at the bottom right of the last page, just
+# above the footer: render_certificate keeps that band of the last page empty, and audits.signing
+# puts the signature field and its stamp there.
+SIGNATURE_BOX_WIDTH, SIGNATURE_BOX_HEIGHT = 88 * mm, 20 * mm
+SIGNATURE_BOX = (round(A4[0] - SIDE_MARGIN - SIGNATURE_BOX_WIDTH), round(END_MARGIN),
+                 round(A4[0] - SIDE_MARGIN), round(END_MARGIN + SIGNATURE_BOX_HEIGHT))
+
+
+def font_file(name: str) -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{name}.ttf"
+
+
+@functools.cache
+def _register_fonts() -> None:
+    for name in (BODY_FONT, BOLD_FONT, MONO_FONT):
+        pdfmetrics.registerFont(TTFont(name, str(font_file(name))))
+    # <b> in a paragraph switches to the bold face of the paragraph's family.
+    pdfmetrics.registerFontFamily(BODY_FONT, normal=BODY_FONT, bold=BOLD_FONT)
+
+
+class _PagedCanvas(canvas.Canvas):
+    """Holds every page until the document is complete, so that each footer can say "Page N of M"."""
+
+    def __init__(self, *args, serial: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._serial = serial
+        self._pages = []
+
+    def showPage(self):
+        self._pages.append(dict(self.__dict__))
+        self._startPage()
+
+    def save(self):
+        for number, page in enumerate(self._pages, start=1):
+            self.__dict__.update(page)
+            self._footer(number, len(self._pages))
+            super().showPage()
+        super().save()
+
+    def _footer(self, number: int, total: int) -> None:
+        self.setFont(BODY_FONT, 7)
+        self.setFillColor(colors.HexColor("#667085"))
+        self.drawString(SIDE_MARGIN, FOOTER_Y, f"Certificate {self._serial}")
+        self.drawRightString(A4[0] - SIDE_MARGIN, FOOTER_Y, f"Page {number} of {total}")
 
 
 HOLDOUT_COMPARISON = (
@@ -178,7 +238,8 @@ def _qr(url: str) -> Drawing:
     widget = QrCodeWidget(url)
     x0, y0, x1, y1 = widget.getBounds()
     size = 28 * mm
-    drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
+    drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0],
+                      initialFontName=BODY_FONT)  # it draws no text, but a drawing's state names a font (Helvetica)
     drawing.add(widget)
     return drawing
 
@@ -195,6 +256,7 @@ def _compared_with(model: ModelEvidence) -> str:
 def _table(rows, widths, header=True) -> Table:
     table = Table(rows, colWidths=widths, hAlign="LEFT")
     style = [
+        ("FONTNAME", (0, 0), (-1, -1), BODY_FONT),
         ("FONTSIZE", (0, 0), (-1, -1), 7.5),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d5dd")),
@@ -202,7 +264,7 @@ def _table(rows, widths, header=True) -> Table:
         ("TOPPADDING", (0, 0), (-1, -1), 2),
     ]
     if header:
-        style += [("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f2f4f7")), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")]
+        style += [("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f2f4f7")), ("FONTNAME", (0, 0), (-1, 0), BOLD_FONT)]
     table.setStyle(TableStyle(style))
     return table
 
@@ -231,20 +293,22 @@ def _families(content: CertificateContent, style: ParagraphStyle) -> list:
 
 
 def render_certificate(content: CertificateContent) -> bytes:
+    _register_fonts()
     styles = getSampleStyleSheet()
-    small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=7.5, leading=9.5)
-    mono = ParagraphStyle("mono", parent=small, fontName="Courier", fontSize=6.5, leading=8)
-    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=11, spaceBefore=6, spaceAfter=3)
+    small = ParagraphStyle("small", parent=styles["BodyText"], fontName=BODY_FONT, fontSize=7.5, leading=9.5)
+    mono = ParagraphStyle("mono", parent=small, fontName=MONO_FONT, fontSize=6.5, leading=8)
+    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontName=BOLD_FONT, fontSize=11, spaceBefore=6, spaceAfter=3)
+    title = ParagraphStyle("title", parent=styles["Title"], fontName=BOLD_FONT)
     story = [
         Table([[
-            [Paragraph("Certificate of machine unlearning", styles["Title"]),
+            [Paragraph("Certificate of machine unlearning", title),
              Paragraph(f"Serial <b>{content.serial}</b> · issued {content.issued_at} by {content.issuer}", small),
              Paragraph(f"Removal request <b>{content.request_reference}</b> · subject {content.subject_ref} "
                        f"(a salted pseudonym) · {content.jurisdiction}", small)],
             _qr(content.verify_url),
-        ]], colWidths=[140 * mm, 32 * mm]),
+        ]], colWidths=[140 * mm, 32 * mm], style=[("FONTNAME", (0, 0), (-1, -1), BODY_FONT)]),  # else cells name Helvetica
     ]
-    verdict_style = ParagraphStyle("verdict", parent=styles["Heading1"], fontSize=15,
+    verdict_style = ParagraphStyle("verdict", parent=styles["Heading1"], fontName=BOLD_FONT, fontSize=15,
                                    textColor=_VERDICT_COLOURS.get(content.overall_verdict, colors.black))
     story += [
         Paragraph(f"Overall verdict: {content.overall_verdict}", verdict_style),
@@ -277,7 +341,7 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
                 *([["Deletion plan executed", Paragraph(model.executed_plan, small)]] if model.executed_plan else []),
                 *([["Owner's material", Paragraph(model.owner_material, small)]] if model.owner_material else []),
-                *([["The subject among never-trained people", Paragraph(model.person_ranking, small)]]
+                *([[Paragraph("The subject among never-trained people", small), Paragraph(model.person_ranking, small)]]
                   if model.person_ranking else []),
             ], [45 * mm, 125 * mm], header=False),
         ]
@@ -286,7 +350,8 @@ def render_certificate(content: CertificateContent) -> bytes:
         rows.append([Paragraph(line.label, small), _fmt(line.original), _fmt(line.unlearned), _fmt(line.reference),
                      _interval(line.interval), f"±{line.margin:g}", str(line.sample_size),
                      line.verdict])
-    audit_table = _table(rows, [48 * mm, 15 * mm, 16 * mm, 16 * mm, 27 * mm, 13 * mm, 9 * mm, 26 * mm])
+    # Widths fit DejaVu's headers and INCONCLUSIVE (wider than Helvetica's); the label column wraps.
+    audit_table = _table(rows, [37 * mm, 17 * mm, 20 * mm, 20 * mm, 27 * mm, 15 * mm, 9 * mm, 25 * mm])
     audit_table.setStyle(TableStyle([
         ("TEXTCOLOR", (7, i), (7, i), _VERDICT_COLOURS.get(line.verdict, colors.black)) for i, line in enumerate(content.audits, start=1)
     ]))
@@ -299,7 +364,7 @@ def render_certificate(content: CertificateContent) -> bytes:
         story += [
             Paragraph("Membership inference on the unlearned model", h2),
             _table([["Attack", "AUC", "TPR at 1% FPR [95% CI]", "Beyond holdout p99", "PrivLeak"]] + content.membership_panel,
-                   [48 * mm, 16 * mm, 48 * mm, 30 * mm, 28 * mm]),
+                   [60 * mm, 16 * mm, 41 * mm, 35 * mm, 18 * mm]),
             Paragraph("PrivLeak = (AUC(unlearned) − AUC(reference)) / AUC(reference) × 100: near 0 is like the retrained "
                       "reference; well above 0, the subject's texts still look trained (under-unlearned); well below "
                       "0, they look less trained than to a model that never saw them (over-unlearned, itself a trace).", small),
@@ -308,7 +373,8 @@ def render_certificate(content: CertificateContent) -> bytes:
         story += [
             Paragraph("Runtime filters served with the unlearned model", h2),
             _table([["Filter", "Acted on forget probes [95% CI]", "Acted on retain/general prompts [95% CI]"]]
-                   + content.runtime_filters, [60 * mm, 55 * mm, 55 * mm]),
+                   + [[Paragraph(label, small), *rates] for label, *rates in content.runtime_filters],
+                   [50 * mm, 53 * mm, 67 * mm]),
         ]
         story += [Paragraph(text, small) for text in content.runtime_filter_summary]
     story += [
@@ -339,7 +405,10 @@ def render_certificate(content: CertificateContent) -> bytes:
         story += [PageBreak(), Paragraph("Figures", h2)]
         story += [KeepTogether([_figure(figure.png), Paragraph(figure.caption, small), Spacer(1, 4 * mm)])
                   for figure in content.figures]
+    story.append(CondPageBreak(SIGNATURE_BOX_HEIGHT + 2 * mm))  # the last page's bottom band stays free for the signature
     buffer = BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=14 * mm, bottomMargin=14 * mm,
-                      title=f"Unlearning certificate {content.serial}", author=content.issuer).build(story)
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=SIDE_MARGIN, rightMargin=SIDE_MARGIN, topMargin=END_MARGIN,
+                      bottomMargin=END_MARGIN, title=f"Unlearning certificate {content.serial}", author=content.issuer,
+                      initialFontName=BODY_FONT,  # else every page's preamble names Helvetica, unembedded
+                      ).build(story, canvasmaker=functools.partial(_PagedCanvas, serial=content.serial))
     return buffer.getvalue()

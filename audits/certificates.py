@@ -11,7 +11,7 @@ from django.utils import timezone
 from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
 from audits.figures import figures_of
 from audits.selectors import labelled_results, own_judgement, person_ranking, request_verdict, verdict_for
-from audits.signing import SigningIdentity, create_local_identity
+from audits.signing import SigningIdentity, TimestampAuthority, create_local_identity
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY
@@ -68,6 +68,13 @@ def signing_identity() -> SigningIdentity:
     if (directory / "signer.pem").exists():
         return SigningIdentity(directory / "signer.key", directory / "signer.pem", directory / "ca.pem")
     return create_local_identity(directory, settings.CERTIFICATE_ISSUER)
+
+
+def timestamp_authority() -> TimestampAuthority | None:
+    """The configured RFC 3161 timestamp authority, or None: signatures without a timestamp."""
+    if not settings.CERTIFICATE_TIMESTAMP_URL:
+        return None
+    return TimestampAuthority(settings.CERTIFICATE_TIMESTAMP_URL, settings.CERTIFICATE_TIMESTAMP_TIMEOUT_SECONDS)
 
 
 def _date(moment) -> str:

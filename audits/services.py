@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audits.certificate_pdf import render_certificate
-from audits.certificates import certificate_content, signing_identity
+from audits.certificates import certificate_content, signing_identity, timestamp_authority
 from audits.metrics import privleak
 from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
 from audits.selectors import certificates_folder
@@ -187,7 +187,7 @@ def issue_certificate(*, request_id) -> Certificate:
     identity = signing_identity()
     content = certificate_content(request=request, runs=runs, serial=serial, head=head)
     pdf = sign_pdf(render_certificate(content), identity, reason=f"Unlearning certificate {serial}",
-                   location=settings.SITE_URL)
+                   location=settings.SITE_URL, timestamp=timestamp_authority())
     # Named by its serial in the certificates folder, where readers look for it first
     # (audits.selectors.certificate_pdf); the absolute path is kept as where it was written.
     directory = certificates_folder()

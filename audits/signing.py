@@ -3,13 +3,17 @@
 Without configured key and certificate files, a local CA and a signing certificate (with the
 nonRepudiation key usage pyHanko expects) are created on first use and kept outside git. The CA
 certificate is what a verifier trusts: `pyhanko sign validate --trust ca.pem`, or pdfsig with the
-CA imported into an NSS database. Pure Python: no Django.
+CA imported into an NSS database. The signature is PAdES baseline B-B (ETSI.CAdES.detached), B-T
+with an RFC 3161 timestamp when a timestamp authority is configured; it is visible on the last
+page. Pure Python: no Django.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import logging
 import subprocess
 from dataclasses import dataclass
 from io import BytesIO
@@ -19,6 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from audits.certificate_pdf import BODY_FONT, SIGNATURE_BOX, font_file
+
+FIELD_NAME = "CertificateSignature"
+STAMP_FONT_SIZE = 7
 
 
 @dataclass(frozen=True)
@@ -91,18 +100,91 @@ def create_local_identity(directory: Path, issuer_name: str) -> SigningIdentity:
     return SigningIdentity(directory / "signer.key", directory / "signer.pem", directory / "ca.pem")
 
 
-def sign_pdf(pdf: bytes, identity: SigningIdentity, *, reason: str, location: str) -> bytes:
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 timestamp authority: its token proves the signature existed at that time,
+    whatever the signer's clock said (PAdES B-T)."""
+    url: str
+    timeout_seconds: int
+
+
+class TimestampUnavailable(RuntimeError):
+    """The configured timestamp authority gave no token: the PDF is not signed without one."""
+
+
+def sign_pdf(pdf: bytes, identity: SigningIdentity, *, reason: str, location: str,
+             timestamp: TimestampAuthority | None = None) -> bytes:
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import signers
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
 
     signer = signers.SimpleSigner.load(
         str(identity.key_file), str(identity.cert_file), ca_chain_files=(str(identity.ca_file),),
         key_passphrase=identity.passphrase,
     )
-    metadata = signers.PdfSignatureMetadata(field_name="CertificateSignature", md_algorithm="sha256",
-                                            reason=reason, location=location)
-    output = signers.sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), metadata, signer=signer)
+    metadata = signers.PdfSignatureMetadata(field_name=FIELD_NAME, md_algorithm="sha256", reason=reason,
+                                            location=location, subfilter=fields.SigSeedSubFilter.PADES)
+    pdf_signer = signers.PdfSigner(
+        metadata, signer=signer, stamp_style=_stamp_style(timestamped=timestamp is not None),
+        timestamper=HTTPTimeStamper(timestamp.url, timeout=timestamp.timeout_seconds) if timestamp else None,
+        new_field_spec=fields.SigFieldSpec(FIELD_NAME, on_page=-1, box=SIGNATURE_BOX),
+    )
+    try:
+        output = pdf_signer.sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)))
+    except TimestampRequestError as error:
+        raise TimestampUnavailable(f"the timestamp authority {timestamp.url} gave no timestamp "
+                                   f"({_why(error, timestamp)}); the certificate was not signed") from error
     return output.getvalue()
+
+
+def _why(error: Exception, timestamp: TimestampAuthority) -> str:
+    """What went wrong at the TSA: pyHanko's own message only says it could not contact it."""
+    if isinstance(error.__cause__, TimeoutError):
+        return f"no answer within {timestamp.timeout_seconds} s"
+    return str(error.__cause__ or error)
+
+
+def _stamp_style(*, timestamped: bool):
+    """The visible signature: who signed and when, in the certificate's own font, embedded."""
+    from pyhanko.pdf_utils.text import TextBoxStyle
+    from pyhanko.stamp import TextStampStyle
+
+    return TextStampStyle(
+        stamp_text="Digitally signed by %(signer)s\nSigning time: %(ts)s\nPAdES signature"
+                   + (" with an RFC 3161 timestamp" if timestamped else ""),
+        timestamp_format="%Y-%m-%d %H:%M:%S %Z",
+        text_box_style=TextBoxStyle(font=_StampFont(STAMP_FONT_SIZE), font_size=STAMP_FONT_SIZE,
+                                    leading=STAMP_FONT_SIZE + 2),
+        border_width=1,
+    )
+
+
+@dataclass(frozen=True)
+class _StampFont:
+    """pyHanko's font engine factory (what GlyphAccumulatorFactory does for a font file), for DejaVu
+    Sans scaled to 1000 units to the em: pyHanko 0.38 writes a TrueType font's glyph widths (/W) in
+    the font's own units, which readers take as thousandths of an em, and DejaVu's 2048 to the em
+    spread the stamp's letters twice as far apart as they should be."""
+    size: int
+
+    def create_font_engine(self, writer, obj_stream=None):
+        from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
+
+        logging.getLogger("fontTools.subset").setLevel(logging.WARNING)  # else 30 lines at INFO per certificate
+        return GlyphAccumulator(writer, BytesIO(_stamp_font_program()), self.size, obj_stream=obj_stream)
+
+
+@functools.cache
+def _stamp_font_program() -> bytes:
+    from fontTools.ttLib import TTFont
+    from fontTools.ttLib.scaleUpem import scale_upem
+
+    font = TTFont(str(font_file(BODY_FONT)))
+    del font["FFTM"]  # FontForge's build dates: nothing to draw, and fontTools warns that it cannot subset it
+    scale_upem(font, 1000)  # about a second: once per process
+    buffer = BytesIO()
+    font.save(buffer)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -112,30 +194,45 @@ class SignatureCheck:
     trusted: bool
     signer: str
     summary: str
+    subfilter: str = ""  # /ETSI.CAdES.detached: PAdES
+    timestamped: bool = False  # the signature carries an RFC 3161 timestamp token (PAdES B-T)
+    timestamp_trusted: bool = False  # that token is intact and its TSA chains to a trusted CA
 
     @property
     def ok(self) -> bool:
+        """The signature itself; a timestamp is judged apart (timestamp_trusted), against its own CA."""
         return self.intact and self.valid and self.trusted
 
 
-def validate_pdf(pdf: bytes, ca_pem: bytes) -> SignatureCheck:
-    """Validate the PDF's signature against a trusted CA with pyHanko's own validator."""
-    from asn1crypto import pem
-    from asn1crypto import x509 as asn1_x509
+def validate_pdf(pdf: bytes, ca_pem: bytes, *, timestamp_ca_pem: bytes | None = None) -> SignatureCheck:
+    """Validate the PDF's signature against a trusted CA with pyHanko's own validator, and its
+    timestamp, if any, against the timestamp authority's CA (none given: the same CA)."""
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
-    from pyhanko_certvalidator import ValidationContext
 
-    _, _, ca_der = pem.unarmor(ca_pem)
-    context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(ca_der)])
     signatures = PdfFileReader(BytesIO(pdf)).embedded_signatures
     if not signatures:
         return SignatureCheck(False, False, False, "", "the PDF carries no signature")
-    status = validate_pdf_signature(signatures[0], context)
+    signature = signatures[0]
+    context = _trusting(ca_pem)
+    status = validate_pdf_signature(signature, context,
+                                    ts_validation_context=_trusting(timestamp_ca_pem) if timestamp_ca_pem else context)
+    timestamp = status.timestamp_validity
     return SignatureCheck(
         intact=bool(status.intact), valid=bool(status.valid), trusted=bool(status.trusted),
         signer=status.signing_cert.subject.human_friendly, summary=status.summary(),
+        subfilter=str(signature.sig_object.get("/SubFilter", "")), timestamped=timestamp is not None,
+        timestamp_trusted=timestamp is not None and bool(timestamp.intact and timestamp.valid and timestamp.trusted),
     )
+
+
+def _trusting(ca_pem: bytes):
+    from asn1crypto import pem
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko_certvalidator import ValidationContext
+
+    _, _, ca_der = pem.unarmor(ca_pem)
+    return ValidationContext(trust_roots=[asn1_x509.Certificate.load(ca_der)])
 
 
 def sha256_hex(data: bytes) -> str:

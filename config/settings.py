@@ -264,6 +264,11 @@ SIGNING_CERT_FILE = env("SIGNING_CERT_FILE")
 SIGNING_CA_FILE = env("SIGNING_CA_FILE")
 SIGNING_KEY_PASSPHRASE = env("SIGNING_KEY_PASSPHRASE")
 CERTIFICATE_ISSUER = env("CERTIFICATE_ISSUER", "Unlearning Compliance Service (demo issuer)")
+# An RFC 3161 timestamp authority's URL: each certificate's signature then carries its timestamp
+# (PAdES B-T). Empty: none (B-B). One that does not answer within the timeout fails the signing:
+# the request stays auditing, and the periodic sweep sends its certificate task again.
+CERTIFICATE_TIMESTAMP_URL = env("CERTIFICATE_TIMESTAMP_URL")
+CERTIFICATE_TIMESTAMP_TIMEOUT_SECONDS = envint("CERTIFICATE_TIMESTAMP_TIMEOUT_SECONDS", 10)
 # Where signed certificates are stored; unset: VAR_DIR/certificates. Read at each download, so the
 # folder can move (say where it went here, or move it with VAR_DIR).
 CERTIFICATE_DIR = env("CERTIFICATE_DIR") or None
