@@ -82,8 +82,8 @@ def test_a_worker_killed_during_the_audit_and_again_while_signing_certifies_once
         signer = claimant(wait_until(lambda: AuditRun.objects.filter(status=AuditStatus.RUNNING, attempts=2).first(),
                                      "the audit's second attempt", log, every=0.5))
         assert signer != auditor
-        wait_until(lambda: re.search(r"issue_certificate\[[\w-]+\] received", log.read_text()), "the signing task", log,
-                   every=0.01)
+        wait_until(lambda: re.search(r"issue_certificate\[[\w-]+\] received", log.read_text()) and signing_under_way(),
+                   "the signing", log, every=0.01)
         os.kill(signer, signal.SIGKILL)  # while it renders and signs the certificate
         request = wait_for_outcome(request.pk, log)
         worker_log = log.read_text()
@@ -91,8 +91,11 @@ def test_a_worker_killed_during_the_audit_and_again_while_signing_certifies_once
     assert_certified_exactly_once(request, asset, worker_log)
     run = AuditRun.objects.get()
     assert run.status == AuditStatus.DONE and run.attempts == 2
-    started = AuditEvent.objects.filter(action__in=("audit.started", "audit.requeued")).order_by("seq")
-    assert [event.action for event in started] == ["audit.started", "audit.requeued", "audit.started"]
+    # Taken again by the sweep's re-queue, or by the redelivered task itself when the silent claim had
+    # gone stale by the time a fresh pool process took it (a busy machine): one lost attempt either way.
+    recovery = [event.action for event in AuditEvent.objects.filter(action__in=("audit.started", "audit.requeued"))
+                .order_by("seq")]
+    assert recovery in (["audit.started", "audit.requeued", "audit.started"], ["audit.started", "audit.started"])
     # The signing task was lost with its process mid-way, redelivered (late acknowledgement with
     # reject-on-worker-lost) and ran again to the one certificate.
     signing = re.search(r"issue_certificate\[([\w-]+)\] received(.*?)issue_certificate\[\1\] received(.*)", worker_log,
@@ -100,6 +103,15 @@ def test_a_worker_killed_during_the_audit_and_again_while_signing_certifies_once
     assert signing, worker_log[-5000:]
     assert "Task handler raised error: WorkerLostError" in signing.group(2)
     assert len(re.findall(r"issue_certificate\[[\w-]+\] succeeded", worker_log)) == 1
+
+
+def signing_under_way() -> bool:
+    """issue_certificate holds its transaction open (the request's row locked) while it renders and
+    signs: a worker's connection idle in a transaction is that, the task begun and not committed."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid() AND state = 'idle in transaction'")
+        return cursor.fetchone()[0] > 0
 
 
 def free_port() -> int:
