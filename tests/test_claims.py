@@ -210,6 +210,7 @@ def redis_broker(settings):
 
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
+    settings.CELERY_BROKER_URL, settings.CELERY_TASK_ALWAYS_EAGER = REDIS_URL, False
     use_broker(app, REDIS_URL, eager=False)
     yield client
     use_broker(app, "memory://", eager=True)

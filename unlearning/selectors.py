@@ -255,15 +255,17 @@ def idle_queued_jobs(cutoff) -> list[int]:
     """Queued jobs nothing has touched since `cutoff` whose model is free to run them: their task's
     message is lost (a broker restarted without persistence, a send that failed after its commit)."""
     busy = UnlearningJob.objects.filter(status=JobStatus.RUNNING).values("asset_id")
-    return list(UnlearningJob.objects.filter(status=JobStatus.QUEUED).exclude(asset_id__in=busy)
-                .alias(touched=Coalesce("heartbeat_at", "created_at")).filter(touched__lt=cutoff)
-                .order_by("pk").values_list("pk", flat=True))
+    return untouched_since(UnlearningJob.objects.filter(status=JobStatus.QUEUED).exclude(asset_id__in=busy), cutoff)
 
 
 def idle_queued_registrations(cutoff) -> list[int]:
     """As idle_queued_jobs, for checkpoint registrations."""
-    return list(ModelRegistration.objects.filter(status=RegistrationStatus.QUEUED)
-                .alias(touched=Coalesce("heartbeat_at", "created_at")).filter(touched__lt=cutoff)
+    return untouched_since(ModelRegistration.objects.filter(status=RegistrationStatus.QUEUED), cutoff)
+
+
+def untouched_since(claims, cutoff) -> list[int]:
+    """The ids of these rows whose last heartbeat (or, never claimed, their creation) is before `cutoff`."""
+    return list(claims.alias(touched=Coalesce("heartbeat_at", "created_at")).filter(touched__lt=cutoff)
                 .order_by("pk").values_list("pk", flat=True))
 
 

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audits.selectors import idle_audits, idle_certificates, requests_ready_for_certificate
 from audits.signals import audit_finished, audit_queued
+from compliance.operations import broker_is_redis, queue_depths
 from compliance.selectors import idle_approved_requests
 from compliance.signals import request_approved
 from config.celery import app
@@ -113,18 +114,20 @@ def resend_lost_messages() -> dict[str, list]:
     its queue to start it. A task message can be lost after its row committed: Redis restarted
     without persistence, or the broker was down when the message was sent. Tasks are safe to run
     twice, so a resend that meets its original costs one no-op; while a queue holds messages the
-    waiting work may be among them, so it is left alone (and each key is resent once per period)."""
-    if app.conf.task_always_eager:
-        return {}  # in-process tasks are never in a broker
+    waiting work may be among them, so it is left alone (and each key is resent once per period).
+    Queue depths are read from Redis, the broker this service runs on; in-process tasks (the
+    embedded mode) are never in a broker."""
+    if not broker_is_redis():
+        return {}
     period = settings.PIPELINE_RESEND_AFTER_SECONDS
     cutoff = timezone.now() - timedelta(seconds=period)
-    queues = {task: queue_of(f"{TASKS_MODULE}.{task}") for task in WAITING_WORK}
-    busy = {queue for queue in set(queues.values()) if messages_waiting(queue)}  # before this sweep sends any
+    depths = queue_depths()  # before this sweep sends anything
     resent: dict[str, list] = {}
     for task, waiting in WAITING_WORK.items():
         name = f"{TASKS_MODULE}.{task}"
-        keys = waiting(cutoff) if queues[task] not in busy else []
-        for key in keys:
+        if depths.get(queue_of(name)):
+            continue
+        for key in waiting(cutoff):
             if cache.add(f"pipeline-resent:{task}:{key}", True, timeout=period):
                 send(name, (key,))
                 resent.setdefault(task, []).append(key)
@@ -135,12 +138,3 @@ def resend_lost_messages() -> dict[str, list]:
 
 def queue_of(task_name: str) -> str:
     return app.conf.task_routes.get(task_name, {}).get("queue", app.conf.task_default_queue)
-
-
-def messages_waiting(queue: str) -> int:
-    """Messages waiting in the broker's `queue` (a queue the broker does not know holds none)."""
-    with app.connection_for_read() as connection:
-        try:
-            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
-        except connection.channel_errors:
-            return 0

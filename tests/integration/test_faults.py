@@ -21,25 +21,11 @@ from audits.models import AuditRun, AuditStatus, Certificate
 from compliance.auditlog import verify_chain
 from compliance.models import AuditEvent, RequestStatus
 from tests.conftest import register_tiny_model
-from tests.integration.test_pipeline_worker import celery_worker, wait_for_outcome
-from tests.integration.test_worker_recovery import FAST_RECOVERY, claimant, verified_request
+from tests.integration.test_pipeline_worker import celery_worker, wait_for_outcome, wait_until
+from tests.integration.test_worker_recovery import FAST_RECOVERY, claimant, running_job_process, verified_request
 from unlearning.models import JobStatus, ModelVersion, UnlearningJob, VersionRole
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-WAIT_SECONDS = 300
-
-
-def wait_until(condition, what: str, log, seconds: float = WAIT_SECONDS, every: float = 0.05):
-    """Poll `condition()` until it returns something true, and return that."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"{what} did not happen in {seconds} s; worker log:\n{log.read_text()[-5000:]}")
-
 
 def approve(legal_api, request) -> None:
     assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}, format="json").status_code == 200
@@ -47,8 +33,7 @@ def approve(legal_api, request) -> None:
 
 def approve_and_wait_for_training(legal_api, request, log) -> None:
     approve(legal_api, request)
-    wait_until(lambda: UnlearningJob.objects.filter(status=JobStatus.RUNNING, progress__gt=0).exists(),
-               "the job's start", log)
+    running_job_process(log)
 
 
 def assert_certified_exactly_once(request, asset, worker_log: str) -> UnlearningJob:

@@ -85,14 +85,21 @@ def worker(tmp_path, settings, audit_log_reset_allowed):
         yield log_path
 
 
-def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
-    deadline = time.monotonic() + PIPELINE_TIMEOUT_SECONDS
+def wait_until(condition, what: str, log_path: Path, seconds: float = 300, every: float = 0.05):
+    """Poll `condition()` until it returns something true, and return that."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        request = RemovalRequest.objects.get(pk=request_id)
-        if request.status in (RequestStatus.CERTIFIED, RequestStatus.FAILED):
-            return request
-        time.sleep(1)
-    pytest.fail(f"the pipeline did not finish in {PIPELINE_TIMEOUT_SECONDS} s; worker log:\n{log_path.read_text()[-5000:]}")
+        found = condition()
+        if found:
+            return found
+        time.sleep(every)
+    pytest.fail(f"{what} did not happen in {seconds} s; worker log:\n{log_path.read_text()[-5000:]}")
+
+
+def wait_for_outcome(request_id, log_path: Path) -> RemovalRequest:
+    return wait_until(lambda: RemovalRequest.objects.filter(
+        pk=request_id, status__in=(RequestStatus.CERTIFIED, RequestStatus.FAILED)).first(), "the pipeline's end",
+        log_path, seconds=PIPELINE_TIMEOUT_SECONDS, every=1)
 
 
 @pytest.mark.runtime_filters

@@ -5,7 +5,6 @@ fresh worker process claims it again, and the request is certified exactly once.
 import os
 import re
 import signal
-import time
 
 import pytest
 from django.test import Client
@@ -14,7 +13,7 @@ from audits.models import Certificate
 from compliance.auditlog import verify_chain
 from compliance.models import AuditEvent, RemovalRequest, RequestStatus
 from tests.conftest import CODE_PATTERN, register_tiny_model
-from tests.integration.test_pipeline_worker import celery_worker, wait_for_outcome
+from tests.integration.test_pipeline_worker import celery_worker, wait_for_outcome, wait_until
 from unlearning.models import JobStatus, ModelVersion, UnlearningJob, VersionRole
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -29,16 +28,12 @@ def claimant(claim) -> int:
     return int(claim.claimed_by.rsplit(" pid ", 1)[1])
 
 
-def running_job_process(deadline_seconds: float = 300) -> tuple[UnlearningJob, int]:
+def running_job_process(log_path) -> tuple[UnlearningJob, int]:
     """Wait until the worker has started unlearning (the method reported progress), and return the
     job with the id of the process that holds its claim."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        job = UnlearningJob.objects.filter(status=JobStatus.RUNNING, progress__gt=0).first()
-        if job is not None:
-            return job, claimant(job)
-        time.sleep(0.05)
-    pytest.fail("the job never started")
+    job = wait_until(lambda: UnlearningJob.objects.filter(status=JobStatus.RUNNING, progress__gt=0).first(),
+                     "the job's start", log_path)
+    return job, claimant(job)
 
 
 def verified_request(tiny_model, mailoutbox) -> RemovalRequest:
@@ -58,7 +53,7 @@ def test_a_worker_killed_mid_job_is_recovered_and_the_job_completes_once(
 
     with celery_worker(tmp_path, settings, env=FAST_RECOVERY, beat=True) as log:
         assert legal_api.post(f"/api/v1/requests/{request.pk}/approve/", {}, format="json").status_code == 200
-        job, pid = running_job_process()
+        job, pid = running_job_process(log)
         assert pid != os.getpid()
         os.kill(pid, signal.SIGKILL)  # the pool process running the job, mid-method
         request = wait_for_outcome(request.pk, log)
