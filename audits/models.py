@@ -49,6 +49,9 @@ class AuditRun(models.Model):
     # without them). Activated on the version when a request of this run is certified.
     runtime_filters = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # How far the running audit is (0..1) and at what, for the owner's live status page: as a job's.
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)  # as UnlearningJob's
     claimed_by = models.CharField(max_length=200, blank=True)
@@ -88,12 +91,19 @@ class AuditResult(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "metric"], name="one_result_per_metric")]
 
 
+class CertificateKind(models.TextChoices):
+    UNLEARNING = "unlearning", "Certificate of unlearning"
+    NO_DATA = "no_data", "Statement that no model holds the person's data"
+
+
 class Certificate(models.Model):
-    """A signed PDF stating what was done for one removal request and what the audits found."""
+    """A signed PDF for one removal request: what was done and what the audits found, or (kind
+    no_data) that no governed model held a training record of the verified person."""
 
     serial = models.CharField(max_length=32, unique=True)
+    kind = models.CharField(max_length=16, choices=CertificateKind.choices, default=CertificateKind.UNLEARNING)
     request = models.OneToOneField("compliance.RemovalRequest", on_delete=models.PROTECT, related_name="certificate")
-    audit_run = models.ForeignKey(AuditRun, on_delete=models.PROTECT, related_name="certificates")
+    audit_run = models.ForeignKey(AuditRun, null=True, blank=True, on_delete=models.PROTECT, related_name="certificates")
     pdf_path = models.CharField(max_length=500)
     pdf_sha256 = models.CharField(max_length=64)
     signer_subject = models.CharField(max_length=300)

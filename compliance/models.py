@@ -6,16 +6,23 @@ from django.utils import timezone
 
 
 class RequestStatus(models.TextChoices):
-    SUBMITTED = "submitted"
-    IDENTITY_VERIFIED = "identity_verified"
-    APPROVED = "approved"
-    DENIED = "denied"
-    SCHEDULED = "scheduled"
-    UNLEARNING = "unlearning"
-    AUDITING = "auditing"
-    CERTIFIED = "certified"
-    FAILED = "failed"
-    CANCELED = "canceled"
+    """A request's state. The labels are the one name each state has for people, on every page,
+    e-mail and certificate; the values are what the API and the audit log carry."""
+
+    SUBMITTED = "submitted", "Received: confirm your e-mail address"
+    IDENTITY_VERIFIED = "identity_verified", "In review"
+    ON_HOLD = "on_hold", "On hold"
+    INFO_REQUESTED = "info_requested", "Waiting for information from you"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    SCHEDULED = "scheduled", "Scheduled"
+    UNLEARNING = "unlearning", "Removing your data"
+    AUDITING = "auditing", "Verifying the removal"
+    CERTIFIED = "certified", "Completed: certificate issued"
+    NO_DATA = "no_data", "Completed: we hold no data about you"
+    DUPLICATE = "duplicate", "Closed: covered by another request"
+    FAILED = "failed", "Could not be completed"
+    CANCELED = "canceled", "Canceled"
 
 
 class Jurisdiction(models.TextChoices):
@@ -62,6 +69,24 @@ class RemovalRequest(models.Model):
     # e-mail under another owner), and whether the owner's own material (ForgetMaterial) is forgotten too.
     confirmed_records = models.JSONField(default=dict, blank=True)
     material_confirmed = models.BooleanField(default=False)
+    # Four-eyes: an approval whose deletion plan costs more than FOUR_EYES_ABOVE_SECONDS is first
+    # recorded here (who, when, and what they approved) and takes effect when a second reviewer agrees.
+    first_approval_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                          related_name="+")
+    first_approval_at = models.DateTimeField(null=True, blank=True)
+    first_approval = models.JSONField(default=dict, blank=True)
+    # Why the request waits (on hold, or information asked of the owner); cleared when it resumes.
+    hold_reason = models.TextField(blank=True)
+    # The one extension the law allows (GDPR Art. 12(3): two more months; CCPA: 45 more days).
+    extended_at = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.TextField(blank=True)
+    # When the reviewers were warned that the deadline is near (once per request).
+    deadline_warned_at = models.DateTimeField(null=True, blank=True)
+    # The portal address the owner filed at (compliance.notifications.portal_origin): the links of
+    # every e-mail and of the certificate point there, even when sent by a worker.
+    site_url = models.CharField(max_length=200, blank=True)
+    # The open request of the same verified person this one repeats (closed as a duplicate of it).
+    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates")
 
     class Meta:
         ordering = ["-received_at"]
@@ -69,6 +94,27 @@ class RemovalRequest(models.Model):
 
     def __str__(self):
         return self.reference
+
+
+class NoteKind(models.TextChoices):
+    INTERNAL = "internal", "Internal note"
+    QUESTION = "question", "Question to the owner"
+    OWNER_REPLY = "owner_reply", "The owner's answer"
+
+
+class RequestNote(models.Model):
+    """What reviewers write about a request: internal notes (never shown to the owner), the
+    questions they ask the owner, and the owner's answers (author null: the owner)."""
+
+    request = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="notes")
+    kind = models.CharField(max_length=16, choices=NoteKind.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
 
 
 class MaterialKind(models.TextChoices):
