@@ -74,9 +74,11 @@ test-vllm: $(VLLM_STAMP)
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/python -m pytest -o addopts="-ra" -p no:cacheprovider \
 		tests/unit/test_serving.py
 
+# The portal and the API with a Celery worker beside them (beat embedded), tasks passed as files under
+# var/broker (kombu's filesystem transport): no Redis. Another port: `manage.py serve --port 8001`.
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py serve
 
 # The OpenAI-compatible endpoint (/v1/...) in a process of its own: it loads torch and the models.
 # A key: `manage.py create_serving_key NAME --model MODEL`. Threads share one copy of each model.

@@ -114,6 +114,8 @@ class CertificateContent:
     # and what the in-context probes leaked with the filters off and on.
     runtime_filters: list[list[str]] = field(default_factory=list)
     runtime_filter_summary: list[str] = field(default_factory=list)
+    # The result in one plain sentence, as the owner's page and e-mail say it (audits.wording.headline).
+    summary: str = ""
 
     @property
     def compared_with_holdout(self) -> bool:
@@ -122,6 +124,33 @@ class CertificateContent:
     @property
     def proven_by_identity(self) -> list[str]:
         return [model.name for model in self.models if model.proven_by_identity]
+
+
+@dataclass(frozen=True)
+class SearchedModel:
+    name: str
+    kind: str  # in words: "language model", "classifier"…
+    version_sha256: str  # the version searched: the model as it is served
+    training_records: int  # how many records its lineage holds, none the person's
+
+
+@dataclass(frozen=True)
+class NoDataContent:
+    """A signed statement that no governed model was trained on the verified person's data."""
+
+    serial: str
+    issuer: str
+    issued_at: str
+    request_reference: str
+    subject_ref: str
+    jurisdiction: str
+    dates: list[tuple[str, str]]
+    models: list[SearchedModel]
+    reviewed_near_matches: int  # records naming the person under another owner, shown to the reviewer
+    audit_log_seq: int
+    audit_log_hash: str
+    verify_url: str
+    code_version: str
 
 
 IDENTITY_PROOF = (
@@ -292,25 +321,69 @@ def _families(content: CertificateContent, style: ParagraphStyle) -> list:
                       style)]
 
 
-def render_certificate(content: CertificateContent) -> bytes:
+@dataclass(frozen=True)
+class _Styles:
+    base: dict
+    small: ParagraphStyle
+    mono: ParagraphStyle
+    body: ParagraphStyle
+    h2: ParagraphStyle
+    title: ParagraphStyle
+
+
+def _styles() -> _Styles:
     _register_fonts()
-    styles = getSampleStyleSheet()
-    small = ParagraphStyle("small", parent=styles["BodyText"], fontName=BODY_FONT, fontSize=7.5, leading=9.5)
-    mono = ParagraphStyle("mono", parent=small, fontName=MONO_FONT, fontSize=6.5, leading=8)
-    h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontName=BOLD_FONT, fontSize=11, spaceBefore=6, spaceAfter=3)
-    title = ParagraphStyle("title", parent=styles["Title"], fontName=BOLD_FONT)
-    story = [
-        Table([[
-            [Paragraph("Certificate of machine unlearning", title),
-             Paragraph(f"Serial <b>{content.serial}</b> · issued {content.issued_at} by {content.issuer}", small),
-             Paragraph(f"Removal request <b>{content.request_reference}</b> · subject {content.subject_ref} "
-                       f"(a salted pseudonym) · {content.jurisdiction}", small)],
-            _qr(content.verify_url),
-        ]], colWidths=[140 * mm, 32 * mm], style=[("FONTNAME", (0, 0), (-1, -1), BODY_FONT)]),  # else cells name Helvetica
+    base = getSampleStyleSheet()
+    small = ParagraphStyle("small", parent=base["BodyText"], fontName=BODY_FONT, fontSize=7.5, leading=9.5)
+    return _Styles(
+        base=base, small=small, mono=ParagraphStyle("mono", parent=small, fontName=MONO_FONT, fontSize=6.5, leading=8),
+        body=ParagraphStyle("body", parent=base["BodyText"], fontName=BODY_FONT, fontSize=10, leading=13),
+        h2=ParagraphStyle("h2", parent=base["Heading2"], fontName=BOLD_FONT, fontSize=11, spaceBefore=6, spaceAfter=3),
+        title=ParagraphStyle("title", parent=base["Title"], fontName=BOLD_FONT))
+
+
+def _heading(title: str, content, st: _Styles) -> Table:
+    """The first page's head: the title, serial, issuer, request and subject, and the QR code of
+    the public verify page."""
+    return Table([[
+        [Paragraph(title, st.title),
+         Paragraph(f"Serial <b>{content.serial}</b> · issued {content.issued_at} by {content.issuer}", st.small),
+         Paragraph(f"Removal request <b>{content.request_reference}</b> · subject {content.subject_ref} "
+                   f"(a salted pseudonym) · {content.jurisdiction}", st.small)],
+        _qr(content.verify_url),
+    ]], colWidths=[140 * mm, 32 * mm], style=[("FONTNAME", (0, 0), (-1, -1), BODY_FONT)])  # else cells name Helvetica
+
+
+def _evidence(content, st: _Styles) -> list:
+    return [
+        Paragraph("Evidence", st.h2),
+        _table([
+            ["Audit log position", Paragraph(f"event {content.audit_log_seq}, entry hash {content.audit_log_hash}", st.mono)],
+            ["Verify", content.verify_url],
+            ["Code version", content.code_version],
+        ], [45 * mm, 125 * mm], header=False),
     ]
+
+
+def _build(story: list, content, title: str) -> bytes:
+    story.append(CondPageBreak(SIGNATURE_BOX_HEIGHT + 2 * mm))  # the last page's bottom band stays free for the signature
+    buffer = BytesIO()
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=SIDE_MARGIN, rightMargin=SIDE_MARGIN, topMargin=END_MARGIN,
+                      bottomMargin=END_MARGIN, title=f"{title} {content.serial}", author=content.issuer,
+                      initialFontName=BODY_FONT,  # else every page's preamble names Helvetica, unembedded
+                      ).build(story, canvasmaker=functools.partial(_PagedCanvas, serial=content.serial))
+    return buffer.getvalue()
+
+
+def render_certificate(content: CertificateContent) -> bytes:
+    st = _styles()
+    styles, small, mono, h2, body = st.base, st.small, st.mono, st.h2, st.body
+    story = [_heading("Certificate of machine unlearning", content, st)]
     verdict_style = ParagraphStyle("verdict", parent=styles["Heading1"], fontName=BOLD_FONT, fontSize=15,
                                    textColor=_VERDICT_COLOURS.get(content.overall_verdict, colors.black))
     story += [
+        *([Paragraph("In plain words, as we told the person who asked", h2), Paragraph(content.summary, body)]
+          if content.summary else []),
         Paragraph(f"Overall verdict: {content.overall_verdict}", verdict_style),
         *([Paragraph(IDENTITY_PROOF.format(names=", ".join(content.proven_by_identity)), small)]
           if content.proven_by_identity else []),
@@ -336,7 +409,7 @@ def render_certificate(content: CertificateContent) -> bytes:
                 ["After (SHA-256)", Paragraph(model.unlearned_sha256, mono)],
                 ["Retrained reference (SHA-256)", Paragraph(model.reference_sha256, mono)],
                 ["Compared with", Paragraph(_compared_with(model), small)],
-                ["Method", f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}"],
+                ["Method", Paragraph(f"{model.method} ({model.method_kind}) · job {model.job_id} · {model.outcome}", small)],
                 ["Parameters", Paragraph(", ".join(f"{k}={v}" for k, v in sorted(model.params.items())), small)],
                 ["Forget set", Paragraph(f"{model.forget_records} training records · SHA-256 {model.forget_set_sha256}", mono)],
                 *([["Deletion plan executed", Paragraph(model.executed_plan, small)]] if model.executed_plan else []),
@@ -393,22 +466,42 @@ def render_certificate(content: CertificateContent) -> bytes:
         Paragraph("Limitations and residual risk", h2),
     ]
     story += [Paragraph(f"• {text}", small) for text in content.limitations]
-    story += [
-        Paragraph("Evidence", h2),
-        _table([
-            ["Audit log position", Paragraph(f"event {content.audit_log_seq}, entry hash {content.audit_log_hash}", mono)],
-            ["Verify", content.verify_url],
-            ["Code version", content.code_version],
-        ], [45 * mm, 125 * mm], header=False),
-    ]
+    story += _evidence(content, st)
     if content.figures:
         story += [PageBreak(), Paragraph("Figures", h2)]
         story += [KeepTogether([_figure(figure.png), Paragraph(figure.caption, small), Spacer(1, 4 * mm)])
                   for figure in content.figures]
-    story.append(CondPageBreak(SIGNATURE_BOX_HEIGHT + 2 * mm))  # the last page's bottom band stays free for the signature
-    buffer = BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=SIDE_MARGIN, rightMargin=SIDE_MARGIN, topMargin=END_MARGIN,
-                      bottomMargin=END_MARGIN, title=f"Unlearning certificate {content.serial}", author=content.issuer,
-                      initialFontName=BODY_FONT,  # else every page's preamble names Helvetica, unembedded
-                      ).build(story, canvasmaker=functools.partial(_PagedCanvas, serial=content.serial))
-    return buffer.getvalue()
+    return _build(story, content, "Unlearning certificate")
+
+
+NO_DATA_LIMITATIONS = [
+    "The search covers the training lineage of the governed models listed here, by the identity the person "
+    "proved (their e-mail address). Copies of data or models outside the service's model store are out of its reach.",
+    "Records under another owner that name the person (near matches of their name or e-mail address) were shown to "
+    "the reviewer before approval; none was confirmed as theirs.",
+]
+
+
+def render_no_data_statement(content: NoDataContent) -> bytes:
+    """The statement's PDF: who asked, what was searched, what was found (nothing), and the evidence."""
+    st = _styles()
+    small, mono, body, h2 = st.small, st.mono, st.body, st.h2
+    near = (f" {content.reviewed_near_matches} record(s) under other owners that name the person were shown to our "
+            "reviewer, who confirmed none of them as the person's." if content.reviewed_near_matches else "")
+    story = [
+        _heading("Statement: no data held", content, st),
+        Paragraph("In plain words", h2),
+        Paragraph(f"None of the {len(content.models)} models we govern was trained on any record of the person who "
+                  "made this request: there was nothing to remove, and nothing was changed." + near, body),
+        Paragraph("Timeline", h2),
+        _table([["Event", "Date (UTC)"]] + [list(row) for row in content.dates], [60 * mm, 110 * mm]),
+        Paragraph("Models searched", h2),
+        _table([["Model", "Kind", "Version searched (SHA-256)", "Training records", "The person's"]]
+               + [[Paragraph(model.name, small), model.kind, Paragraph(model.version_sha256, mono),
+                   str(model.training_records), "0"] for model in content.models],
+               [38 * mm, 24 * mm, 66 * mm, 24 * mm, 18 * mm]),
+        Paragraph("Limitations", h2),
+        *[Paragraph(f"• {text}", small) for text in NO_DATA_LIMITATIONS],
+        *_evidence(content, st),
+    ]
+    return _build(story, content, "Statement of no data held")

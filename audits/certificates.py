@@ -8,7 +8,15 @@ from django.conf import settings
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from audits.certificate_pdf import AuditLine, CertificateContent, CertificateFigure, FamilyLine, ModelEvidence
+from audits.certificate_pdf import (
+    AuditLine,
+    CertificateContent,
+    CertificateFigure,
+    FamilyLine,
+    ModelEvidence,
+    NoDataContent,
+    SearchedModel,
+)
 from audits.figures import figures_of
 from audits.selectors import labelled_results, own_judgement, person_ranking, request_verdict, verdict_for
 from audits.signing import SigningIdentity, TimestampAuthority, create_local_identity
@@ -17,7 +25,9 @@ from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY
 from compliance.auditlog import subject_ref
 from config.version import code_version
+from unlearning.methods import METHODS
 from unlearning.models import ModelKind
+from unlearning.selectors import forget_review, governed_models_searched
 from unlearning.serving.filters import FILTERS
 
 FIGURE_DPI = 150  # sharp in print at the text width
@@ -81,7 +91,7 @@ def _date(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
 
 
-def certificate_content(*, request, runs, serial: str, head) -> CertificateContent:
+def certificate_content(*, request, runs, serial: str, head, summary: str = "") -> CertificateContent:
     prefetch_related_objects(runs, "results")  # read each run's results once: lines, panel and figures share them
     models, lines, panel, figures, families = [], [], [], [], []
     for run in runs:
@@ -91,9 +101,9 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
             name=job.asset.name, architecture=job.asset.architecture,
             original_sha256=run.original_version.sha256, unlearned_sha256=run.unlearned_version.sha256,
             reference_sha256=run.reference_version.sha256 if run.reference_version else "none (not affordable)",
-            method=job.method, method_kind=job.outcome["method_kind"], params=job.outcome["params"],
+            method=method_label(job.method), method_kind=job.outcome["method_kind"], params=job.outcome["params"],
             job_id=job.pk, forget_records=len(job.forget_record_ids), forget_set_sha256=job.forget_set_sha256,
-            outcome=f"{job.outcome.get('steps')} steps, stopped: {job.outcome.get('stopped_because')}",
+            outcome=outcome_in_words(job.outcome),
             compared_with_holdout=run.comparison == Comparison.HOLDOUT,
             executed_plan=job.outcome.get("plan_summary", ""), owner_material=owner_material(job, request),
             proven_by_identity=run.verdict_basis == PROVEN_BY_IDENTITY, person_ranking=person_ranking(run, request),
@@ -124,12 +134,50 @@ def certificate_content(*, request, runs, serial: str, head) -> CertificateConte
         models=models, audits=lines, overall_verdict=request_verdict(request),
         policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
-        verify_url=f"{settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
+        verify_url=f"{request.site_url or settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
         limitations=limitations({run.job.asset.kind for run in runs}),
         membership_panel=panel, figures=figures, families=families,
         family_rule=" ".join(dict.fromkeys(run.policy["family_rule"] for run in runs if run.policy.get("family_rule"))),
         runtime_filters=[row for run in runs for row in filter_rows(run, len(runs) > 1)],
         runtime_filter_summary=[line for run in runs for line in filter_summary(run, len(runs) > 1)],
+        summary=summary,
+    )
+
+
+# Why a method stopped (UnlearningOutcome.stopped_because, the runner's exact-deletion outcomes), in words.
+STOPPED_IN_WORDS = {
+    "reached_target_forget_loss": "stopped when the data's loss reached its target",
+    "utility_floor": "stopped before the model's usefulness fell below its floor",
+    "max_steps": "ran its full step budget",
+    "best_trial_step": "kept the best of its trials",
+    "deletion plan executed": "the deletion plan was carried out",
+    "already deleted": "the records had already been deleted by an earlier request",
+}
+
+
+def method_label(name: str) -> str:
+    return METHODS[name].label if name in METHODS else name
+
+
+def outcome_in_words(outcome: dict) -> str:
+    stopped = outcome.get("stopped_because")
+    steps = f"{outcome['steps']} steps, " if outcome.get("steps") else ""
+    return steps + STOPPED_IN_WORDS.get(stopped, stopped or "")
+
+
+def no_data_content(*, request, serial: str, head) -> NoDataContent:
+    """The statement that no governed model holds a training record of the request's verified person."""
+    return NoDataContent(
+        serial=serial, issuer=settings.CERTIFICATE_ISSUER, issued_at=_date(timezone.now()),
+        request_reference=request.reference, subject_ref=subject_ref(request.email),
+        jurisdiction=request.get_jurisdiction_display(),
+        dates=[("Received", _date(request.received_at)), ("Identity verified", _date(request.identity_verified_at)),
+               ("Approved", _date(request.decided_at)), ("Searched", _date(timezone.now())),
+               ("Statutory deadline", _date(request.due_at))],
+        models=[SearchedModel(**row) for row in governed_models_searched()],
+        reviewed_near_matches=sum(entry["near_matches_total"] for entry in forget_review(request)),
+        audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
+        verify_url=f"{request.site_url or settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
     )
 
 

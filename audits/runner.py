@@ -39,6 +39,32 @@ from unlearning.store import verified_folder
 
 log = logging.getLogger(__name__)
 
+# Where each stage of an audit starts, as a share of the run, for the owner's status page: preparing
+# the sets is quick; retraining the reference (when one is needed and not kept from an earlier run)
+# and scoring the models take minutes each, scoring split evenly between the models; the runtime
+# filters' calibration comes last. The stages' names are audits.wording.AUDIT_STAGES' keys.
+REFERENCE_AT, SCORING_AT, FILTERS_AT = 0.03, 0.30, 0.90
+
+
+def report(run, fraction: float, stage: str) -> None:
+    services.record_audit_progress(run.pk, run.attempts, fraction, stage)
+
+
+def reporting_turns(run, loaders: dict) -> dict:
+    """The loaders of score_models, each reporting as it is called that scoring has reached its
+    model (in whatever order score_models takes them)."""
+    turns = iter(range(len(loaders)))
+
+    def reporting(role, load):
+        def load_and_report():
+            turn = next(turns)
+            report(run, SCORING_AT + (FILTERS_AT - SCORING_AT) * turn / len(loaders),
+                   f"scoring the {role} model ({turn + 1} of {len(loaders)})")
+            return load()
+        return load_and_report
+
+    return {role: reporting(role, load) for role, load in loaders.items()}
+
 
 def reference_version(job, manifest: list[dict], removed_ids: set[str]) -> ModelVersion | None:
     """The model retrained without every record removed so far, by the model's own regime, recipe
@@ -124,6 +150,7 @@ def run_claimed_audit(run) -> None:
     """Audit a job whose run this worker claimed (audits.services.claim_audit); a failure is
     recorded on the run and its requests, then logged."""
     try:
+        report(run, 0.0, "preparing the audit sets")
         job = run.job
         manifest = read_manifest(Path(job.asset.training_manifest))
         holdout = read_manifest(Path(job.asset.holdout_manifest))
@@ -133,12 +160,13 @@ def run_claimed_audit(run) -> None:
                 if job.asset.kind == ModelKind.CAUSAL_LM
                 else row_audit_sets(manifest, holdout, set(job.forget_record_ids)))
         versions = {"original": version_before_removal(job), "unlearned": job.result_version}
+        report(run, REFERENCE_AT, "retraining the reference model")
         reference = reference_version(job, manifest, removed)
         if reference is not None:
             versions["reference"] = reference
         comparison = AGAINST_REFERENCE if reference is not None else AGAINST_HOLDOUT
-        scores = score_models({role: lambda v=version: load_model(job.asset.kind, verify_pinned(v))
-                               for role, version in versions.items()}, sets,
+        scores = score_models(reporting_turns(run, {role: lambda v=version: load_model(job.asset.kind, verify_pinned(v))
+                                                    for role, version in versions.items()}), sets,
                               compare_with_never_trained=comparison == AGAINST_HOLDOUT)
         policy = VerdictPolicy.from_dict(run.policy)
         per_item = per_item_by_role(scores)
@@ -147,8 +175,10 @@ def run_claimed_audit(run) -> None:
                                      reference.sha256 if reference is not None else None,
                                      exact=job.outcome.get("method_kind") == "exact")
         renew_connection()  # scoring took minutes
-        filters = (prepared_filters(job, sets, manifest, removed)
-                   if job.asset.kind == ModelKind.CAUSAL_LM and settings.AUDIT_RUNTIME_FILTERS else {})
+        filters = {}
+        if job.asset.kind == ModelKind.CAUSAL_LM and settings.AUDIT_RUNTIME_FILTERS:
+            report(run, FILTERS_AT, "preparing runtime filters")
+            filters = prepared_filters(job, sets, manifest, removed)
         services.complete_audit(run_id=run.pk, attempt=run.attempts, versions=versions, comparison=comparison,
                                 judgements=judgements, scores=scores, verdict=verdict, basis=basis,
                                 families=([family.as_dict() for family in family_verdicts(judgements, policy)]

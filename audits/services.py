@@ -11,18 +11,21 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audits.certificate_pdf import render_certificate
-from audits.certificates import certificate_content, signing_identity, timestamp_authority
+from audits.certificate_pdf import render_certificate, render_no_data_statement
+from audits.certificates import certificate_content, no_data_content, signing_identity, timestamp_authority
 from audits.metrics import privleak
-from audits.models import AuditResult, AuditRun, AuditStatus, Certificate
+from audits.models import AuditResult, AuditRun, AuditStatus, Certificate, CertificateKind
 from audits.selectors import certificates_folder
 from audits.signals import audit_finished, audit_queued
 from audits.signing import sha256_hex, sign_pdf
 from audits.verdicts import POLICIES, VerdictPolicy
 from compliance import auditlog
+from compliance import selectors as compliance_selectors
 from compliance import services as compliance_services
+from compliance.db import on_a_live_connection
 from compliance.errors import TransitionNotAllowed
 from compliance.models import RequestStatus
+from unlearning import selectors as unlearning_selectors
 from unlearning import services as unlearning_services
 from unlearning.models import UnlearningJob
 from unlearning.selectors import stale_claim
@@ -41,7 +44,7 @@ def claim_audit(job_id: int) -> AuditRun | None:
         claimed = AuditRun.objects.filter(
             Q(status=AuditStatus.QUEUED) | stale_claim(now), pk=run.pk, attempts__lt=settings.JOB_MAX_ATTEMPTS,
         ).update(status=AuditStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-                 claimed_by=unlearning_services.this_worker())
+                 claimed_by=unlearning_services.this_worker(), progress=0.0, progress_message="")
         if not claimed:
             stale = AuditRun.objects.filter(stale_claim(now), pk=run.pk).first()
             if stale is not None:  # and no attempt left
@@ -57,6 +60,14 @@ def claim_audit(job_id: int) -> AuditRun | None:
 def record_heartbeat(run_id: int, attempt: int) -> None:
     """While `attempt` is the run's current claim (see unlearning.services.current_claim)."""
     AuditRun.objects.filter(pk=run_id, status=AuditStatus.RUNNING, attempts=attempt).update(heartbeat_at=timezone.now())
+
+
+def record_audit_progress(run_id: int, attempt: int, fraction: float, message: str) -> None:
+    """How far the run is (0..1) and at which stage (audits.wording.AUDIT_STAGES' keys), while
+    `attempt` is its current claim: for the owner's status page, and a heartbeat too (as
+    unlearning.services.record_progress)."""
+    on_a_live_connection(lambda: AuditRun.objects.filter(pk=run_id, status=AuditStatus.RUNNING, attempts=attempt).update(
+        progress=min(max(fraction, 0.0), 1.0), progress_message=message[:200], heartbeat_at=timezone.now()))
 
 
 def result_details(judgement, scores: dict) -> dict:
@@ -110,7 +121,7 @@ def complete_audit(*, run_id: int, attempt: int, versions: dict, comparison: str
     run.sample_sizes = {j.metric: j.sample_size for j in judgements}
     run.verdict, run.verdict_basis, run.families, run.subjects = verdict, basis, list(families), subjects or {}
     run.runtime_filters = runtime_filters or {}
-    run.status, run.finished_at = AuditStatus.DONE, timezone.now()
+    run.status, run.finished_at, run.progress = AuditStatus.DONE, timezone.now(), 1.0
     run.save()
     auditlog.append(actor=WORKER, action="audit.completed", obj=run, data={
         "verdict": verdict, "basis": basis, "policy_version": run.policy["version"], "comparison": comparison,
@@ -184,25 +195,50 @@ def issue_certificate(*, request_id) -> Certificate:
     head = auditlog.AuditEvent.objects.order_by("-seq").first()
     runs = list(AuditRun.objects.filter(job__requests=request).select_related("job__asset").order_by("pk"))
     serial = _serial()
-    identity = signing_identity()
-    content = certificate_content(request=request, runs=runs, serial=serial, head=head)
-    pdf = sign_pdf(render_certificate(content), identity, reason=f"Unlearning certificate {serial}",
-                   location=settings.SITE_URL, timestamp=timestamp_authority())
-    # Named by its serial in the certificates folder, where readers look for it first
-    # (audits.selectors.certificate_pdf); the absolute path is kept as where it was written.
-    directory = certificates_folder()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{serial}.pdf"
-    path.write_bytes(pdf)
-    certificate = Certificate.objects.create(
-        serial=serial, request=request, audit_run=runs[-1], pdf_path=str(path), pdf_sha256=sha256_hex(pdf),
-        signer_subject=identity.subject(), signer_fingerprint=identity.fingerprint(),
-        audit_event_seq=head.seq, audit_event_hash=head.entry_hash,
-    )
+    summary = compliance_selectors.request_result(request)["headline"]  # the owner's page says it so too
+    content = certificate_content(request=request, runs=runs, serial=serial, head=head, summary=summary)
+    certificate = _sign_and_store(request, render_certificate(content), serial=serial, head=head, audit_run=runs[-1],
+                                  reason=f"Unlearning certificate {serial}")
     compliance_services.certify(request, certificate=serial, pdf_sha256=certificate.pdf_sha256,
-                                verdict=content.overall_verdict)
+                                verdict=content.overall_verdict, summary=summary)
     for run in runs:  # from now on the model is served with the filters that cover this request
         if run.runtime_filters.get("filters"):
             unlearning_services.activate_runtime_filters(version=run.unlearned_version, prepared=run.runtime_filters,
                                                          request_id=request.pk)
     return certificate
+
+
+@transaction.atomic
+def issue_no_data_statement(*, request_id) -> Certificate | None:
+    """An approved request whose verified person no governed model holds a training record of: sign
+    the statement that says so, over every model searched, and complete the request. Safe to run
+    twice; None (nothing signed) when the request is not waiting for it, or a model holds the
+    person's records after all (scheduling queues their jobs instead)."""
+    request = compliance_services.lock_request(request_id)
+    existing = Certificate.objects.filter(request=request).first()
+    if existing or request.status != RequestStatus.APPROVED or unlearning_selectors.assets_to_unlearn(request):
+        return existing
+    head = auditlog.AuditEvent.objects.order_by("-seq").first()
+    serial = _serial()
+    content = no_data_content(request=request, serial=serial, head=head)
+    certificate = _sign_and_store(request, render_no_data_statement(content), serial=serial, head=head,
+                                  kind=CertificateKind.NO_DATA, reason=f"Statement of no data held {serial}")
+    compliance_services.complete_without_data(request, certificate=serial, pdf_sha256=certificate.pdf_sha256)
+    return certificate
+
+
+def _sign_and_store(request, pdf: bytes, *, serial: str, head, reason: str, audit_run=None,
+                    kind: str = CertificateKind.UNLEARNING) -> Certificate:
+    identity = signing_identity()
+    signed = sign_pdf(pdf, identity, reason=reason, location=settings.SITE_URL, timestamp=timestamp_authority())
+    # Named by its serial in the certificates folder, where readers look for it first
+    # (audits.selectors.certificate_pdf); the absolute path is kept as where it was written.
+    directory = certificates_folder()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{serial}.pdf"
+    path.write_bytes(signed)
+    return Certificate.objects.create(
+        serial=serial, kind=kind, request=request, audit_run=audit_run, pdf_path=str(path),
+        pdf_sha256=sha256_hex(signed), signer_subject=identity.subject(), signer_fingerprint=identity.fingerprint(),
+        audit_event_seq=head.seq, audit_event_hash=head.entry_hash,
+    )

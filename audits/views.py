@@ -1,8 +1,10 @@
 """Public certificate verification: anyone holding a certificate can check it here."""
 
+import re
+
 from django.conf import settings
 from django.http import FileResponse, Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from audits.certificates import signing_identity
@@ -11,6 +13,23 @@ from audits.selectors import request_verdict
 from audits.signing import sha256_hex
 from compliance import throttles
 from compliance.errors import TooManyRequests
+
+
+SERIAL = re.compile(r"UC-\d{8}-[0-9A-F]{8}")
+
+
+@require_http_methods(["GET"])
+def verify_landing(http_request):
+    """Type a serial, see its page; a serial we never issued is said so, with the form again."""
+    serial = http_request.GET.get("serial", "").strip().upper()
+    problem, status = "", 200
+    if serial:
+        if Certificate.objects.filter(serial=serial).exists():
+            return redirect("verify-certificate", serial=serial)
+        problem = ("we issued nothing under this serial: check it against the top of the certificate's pages"
+                   if SERIAL.fullmatch(serial) else "a serial looks like UC-20261201-1A2B3C4D")
+        status = 404 if SERIAL.fullmatch(serial) else 400
+    return render(http_request, "verify/landing.html", {"serial": serial, "problem": problem}, status=status)
 
 
 @require_http_methods(["GET", "POST"])

@@ -13,7 +13,14 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 def response_due(received_at: datetime, jurisdiction: str) -> datetime:
-    """GDPR Art. 12(3): one month. CCPA/CPRA: 45 calendar days. (Extensions are a later step.)"""
+    """GDPR Art. 12(3): one month. CCPA/CPRA: 45 calendar days. (compliance.services.extend_deadline extends it once.)"""
     if jurisdiction == "ccpa":
         return received_at + timedelta(days=45)
     return add_months(received_at, 1)
+
+
+def extended_due(due_at: datetime, jurisdiction: str) -> datetime:
+    """The one extension: GDPR Art. 12(3), two further months; CCPA/CPRA, a further 45 days."""
+    if jurisdiction == "ccpa":
+        return due_at + timedelta(days=45)
+    return add_months(due_at, 2)

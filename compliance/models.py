@@ -25,20 +25,39 @@ class RequestStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
+# Where a request ends: nothing follows these (compliance.services.ALLOWED_TRANSITIONS).
+FINAL_STATUSES = frozenset({RequestStatus.DENIED, RequestStatus.CANCELED, RequestStatus.CERTIFIED,
+                            RequestStatus.NO_DATA, RequestStatus.DUPLICATE, RequestStatus.FAILED})
+
+
 class Jurisdiction(models.TextChoices):
     GDPR = "gdpr", "GDPR (EU/EEA)"
     CCPA = "ccpa", "CCPA/CPRA (California)"
 
 
 class DenialGround(models.TextChoices):
-    """GDPR Art. 17(3): the exceptions to the right to erasure a denial may cite."""
+    """The exceptions to the right to deletion a denial may cite: GDPR Art. 17(3) for a GDPR
+    request, Cal. Civ. Code 1798.105(d) for a CCPA/CPRA one (GROUNDS_BY_JURISDICTION)."""
 
     NONE = "", "No exception cited"
-    EXPRESSION = "expression", "Freedom of expression and information (17(3)(a))"
-    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation or public task (17(3)(b))"
-    PUBLIC_HEALTH = "public_health", "Public health (17(3)(c))"
-    ARCHIVING_RESEARCH = "archiving_research", "Archiving, research or statistics (17(3)(d))"
-    LEGAL_CLAIMS = "legal_claims", "Legal claims (17(3)(e))"
+    EXPRESSION = "expression", "Freedom of expression and information (GDPR 17(3)(a))"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation or public task (GDPR 17(3)(b))"
+    PUBLIC_HEALTH = "public_health", "Public health (GDPR 17(3)(c))"
+    ARCHIVING_RESEARCH = "archiving_research", "Archiving, research or statistics (GDPR 17(3)(d))"
+    LEGAL_CLAIMS = "legal_claims", "Legal claims (GDPR 17(3)(e))"
+    CCPA_TRANSACTION = "ccpa_transaction", "Completing a transaction or contract (CCPA 1798.105(d)(1))"
+    CCPA_SECURITY = "ccpa_security", "Security and integrity (CCPA 1798.105(d)(2))"
+    CCPA_DEBUG = "ccpa_debug", "Debugging to repair errors (CCPA 1798.105(d)(3))"
+    CCPA_FREE_SPEECH = "ccpa_free_speech", "Free speech (CCPA 1798.105(d)(4))"
+    CCPA_RESEARCH = "ccpa_research", "Research in the public interest (CCPA 1798.105(d)(6))"
+    CCPA_INTERNAL_USE = "ccpa_internal_use", "Internal uses the consumer would expect (CCPA 1798.105(d)(7))"
+    CCPA_LEGAL_OBLIGATION = "ccpa_legal_obligation", "Legal obligation (CCPA 1798.105(d)(8))"
+
+
+GROUNDS_BY_JURISDICTION = {
+    Jurisdiction.GDPR: [ground for ground in DenialGround if ground and not ground.startswith("ccpa_")],
+    Jurisdiction.CCPA: [ground for ground in DenialGround if ground.startswith("ccpa_")],
+}
 
 
 class RemovalRequest(models.Model):

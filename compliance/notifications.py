@@ -38,6 +38,14 @@ COMPLAINT_AUTHORITY = {
     "ccpa": "the California Privacy Protection Agency (cppa.ca.gov) or the California Attorney General",
 }
 
+# What went wrong, for the owner, by the step a request failed at (RemovalRequest.failed_step).
+FAILURE_IN_PLAIN_WORDS = {
+    "unlearning": "removing your data from one of our models did not succeed",
+    "audit": "the tests that check your data is gone could not be completed",
+    "certificate": "we could not sign your certificate",
+    "": "an error stopped the work",
+}
+
 
 def portal_origin(http_request: HttpRequest) -> str:
     """The address the owner reached the portal at, when the operator vouches for it (a development

@@ -10,11 +10,10 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from kombu.transport.redis import Channel
 
 from audits.models import AuditRun, AuditStatus
-from compliance.models import RemovalRequest, RequestStatus
+from compliance.models import FINAL_STATUSES, RemovalRequest
 from unlearning.models import FilterCount, JobStatus, ModelRegistration, UnlearningJob
 from unlearning.selectors import stale_claim, stale_job_claim
 
-CLOSED = (RequestStatus.DENIED, RequestStatus.CERTIFIED, RequestStatus.FAILED, RequestStatus.CANCELED)
 # Upper bounds (seconds) of the duration histograms: minutes for a tabular deletion, hours for a
 # language model's unlearning and audits.
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
@@ -27,7 +26,7 @@ def counts_by_status(queryset: QuerySet, statuses) -> dict[str, int]:
 
 
 def open_requests() -> QuerySet[RemovalRequest]:
-    return RemovalRequest.objects.exclude(status__in=CLOSED)
+    return RemovalRequest.objects.exclude(status__in=FINAL_STATUSES)
 
 
 def overdue_requests(now) -> QuerySet[RemovalRequest]:
@@ -36,8 +35,12 @@ def overdue_requests(now) -> QuerySet[RemovalRequest]:
 
 def requests_due_soon(now) -> QuerySet[RemovalRequest]:
     """Open requests due within DEADLINE_WARNING_DAYS (and not yet overdue)."""
-    horizon = now + timedelta(days=settings.DEADLINE_WARNING_DAYS)
-    return open_requests().filter(due_at__gte=now, due_at__lt=horizon).order_by("due_at")
+    return requests_due_within(now, settings.DEADLINE_WARNING_DAYS).filter(due_at__gte=now)
+
+
+def requests_due_within(now, days: int) -> QuerySet[RemovalRequest]:
+    """Open requests due within `days`, overdue ones included."""
+    return open_requests().filter(due_at__lt=now + timedelta(days=days)).order_by("due_at")
 
 
 def stale_claims(now) -> dict[str, QuerySet]:

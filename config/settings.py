@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files of an installed package: no CDN
     "django_prometheus",
     "django_structlog",
     "health_check",
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (STATIC_URL), under gunicorn as under runserver
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -109,7 +111,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # transaction takes the write lock when it begins (IMMEDIATE): one that read first and wrote
     # second would otherwise fail at once with "database is locked" under concurrent writers
     # (SQLite does not wait for a lock that a reader upgrading could deadlock on).
-    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=30, transaction_mode="IMMEDIATE")
+    # Write-ahead logging: readers (the web server's pages) never wait for the writer (a worker's
+    # heartbeat or results) nor it for them; NORMAL sync is safe under WAL (a power cut may lose the
+    # last commits, never corrupt the file).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-gb"
@@ -119,6 +125,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it; WhiteNoise warns of one that is missing
+# WhiteNoise serves /static/ in the web process (the API docs' Swagger UI and Redoc, the admin's
+# files): from STATIC_ROOT where collectstatic filled it (docker/Dockerfile), and through the
+# finders, straight from the installed apps' static folders, so that a checkout served without
+# collectstatic (gunicorn from a clone, bench/load, the tests) serves them too. The finders' files
+# are listed once at start-up and win over STATIC_ROOT's: an image rebuilt over an older /data
+# volume serves its own packages' files, not the ones collected before. Plain storage, no
+# manifest: templates need no collectstatic before they render.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)
 
 # --- Cache: the throttles' counters. Redis (CACHE_URL, else the broker's Redis) when several web
 # processes run; the embedded default is one process, whose memory is enough.
@@ -164,7 +179,8 @@ TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
 # A certificate uploaded to the public verify page to compare with the issued one.
 CERTIFICATE_UPLOAD_MAX_BYTES = envint("CERTIFICATE_UPLOAD_MAX_BYTES", 10 * 2**20)
 
-# --- Celery: without a broker, tasks run in-process (the embedded default).
+# --- Celery: without a broker, tasks run in-process (`make demo`, the tests). `make serve` (manage.py
+# serve) runs a worker beside the web server over `filesystem://`: see the broker's options below.
 CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = False
@@ -185,6 +201,22 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 600
 # Redis redelivers unacknowledged tasks after this long: it must outlast the longest job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport (`make serve`: one worker beside the web server, no other service):
+    # a message is a file in VAR_DIR/broker/queue, written by one process and taken by the other, so
+    # none is lost when either restarts; exchange bindings live in VAR_DIR/broker/control. A taken
+    # message is deleted (a processed folder would only grow). What it lacks, and how the pipeline
+    # does without: no result backend, so no chords (EXACT_DELETION_FAN_OUT is off without one,
+    # below: an exact deletion retrains its shards in one task); a task held by a worker killed hard
+    # (SIGKILL, out of memory) is not redelivered: a job or audit it had claimed goes stale and the
+    # sweep re-queues it, but the lost-message resend and the metrics' queue depths read Redis only
+    # (compliance.operations.broker_is_redis). Remote control (`celery inspect`) works (fanout).
+    BROKER_DIR = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        data_folder_in=str(BROKER_DIR / "queue"), data_folder_out=str(BROKER_DIR / "queue"),
+        control_folder=str(BROKER_DIR / "control"), store_processed=False)
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {f"workers.tasks.{name}": {"queue": "gpu"}
                       for name in ("run_unlearning_job", "run_job_part", "join_job_parts", "run_audit")}
@@ -212,6 +244,7 @@ JOB_SWEEP_SECONDS = envint("JOB_SWEEP_SECONDS", 60)
 PIPELINE_RESEND_AFTER_SECONDS = envint("PIPELINE_RESEND_AFTER_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-work": {"task": "workers.tasks.sweep_stale_work", "schedule": JOB_SWEEP_SECONDS},
+    "warn-near-deadlines": {"task": "workers.tasks.warn_near_deadlines", "schedule": 24 * 3600},
 }
 
 # --- Models and the demo world
@@ -279,7 +312,8 @@ SUBJECT_HASH_SALT = env("SUBJECT_HASH_SALT", SECRET_KEY)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["compliance.api.permissions.IsLegalTeam"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with every operation's problem+json error answers (compliance.api.schema).
+    "DEFAULT_SCHEMA_CLASS": "compliance.api.schema.ProblemAutoSchema",
     # JSON nested too deep for Python's decoder is a 400, and a cursor that does not parse a 404
     # (compliance.api.parsers, compliance.api.pagination), for every view.
     "DEFAULT_PARSER_CLASSES": ["compliance.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
@@ -292,6 +326,15 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Unlearning compliance API",
     "DESCRIPTION": "Removal requests, their lifecycle, unlearning jobs, audits and certificates.",
     "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar's static files, never a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would fetch it from validator.swagger.io (Redoc's page, without
+    # its web fonts: templates/api/redoc.html).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema, docs and redoc pages document the API, and are not part of it
+    "ENUM_NAME_OVERRIDES": {"RequestStatusEnum": "compliance.models.RequestStatus",
+                            "DenialGroundEnum": "compliance.models.DenialGround"},
 }
 
 # --- Operations (README "Operations"): /health/, /ready/, /metrics, logs, `manage.py work_report`.
@@ -300,6 +343,11 @@ SPECTACULAR_SETTINGS = {
 METRICS_TOKEN = env("METRICS_TOKEN")
 # Open requests due within this many days are reported (metrics, work_report) as due soon.
 DEADLINE_WARNING_DAYS = envint("DEADLINE_WARNING_DAYS", 7)
+# Where the daily warning of requests near their deadline goes (none: the warning is only logged).
+REVIEWERS_EMAIL = envlist("REVIEWERS_EMAIL", "")
+# Four eyes: an approval whose deletion plan is estimated above this many seconds of compute needs a
+# second reviewer (0: never).
+FOUR_EYES_ABOVE_SECONDS = envint("FOUR_EYES_ABOVE_SECONDS", 3600)
 # How long readiness and a scrape wait for the broker (Redis) before taking it for down.
 BROKER_TIMEOUT_SECONDS = envint("BROKER_TIMEOUT_SECONDS", 2)
 

@@ -44,6 +44,31 @@ def register_tiny_model(tiny_model):
     )
 
 
+def governed_rows(store, records: list[dict], name: str = "support-lm", seconds_per_step: float | None = None):
+    """A governed language model as rows only, nothing trained: its manifest, current version and
+    lineage; with `seconds_per_step`, an earlier job that measured its step cost, so that its
+    deletion plans carry an estimate (a model registered fresh plans with none: nothing measured)."""
+    from django.utils import timezone
+
+    from unlearning.manifest import write_manifest
+    from unlearning.models import JobStatus, ModelAsset, ModelVersion, TrainingRecord, UnlearningJob
+
+    _, manifest = write_manifest(records, store)
+    asset = ModelAsset.objects.create(name=name, architecture="GPT-2 (tiny)", training_manifest=str(manifest))
+    asset.current_version = ModelVersion.objects.create(asset=asset, role="original", storage_path=str(store / name),
+                                                        sha256="a" * 64)
+    asset.save()
+    TrainingRecord.objects.bulk_create([TrainingRecord(asset=asset, record_id=r["record_id"], owner_key=r["owner_key"],
+                                                       kind=r["kind"], content_sha256="0" * 64) for r in records])
+    if seconds_per_step is not None:
+        UnlearningJob.objects.create(asset=asset, method="graddiff", status=JobStatus.SUCCEEDED,
+                                     base_version=asset.current_version, forget_record_ids=["earlier"],
+                                     finished_at=timezone.now(),
+                                     outcome={"method_kind": "approximate", "seconds_per_step": seconds_per_step,
+                                              "steps": 10})
+    return asset
+
+
 CUSTOMERS, NEVER_TRAINED = 24, 12
 PRODUCTS = ["router", "thermostat", "doorbell", "speaker", "camera", "kettle", "lamp", "scale"]
 PROBLEMS = ["stopped pairing", "shows error E4", "reboots at night", "drains the battery", "lost its settings"]

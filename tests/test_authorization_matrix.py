@@ -28,6 +28,10 @@ API_READ = {"anonymous": 401, "owner": 401, "other_owner": 401, "legal": 200, "a
 API_CHANGE = {**API_READ, "legal": 409, "auditor": 403}  # the legal team's call reaches the lifecycle, which refuses
 OPERATOR_READ = {**API_READ, "legal": 403, "auditor": 403, "operator": 200}
 ADMIN_PAGE = {**dict.fromkeys(ROLES, 302), "admin": 200}  # everyone else is sent to the admin's login
+# The review console: session sign-in through the admin's login (token roles have none: sent there);
+# the superuser is not in the legal group.
+CONSOLE = {**dict.fromkeys(ROLES, 302), "admin": 403}
+NOBODY = "00000000-0000-0000-0000-000000000000"
 
 # (route name, method, path, body, expected status per role). Paths use {a} (request A, certified),
 # {run}, {job}, {figure}, {serial}, {registration}.
@@ -36,9 +40,11 @@ MATRIX = [
     ("portal-access", "get", "/access/", None, PUBLIC),
     ("portal-sign-out", "get", "/sign-out/", None, dict.fromkeys(ROLES, 405)),  # a POST only (tested apart)
     ("portal-request", "get", "/requests/{a}/", None, OWNER_ONLY),
+    ("portal-request-progress", "get", "/requests/{a}/progress/", None, OWNER_ONLY),
     ("portal-verify", "get", "/requests/{a}/verify/", None, PUBLIC),  # asks for a code; shows no data
     ("portal-resend", "post", "/requests/{a}/resend/", {}, dict.fromkeys(ROLES, 302)),  # mails the owner, never the caller
     ("portal-cancel", "post", "/requests/{a}/cancel/", {}, {**OWNER_ONLY, "owner": 302}),
+    ("portal-answer", "post", "/requests/{a}/answer/", {"answer": "matrix"}, {**OWNER_ONLY, "owner": 302}),
     ("portal-certificate", "get", "/requests/{a}/certificate.pdf", None, OWNER_ONLY),
     ("portal-audit-figure", "get", "/requests/{a}/audits/{run}/figures/{figure}.png", None, OWNER_ONLY),
     ("portal-audit-download", "get", "/requests/{a}/audits/{run}/results.json", None, OWNER_ONLY),
@@ -52,6 +58,13 @@ MATRIX = [
     ("api-audit-results-json", "get", "/api/v1/requests/{a}/audits/{run}/results.json", None, API_READ),
     ("api-audit-results-csv", "get", "/api/v1/requests/{a}/audits/{run}/results.csv", None, API_READ),
     ("api-audit-items-csv", "get", "/api/v1/requests/{a}/audits/{run}/items.csv", None, API_READ),
+    ("api-request-hold", "post", "/api/v1/requests/{a}/hold/", {"reason": "matrix"}, API_CHANGE),
+    ("api-request-resume", "post", "/api/v1/requests/{a}/resume/", {}, API_CHANGE),
+    ("api-request-ask", "post", "/api/v1/requests/{a}/ask/", {"question": "matrix"}, API_CHANGE),
+    ("api-request-extend", "post", "/api/v1/requests/{a}/extend/", {"reason": "matrix"}, API_CHANGE),
+    ("api-request-notes", "get", "/api/v1/requests/{a}/notes/", None, API_READ),
+    ("api-requests-bulk-decide", "post", "/api/v1/requests/bulk-decide/",
+     {"decision": "deny", "reason": "matrix", "request_ids": [NOBODY]}, {**API_READ, "auditor": 403}),
     ("api-job", "get", "/api/v1/jobs/{job}/", None, API_READ),
     ("api-job-requeue", "post", "/api/v1/jobs/{job}/requeue/", {"reason": "matrix"}, API_CHANGE),
     ("api-job-fail", "post", "/api/v1/jobs/{job}/fail/", {"reason": "matrix"}, API_CHANGE),
@@ -63,8 +76,17 @@ MATRIX = [
     ("api-model-registration", "get", "/api/v1/model-registrations/{registration}/", None, OPERATOR_READ),
     ("api-schema", "get", "/api/v1/schema/", None, PUBLIC),
     ("api-docs", "get", "/api/v1/docs/", None, PUBLIC),
+    ("api-redoc", "get", "/api/v1/redoc/", None, PUBLIC),
     ("api-unrouted", "get", "/api/v1/nothing-here/", None, dict.fromkeys(ROLES, 404)),
+    ("verify-landing", "get", "/verify/", None, PUBLIC),
     ("verify-certificate", "get", "/verify/{serial}/", None, PUBLIC),
+    ("console-queue", "get", "/console/", None, CONSOLE),
+    ("console-request", "get", "/console/requests/{a}/", None, CONSOLE),
+    ("console-bulk", "post", "/console/bulk/", {"decision": "deny", "reason": "matrix", "request_ids": [NOBODY]},
+     CONSOLE),
+    *[(f"console-{action}", "post", f"/console/requests/{{a}}/{action}/", {"reason": "matrix"}, CONSOLE)
+      for action in ("approve", "deny", "hold", "resume", "ask", "extend")],
+    ("console-note", "post", "/console/requests/{a}/notes/", {"reason": "matrix"}, CONSOLE),
     ("ca-certificate", "get", "/ca.pem", None, PUBLIC),
     ("admin:index", "get", "/admin/", None, ADMIN_PAGE),
     ("admin:compliance_removalrequest_changelist", "get", "/admin/compliance/removalrequest/", None, ADMIN_PAGE),

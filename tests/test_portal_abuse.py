@@ -143,8 +143,8 @@ def upload(client, serial, content: bytes):
 def test_the_verify_page_compares_a_pdf_and_refuses_anything_else(issued, settings):
     certificate, pdf = issued
     visitor = from_address("203.0.113.7")
-    assert "exactly this certificate" in upload(visitor, certificate.serial, pdf).content.decode()
-    assert "is not this certificate" in upload(visitor, certificate.serial, pdf + b" ").content.decode()
+    assert "exactly this document" in upload(visitor, certificate.serial, pdf).content.decode()
+    assert "is not this document" in upload(visitor, certificate.serial, pdf + b" ").content.decode()
     not_pdf = upload(visitor, certificate.serial, b"GIF89a")
     assert not_pdf.status_code == 400 and "not a PDF" in not_pdf.content.decode()
     nothing = visitor.post(f"/verify/{certificate.serial}/")

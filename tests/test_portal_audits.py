@@ -113,6 +113,6 @@ def test_in_a_job_of_several_people_the_owner_sees_their_own_verdict_not_the_wor
                  "subject_verdicts": [{mine: ["PASS", "mine: ranked 18 of 51"],
                                        other: ["FAIL", "theirs: ranked 1 of 51"]}[name] for name in sorted(combined)]})
     page = " ".join(owner_of(request, code).get(f"/requests/{request.pk}/").content.decode().split())
-    assert 'What the tests found: <span class="PASS">PASS</span>' in page
+    assert 'Tests: <span class="PASS">passed</span> (PASS)' in page
     assert "ranked 18 of 51" in page and "mine: ranked 18 of 51" in page
     assert "theirs" not in page and "first FAIL" not in page

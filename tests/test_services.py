@@ -92,11 +92,13 @@ def test_an_unverified_request_cannot_be_approved(submit, legal_user):
     assert request.status == RequestStatus.SUBMITTED and AuditEvent.objects.count() == events
 
 
-def test_approval_records_who_and_queues_scheduling_after_commit(verified_request, legal_user, django_capture_on_commit_callbacks):
+def test_approval_records_who_and_queues_scheduling_and_the_notice_after_commit(
+        verified_request, legal_user, django_capture_on_commit_callbacks, mailoutbox):
+    sent = len(mailoutbox)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         request = services.approve_request(request_id=verified_request.pk, user=legal_user, note="ok")
     assert request.status == RequestStatus.APPROVED and request.decided_by == legal_user
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2 and len(mailoutbox) == sent  # the owner's e-mail and the scheduling task: after commit
     event = AuditEvent.objects.get(action="request.approved")
     assert event.actor.startswith(f"user:{legal_user.pk}:") and event.data["from"] == RequestStatus.IDENTITY_VERIFIED
 

@@ -208,8 +208,22 @@ def deletion_plan(asset: ModelAsset, owner_keys: list[str], confirmed: Iterable[
             "estimated_seconds": plan.estimated_seconds, **({"plan": plan.as_dict()} if training.exact else {})}
 
 
-def deletion_plans(owner_key: str) -> list[dict]:
-    return [deletion_plan(asset, [owner_key]) for asset, _ in assets_holding(owner_key)]
+def governed_models_searched() -> list[dict]:
+    """Every governed model with a served version: what a search for a person's records covers
+    (audits.certificate_pdf.SearchedModel's fields)."""
+    assets = ModelAsset.objects.exclude(current_version=None).select_related("current_version").order_by("name")
+    counts = dict(TrainingRecord.objects.values("asset").annotate(records=Count("id")).values_list("asset", "records"))
+    return [{"name": asset.name, "kind": asset.get_kind_display(), "version_sha256": asset.current_version.sha256,
+             "training_records": counts.get(asset.pk, 0)} for asset in assets]
+
+
+def deletion_plans(owner_key: str, confirmed: dict[str, list[str]] | None = None) -> list[dict]:
+    """The plan of every model holding the owner's records or named in `confirmed` (per model, the
+    records a reviewer adds: near matches)."""
+    confirmed = confirmed or {}
+    assets = {asset.pk: asset for asset, _ in assets_holding(owner_key)}
+    assets.update(ModelAsset.objects.filter(name__in=confirmed).in_bulk())
+    return [deletion_plan(asset, [owner_key], confirmed.get(asset.name, ())) for _, asset in sorted(assets.items())]
 
 
 def job_detail(job_id) -> UnlearningJob:

@@ -26,7 +26,7 @@ from compliance import auditlog
 from compliance import services as compliance_services
 from compliance.db import on_a_live_connection
 from compliance.errors import NotFound, ServiceError, TransitionNotAllowed
-from compliance.models import RequestStatus
+from compliance.models import RemovalRequest, RequestStatus
 from unlearning import intake
 from unlearning.manifest import forget_set_sha256, lineage_records, read_manifest, write_manifest
 from unlearning.methods import get_method
@@ -38,7 +38,7 @@ from unlearning.regimes import REGIMES, get_regime, regime_of_lineage
 from unlearning.selectors import (
     assets_to_unlearn, confirmed_record_ids, forget_record_ids, stale_claim, stale_job_claim, stale_jobs,
 )
-from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
+from unlearning.signals import job_fanned_out, job_finished, job_queued, nothing_to_unlearn, registration_queued
 from unlearning.store import save_lineage
 
 WORKER = compliance_services.WORKER
@@ -217,9 +217,8 @@ def schedule_request(*, request_id):
     if request.status != RequestStatus.APPROVED:
         return request
     holdings = assets_to_unlearn(request)
-    if not holdings:
-        compliance_services.fail(request, step="scope",
-                                 reason="no training record of any governed model belongs to the verified identity")
+    if not holdings:  # the most common answer, not an error: a signed statement completes the request
+        nothing_to_unlearn.send(sender=RemovalRequest, request_id=str(request.pk))
         return request
     jobs = [queue_unlearning(asset=asset, request=request) for asset, _ in holdings]
     compliance_services.advance(request, RequestStatus.SCHEDULED, models=[asset.name for asset, _ in holdings],

@@ -5,6 +5,7 @@ audits.signals) inside their transactions; each receiver here enqueues the follo
 that transaction commits, so a worker never reads a row that was rolled back:
 
     request approved ──> schedule_request ──> (a job queued) ──> run_unlearning_job
+                                          └─> (no model holds the person) ──> issue_no_data_statement
     job succeeded ─────> run_audit, and the model's next queued job
     job failed ────────> the model's next queued job
     audit finished ────> issue_certificate, for each request whose audits are all done
@@ -38,7 +39,7 @@ from compliance.selectors import idle_approved_requests
 from compliance.signals import request_approved
 from config.celery import app
 from unlearning.selectors import idle_queued_jobs, idle_queued_registrations, next_queued_job
-from unlearning.signals import job_fanned_out, job_finished, job_queued, registration_queued
+from unlearning.signals import job_fanned_out, job_finished, job_queued, nothing_to_unlearn, registration_queued
 
 TASKS_MODULE = "workers.tasks"
 log = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ def send(name: str, args: tuple) -> None:
 @receiver(request_approved, dispatch_uid="pipeline.schedule_approved_request")
 def schedule_approved_request(sender, request_id: str, **_) -> None:
     enqueue("schedule_request", request_id)
+
+
+@receiver(nothing_to_unlearn, dispatch_uid="pipeline.state_no_data")
+def state_no_data(sender, request_id: str, **_) -> None:
+    enqueue("issue_no_data_statement", request_id)
 
 
 @receiver(job_queued, dispatch_uid="pipeline.start_queued_job")

@@ -10,6 +10,7 @@ from celery import shared_task
 
 from audits import runner as audit_runner
 from audits import services as audit_services
+from compliance import services as compliance_services
 from unlearning import runner as unlearning_runner
 from unlearning import services as unlearning_services
 from workers import pipeline
@@ -76,6 +77,17 @@ def register_checkpoint(registration_id: int) -> None:
 @shared_task
 def issue_certificate(request_id: str) -> None:
     audit_services.issue_certificate(request_id=request_id)
+
+
+@shared_task
+def issue_no_data_statement(request_id: str) -> None:
+    audit_services.issue_no_data_statement(request_id=request_id)
+
+
+@shared_task
+def warn_near_deadlines() -> list[str]:
+    """Daily (Celery beat): tell the reviewers of requests near their deadline."""
+    return compliance_services.warn_near_deadlines()
 
 
 @shared_task

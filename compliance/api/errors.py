@@ -9,6 +9,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
 from compliance.errors import ServiceError
@@ -55,8 +56,13 @@ def problem_exception_handler(exc, context):
     if response is None:
         return None  # an unexpected error: Django's 500 handling and logging take over
     if isinstance(exc, exceptions.ValidationError):
+        # `errors` is always by field (compliance.api.schema.Problem): a view's ValidationError of a
+        # message or a list of them is about the input as a whole, as a serializer's validate() is.
+        errors = response.data
+        if not isinstance(errors, dict):
+            errors = {api_settings.NON_FIELD_ERRORS_KEY: errors}
         return problem(status.HTTP_400_BAD_REQUEST, "Invalid input", "some fields are missing or invalid",
-                       "invalid_input", instance, errors=response.data)
+                       "invalid_input", instance, errors=errors)
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     result = problem(response.status_code, HTTPStatus(response.status_code).phrase, str(detail),

@@ -15,16 +15,26 @@ class IsLegalTeam(BasePermission):
     message = "this API is for the legal team: authenticate with a token of a user in the legal group"
 
     def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated) or in_group(user, ML_OPERATOR_GROUP):
-            return False  # an operator's token never drives requests, even one also put in the legal group
-        if in_group(user, LEGAL_GROUP):
+        access = lifecycle_access(request.user)
+        if access == DRIVES or (access == READS and request.method in SAFE_METHODS):
             return True
-        if in_group(user, AUDITOR_GROUP):
-            if request.method in SAFE_METHODS:
-                return True
+        if access == READS:
             self.message = "an auditor's token reads the request lifecycle; only the legal team changes it"
         return False
+
+
+DRIVES, READS = "drives", "reads"
+
+
+def lifecycle_access(user) -> str:
+    """What a user may do with the request lifecycle, by one rule for the API (IsLegalTeam) and the
+    review console (compliance.console): DRIVES (the legal team), READS (an auditor), or "" (anyone
+    else: anonymous, an ML operator even one also put in the legal group, staff as such)."""
+    if not (user and user.is_authenticated) or in_group(user, ML_OPERATOR_GROUP):
+        return ""  # an operator never drives requests, even one also put in the legal group
+    if in_group(user, LEGAL_GROUP):
+        return DRIVES
+    return READS if in_group(user, AUDITOR_GROUP) else ""
 
 
 class IsMLOperator(BasePermission):

@@ -1,8 +1,7 @@
 from django.urls import path, re_path
 from django.urls.resolvers import RoutePattern, URLPattern
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from compliance.api import operator_views, views
+from compliance.api import docs, operator_views, review_views, views
 
 
 class SlashOptionalRoute(RoutePattern):
@@ -23,10 +22,17 @@ def endpoint(route: str, view, name: str) -> URLPattern:
 
 urlpatterns = [
     endpoint("requests/", views.RequestListApi.as_view(), name="api-requests"),
+    # Before requests/<id>/, which would take "bulk-decide" for an id.
+    endpoint("requests/bulk-decide/", review_views.BulkDecideApi.as_view(), name="api-requests-bulk-decide"),
     endpoint("requests/<str:request_id>/", views.RequestDetailApi.as_view(), name="api-request"),
     endpoint("requests/<str:request_id>/approve/", views.ApproveRequestApi.as_view(), name="api-request-approve"),
     endpoint("requests/<str:request_id>/deny/", views.DenyRequestApi.as_view(), name="api-request-deny"),
     endpoint("requests/<str:request_id>/events/", views.RequestEventsApi.as_view(), name="api-request-events"),
+    endpoint("requests/<str:request_id>/hold/", review_views.HoldRequestApi.as_view(), name="api-request-hold"),
+    endpoint("requests/<str:request_id>/resume/", review_views.ResumeRequestApi.as_view(), name="api-request-resume"),
+    endpoint("requests/<str:request_id>/ask/", review_views.AskOwnerApi.as_view(), name="api-request-ask"),
+    endpoint("requests/<str:request_id>/extend/", review_views.ExtendDeadlineApi.as_view(), name="api-request-extend"),
+    endpoint("requests/<str:request_id>/notes/", review_views.RequestNotesApi.as_view(), name="api-request-notes"),
     endpoint("requests/<str:request_id>/certificate/", views.CertificateApi.as_view(), name="api-request-certificate"),
     endpoint("requests/<str:request_id>/audits/", views.AuditRunListApi.as_view(), name="api-request-audits"),
     path("requests/<str:request_id>/audits/<str:run_id>/results.json", views.AuditRunResultsJsonApi.as_view(),
@@ -44,9 +50,10 @@ urlpatterns = [
     endpoint("models/<str:name>/", operator_views.ModelDetailApi.as_view(), name="api-model"),
     endpoint("model-registrations/<str:registration_id>/", operator_views.ModelRegistrationApi.as_view(),
              name="api-model-registration"),
-    endpoint("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="api-schema"),
-    endpoint("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[],
-                                                     authentication_classes=[]), name="api-docs"),
+    # The schema and its readers, public, served with no network (compliance.api.docs).
+    endpoint("schema/", docs.schema, name="api-schema"),
+    endpoint("docs/", docs.swagger_ui, name="api-docs"),
+    endpoint("redoc/", docs.redoc, name="api-redoc"),
     # Last: whatever the routes above leave is a 404 problem, not Django's HTML page.
     re_path(r"", views.UnroutedApi.as_view(), name="api-unrouted"),
 ]

@@ -4,7 +4,7 @@ import io
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
 from rest_framework import exceptions, renderers, serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from audits import exports
 from audits import selectors as audit_selectors
 from compliance import selectors, services
+from compliance.api.fields import ChoiceField
 from compliance.api.pagination import CheckedCursorPagination
 from compliance.errors import NotFound
 from compliance.models import DenialGround, RequestStatus
@@ -211,15 +212,21 @@ class RequestListApi(ListAPIView):
     serializer_class = RequestOutput
     pagination_class = RequestPagination
 
-    @extend_schema(parameters=[OpenApiParameter("status", enum=RequestStatus.values, required=False)])
+    class Query(serializers.Serializer):
+        class Meta:
+            ref_name = "RequestListQuery"
+
+        status = ChoiceField(choices=RequestStatus.choices, required=False, allow_blank=True,
+                             help_text="only the requests in this state (empty: all)")
+
+    @extend_schema(parameters=[Query])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        status = self.request.query_params.get("status", "")
-        if status and status not in RequestStatus.values:
-            raise serializers.ValidationError({"status": [f"unknown status; one of {', '.join(RequestStatus.values)}"]})
-        return selectors.request_list(status=status)
+        query = self.Query(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.request_list(status=query.validated_data.get("status", ""))
 
 
 class RequestDetailApi(APIView):
@@ -258,7 +265,8 @@ class DenyRequestApi(APIView):
             ref_name = "DenyRequestInput"
 
         reason = serializers.CharField(max_length=4000)
-        ground = serializers.ChoiceField(choices=DenialGround.choices, required=False, default="")
+        ground = ChoiceField(choices=DenialGround.choices, required=False, default="",
+                             help_text="the GDPR Art. 17(3) exception the denial cites (empty: none)")
 
     @extend_schema(request=Input, responses=RequestDetailOutput)
     def post(self, request, request_id):

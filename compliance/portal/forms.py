@@ -51,8 +51,16 @@ class RemovalRequestForm(forms.Form):
 
 
 class CodeForm(forms.Form):
+    # inputmode: a phone shows its number pad; one-time-code: it offers the code from the e-mail or SMS.
     code = forms.RegexField(label="Six-digit code", regex=r"^\s*\d{6}\s*$", max_length=12,
+                            widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code",
+                                                          "pattern": "\\s*[0-9]{6}\\s*", "spellcheck": "false"}),
                             error_messages={"invalid": "Enter the six digits from the e-mail."})
+
+
+class AnswerForm(forms.Form):
+    answer = forms.CharField(label="Your answer", max_length=5000, widget=forms.Textarea(attrs={"rows": 4}),
+                             help_text="Our legal team reads it; your request continues once they have it.")
 
 
 class AccessForm(forms.Form):

@@ -69,6 +69,23 @@ STOP_REASONS = {
 }
 
 
+# How much of an approximate job's progress its loop reports (reaching the target reports this
+# much); the rest is storing the result, and the job's completion writes 1.
+LOOP_SHARE = 0.95
+
+
+def progress_fraction(history: list[dict], target: float | None, budget_spent: float) -> float:
+    """How far an approximate run is, for the owner's status page (0..LOOP_SHARE): the larger of the
+    budget spent and the farthest the forget loss has come from its start toward the target, since a
+    run stops when it reaches the target, usually far short of its budget. Never below an earlier
+    report of the same run: the history only grows, and the budget spent too."""
+    start = history[0]["forget_loss"]
+    toward = 0.0
+    if target is not None and target > start:
+        toward = max((point["forget_loss"] - start) / (target - start) for point in history)
+    return LOOP_SHARE * min(1.0, max(budget_spent, toward, 0.0))
+
+
 class UnlearningFailed(Exception):
     """No state within the utility floor forgot anything: the job fails with the history that shows why,
     rather than hand back a collapsed (or unchanged) model."""

@@ -33,7 +33,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers.pytorch_utils import Conv1D
 
 from unlearning.lm import collate, context_length, encode, greedy_generate, mean_text_loss
-from unlearning.methods import UnlearningData, UnlearningFailed, UnlearningOutcome
+from unlearning.methods import UnlearningData, UnlearningFailed, UnlearningOutcome, progress_fraction
 from unlearning.methods.hyperparameters import GuardedLoopParams
 from unlearning.numerics import autocast, model_device, on_device
 from unlearning.s3t_lm import peft_quietly
@@ -259,11 +259,9 @@ def history_point(history: list[dict], step: int) -> dict:
 
 
 def advance(history: list[dict], target: float | None, params: GuardedLoopParams) -> float:
-    """How far along the job is: the forget loss's way from its start to the target, else the budget spent."""
-    by_budget = history[-1]["step"] / params.max_steps
-    if target is None or target <= history[0]["forget_loss"]:
-        return by_budget
-    return max(by_budget, (history[-1]["forget_loss"] - history[0]["forget_loss"]) / (target - history[0]["forget_loss"]))
+    """How far along the job is (unlearning.methods.progress_fraction): the forget loss's way from its
+    start to the target, or the step budget spent, whichever is further."""
+    return progress_fraction(history, target, history[-1]["step"] / params.max_steps)
 
 
 def describe(point: dict, data: UnlearningData, floor: UtilityFloor) -> str:

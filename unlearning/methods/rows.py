@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from unlearning.methods import RowData, UnlearningFailed, UnlearningOutcome
+from unlearning.methods import RowData, UnlearningFailed, UnlearningOutcome, progress_fraction
 from unlearning.methods.guarded import closer, history_point
 from unlearning.methods.hyperparameters import RowLoopParams
 from unlearning.tabular import CLASSIFICATION, TabularEnsemble
@@ -131,7 +131,9 @@ def search(engine, network, data, params, loss, measures, history, floor, target
         point = measures(network, step, what)
         history.append(point)
         if progress:
-            progress(step / budget, f"{what}: forgotten rows' loss {point['forget_loss']:.3f} (target {target:.3f})",
+            # Independent candidates each start from the same weights: their losses are no way travelled.
+            progress(progress_fraction(history, None if independent else target, step / budget),
+                     f"{what}: forgotten rows' loss {point['forget_loss']:.3f} (target {target:.3f})",
                      history)
         if floor.crossed(point):
             if independent:

@@ -1,0 +1,1 @@
+"""The legal team's review console: server-rendered pages over compliance.services and compliance.selectors."""
