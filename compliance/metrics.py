@@ -71,7 +71,7 @@ class WorkCollector:
             stale.add_metric([kind], claims.count())
         yield stale
         yield self.filter_actions()
-        if operations.broker_is_redis():
+        if operations.queues_are_countable():
             yield from self.queue_depths()
 
     @staticmethod

@@ -2,7 +2,9 @@
 statutory deadline, and what waits in the broker's queues. The metrics (compliance.metrics) and
 `manage.py work_report` show them; neither changes anything (the sweep re-queues stale claims)."""
 
+from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -95,6 +97,16 @@ def broker_is_redis() -> bool:
     return not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
 
 
+def broker_is_files() -> bool:
+    """Tasks go through kombu's filesystem transport (`make serve`: files under VAR_DIR/broker)."""
+    return not settings.CELERY_TASK_ALWAYS_EAGER and settings.CELERY_BROKER_URL.startswith("filesystem://")
+
+
+def queues_are_countable() -> bool:
+    """Messages waiting in the broker can be counted (queue_depths): Redis lists, or files."""
+    return broker_is_redis() or broker_is_files()
+
+
 def broker_client() -> redis.Redis:
     timeout = settings.BROKER_TIMEOUT_SECONDS
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -106,6 +118,11 @@ def queue_keys(queue: str) -> list[str]:
 
 
 def queue_depths() -> dict[str, int]:
-    """Messages waiting per Celery queue; redis.RedisError when the broker does not answer."""
+    """Messages waiting per Celery queue; redis.RedisError when the broker does not answer. The
+    filesystem transport keeps each message as a file named `<ms>_<uuid>.<queue>.msg`."""
+    if broker_is_files():
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        waiting = Counter(path.name.partition(".")[2].removesuffix(".msg") for path in folder.glob("*.msg"))
+        return {queue: waiting[queue] for queue in celery_queues()}
     with broker_client() as client:
         return {queue: sum(client.llen(key) for key in queue_keys(queue)) for queue in celery_queues()}

@@ -209,8 +209,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # does without: no result backend, so no chords (EXACT_DELETION_FAN_OUT is off without one,
     # below: an exact deletion retrains its shards in one task); a task held by a worker killed hard
     # (SIGKILL, out of memory) is not redelivered: a job or audit it had claimed goes stale and the
-    # sweep re-queues it, but the lost-message resend and the metrics' queue depths read Redis only
-    # (compliance.operations.broker_is_redis). Remote control (`celery inspect`) works (fanout).
+    # sweep re-queues it; a task not yet claimed is sent again by the lost-message resend, which
+    # counts the queue's files (compliance.operations.queue_depths). Remote control works (fanout).
     BROKER_DIR = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         data_folder_in=str(BROKER_DIR / "queue"), data_folder_out=str(BROKER_DIR / "queue"),

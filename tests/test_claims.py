@@ -218,13 +218,40 @@ def redis_broker(settings):
     client.flushdb()
 
 
-def queued_tasks(client, queue: str) -> list[tuple[str, list]]:
+@pytest.fixture
+def files_broker(settings, tmp_path):
+    """This process's Celery app on kombu's filesystem transport (`make serve`'s), in a folder of
+    the test's own: returns a reader of the messages of a queue."""
+    from config.celery import app
+    from tests.integration.test_pipeline_worker import use_broker
+
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False}
+    settings.CELERY_BROKER_URL, settings.CELERY_TASK_ALWAYS_EAGER = "filesystem://localhost/", False
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    app.conf.broker_transport_options = options
+    use_broker(app, settings.CELERY_BROKER_URL, eager=False)
+    yield lambda queue: [path.read_bytes() for path in folder.glob(f"*.{queue}.msg")]
+    use_broker(app, "memory://", eager=True)
+
+
+@pytest.fixture(params=["redis", "files"])
+def broker_messages(request):
+    """Each broker the pipeline may send to, as a reader of one queue's raw messages."""
+    if request.param == "redis":
+        client = request.getfixturevalue("redis_broker")
+        return lambda queue: client.lrange(queue, 0, -1)
+    return request.getfixturevalue("files_broker")
+
+
+def queued_tasks(messages, queue: str) -> list[tuple[str, list]]:
     return sorted((message["headers"]["task"].rsplit(".", 1)[1], message["headers"]["argsrepr"])
-                  for message in map(json.loads, client.lrange(queue, 0, -1)))
+                  for message in map(json.loads, messages(queue)))
 
 
 def test_work_whose_task_message_was_lost_gets_it_sent_again_once_and_only_into_an_empty_queue(
-        audited_request, submit, settings, redis_broker):
+        audited_request, submit, settings, broker_messages):
     settings.PIPELINE_RESEND_AFTER_SECONDS = 600
     long_ago, just_now = timezone.now() - timedelta(seconds=601), timezone.now() - timedelta(seconds=5)
     # Waiting past the period: a certificate (its audits all done), a scheduling, a job's start, an audit's start.
@@ -247,10 +274,10 @@ def test_work_whose_task_message_was_lost_gets_it_sent_again_once_and_only_into_
 
     assert resent == {"schedule_request": [str(approved_request.pk)], "run_unlearning_job": [queued.pk],
                       "run_audit": [unaudited.pk], "issue_certificate": [str(certifying.pk)]}
-    assert queued_tasks(redis_broker, "cpu") == sorted([("issue_certificate", repr((str(certifying.pk),))),
-                                                        ("schedule_request", repr((str(approved_request.pk),)))])
-    assert queued_tasks(redis_broker, "gpu") == sorted([("run_audit", repr((unaudited.pk,))),
-                                                        ("run_unlearning_job", repr((queued.pk,)))])
+    assert queued_tasks(broker_messages, "cpu") == sorted([("issue_certificate", repr((str(certifying.pk),))),
+                                                           ("schedule_request", repr((str(approved_request.pk),)))])
+    assert queued_tasks(broker_messages, "gpu") == sorted([("run_audit", repr((unaudited.pk,))),
+                                                           ("run_unlearning_job", repr((queued.pk,)))])
     assert resend_lost_messages() == {}  # once per period
     cache.clear()
     assert resend_lost_messages() == {}  # the queues hold messages: the waiting work may be among them

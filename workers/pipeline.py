@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from audits.selectors import idle_audits, idle_certificates, requests_ready_for_certificate
 from audits.signals import audit_finished, audit_queued
-from compliance.operations import broker_is_redis, queue_depths
+from compliance.operations import queue_depths, queues_are_countable
 from compliance.selectors import idle_approved_requests
 from compliance.signals import request_approved
 from config.celery import app
@@ -121,9 +121,9 @@ def resend_lost_messages() -> dict[str, list]:
     without persistence, or the broker was down when the message was sent. Tasks are safe to run
     twice, so a resend that meets its original costs one no-op; while a queue holds messages the
     waiting work may be among them, so it is left alone (and each key is resent once per period).
-    Queue depths are read from Redis, the broker this service runs on; in-process tasks (the
-    embedded mode) are never in a broker."""
-    if not broker_is_redis():
+    Queue depths are read from the broker (Redis, or the filesystem transport's files); tasks run
+    in-process (`make demo`, the tests) are never in a broker."""
+    if not queues_are_countable():
         return {}
     period = settings.PIPELINE_RESEND_AFTER_SECONDS
     cutoff = timezone.now() - timedelta(seconds=period)

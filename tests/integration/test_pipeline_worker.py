@@ -188,7 +188,7 @@ def test_a_request_travels_from_the_portal_to_a_certificate_through_a_worker(tin
 
     genuine = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", pdf)})
     forged = Client().post(f"/verify/{detail['certificate']['serial']}/", {"pdf": SimpleUploadedFile("c.pdf", bytes(tampered))})
-    assert "exactly this certificate" in genuine.content.decode() and "is not this certificate" in forged.content.decode()
+    assert "exactly this document" in genuine.content.decode() and "is not this document" in forged.content.decode()
 
     # No log names the owner: neither the web side's records (nor its code) nor the worker process's log.
     code = re.search(r"\b(\d{6})\b", mailoutbox[0].body).group(1)
