@@ -22,7 +22,7 @@ BEFORE_SCHEDULING = (RequestStatus.SUBMITTED, RequestStatus.IDENTITY_VERIFIED, R
 
 
 def request_list(*, status: str = "") -> QuerySet[RemovalRequest]:
-    requests = RemovalRequest.objects.all()
+    requests = RemovalRequest.objects.select_related("duplicate_of", "first_approval_by")  # named in each row
     return requests.filter(status=status) if status else requests
 
 
@@ -38,7 +38,7 @@ def request_detail(request_id) -> RemovalRequest:
                                                 "audit_run__unlearned_version", "audit_run__reference_version")
     try:
         return (
-            RemovalRequest.objects.select_related("certificate")
+            RemovalRequest.objects.select_related("certificate", "duplicate_of", "first_approval_by")
             .prefetch_related(Prefetch("jobs", queryset=jobs), "jobs__audit_run__results")
             .get(pk=request_id)
         )

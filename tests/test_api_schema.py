@@ -19,10 +19,7 @@ from rest_framework.views import APIView
 
 from compliance.api.errors import PROBLEM_CONTENT_TYPE
 from compliance.models import AuditEvent, DenialGround, RemovalRequest, RequestStatus
-from tests.browser import test_portal_in_a_browser
 from tests.test_api import assert_problem
-
-browser = test_portal_in_a_browser.browser  # the fixture: Debian's headless Chromium (skips where it is missing)
 
 # Each operation's documented 4xx, declared: 400 input or query parameters, 401/403 authenticated,
 # 404 an id in the path or a cursor, 409 a transition of the object in the path (a POST on it that
@@ -198,27 +195,3 @@ def test_an_unknown_status_filter_is_refused_with_every_status_there_is(legal_ap
     for status in ("on_hold", "info_requested", "no_data", "duplicate"):  # the newest states too
         assert status in message
     assert legal_api.get("/api/v1/requests/", {"status": ""}).json()["results"]  # empty: every request
-
-
-# 4. The docs in a real browser, which fetches nothing from another host
-
-@pytest.mark.browser
-@pytest.mark.parametrize("page, rendered", [
-    ("/api/v1/docs/", ".opblock"),  # Swagger UI: one block per operation
-    ("/api/v1/redoc/", "[data-section-id]"),  # Redoc: one section per operation
-])
-def test_the_docs_render_in_a_browser_from_this_service_alone(browser, live_server, audit_log_reset_allowed, page,
-                                                              rendered):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(live_server.url + page)
-    WebDriverWait(browser, 30).until(
-        lambda driver: len(driver.execute_script(f"return document.querySelectorAll('{rendered}')")) >= len(PROBLEMS))
-    fetched = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(entry => [entry.name, entry.responseStatus])")
-    assert [live_server.url + "/api/v1/schema/", 200] in fetched, fetched
-    # Redoc's sidebar asks for Redocly's logo from its CDN: the page's policy blocks it, unfetched.
-    refused = " ".join(entry["message"] for entry in browser.get_log("browser") if entry["source"] == "security")
-    for url, status in fetched:
-        if not url.startswith(live_server.url + "/"):
-            assert status == 0 and f"'{url}' violates the following Content Security Policy" in refused, url

@@ -41,7 +41,7 @@ def test_an_owner_files_verifies_and_follows_their_request(mailoutbox, django_ca
     response = owner.post(verify_url, {"code": code}, follow=True)
     page = response.content.decode()
     assert response.redirect_chain[-1][0] == f"/requests/{request.pk}/"
-    assert request.reference in page and "Identity verified" in page
+    assert request.reference in page and RequestStatus.IDENTITY_VERIFIED.label in page
     assert RemovalRequest.objects.get().status == RequestStatus.IDENTITY_VERIFIED
 
 

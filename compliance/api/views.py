@@ -111,6 +111,7 @@ class RequestOutput(serializers.Serializer):
     id = serializers.UUIDField()
     reference = serializers.CharField()
     status = serializers.ChoiceField(choices=RequestStatus.choices)
+    status_label = serializers.CharField(source="get_status_display", help_text="the status's name for people")
     jurisdiction = serializers.CharField()
     full_name = serializers.CharField()
     email = serializers.EmailField()
@@ -125,6 +126,13 @@ class RequestOutput(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     failed_step = serializers.CharField()
     failure_reason = serializers.CharField()
+    hold_reason = serializers.CharField(help_text="why it waits: on hold, or the question asked of the owner")
+    extended_at = serializers.DateTimeField(allow_null=True, help_text="when the one extension was granted")
+    extension_reason = serializers.CharField()
+    first_approval_by = serializers.CharField(allow_null=True, source="first_approval_by.username", default=None,
+                                              help_text="four eyes: who gave the first approval, awaiting a second")
+    duplicate_of = serializers.CharField(allow_null=True, source="duplicate_of.reference", default=None,
+                                         help_text="the reference of the open request this one repeats")
 
     def get_days_left(self, request) -> int:
         return selectors.days_left(request)

@@ -19,15 +19,12 @@ from compliance.models import RemovalRequest, RequestStatus
 from compliance.portal.forms import AccessForm, AnswerForm, CodeForm, RemovalRequestForm
 
 OWNED = "owned_requests"
-PIPELINE = [
-    (RequestStatus.SUBMITTED, "Received"),
-    (RequestStatus.IDENTITY_VERIFIED, "Identity verified"),
-    (RequestStatus.APPROVED, "Approved"),
-    (RequestStatus.SCHEDULED, "Scheduled"),
-    (RequestStatus.UNLEARNING, "Removing your data"),
-    (RequestStatus.AUDITING, "Verifying the removal"),
-    (RequestStatus.CERTIFIED, "Certificate issued"),
-]
+# The steps a request passes through, each by its status's one name for people (the first's
+# without its call to action: the step stays in the list once done).
+PIPELINE = [(RequestStatus.SUBMITTED, "Received")] + [
+    (status, status.label) for status in (RequestStatus.IDENTITY_VERIFIED, RequestStatus.APPROVED,
+                                          RequestStatus.SCHEDULED, RequestStatus.UNLEARNING, RequestStatus.AUDITING,
+                                          RequestStatus.CERTIFIED)]
 # Statuses off the pipeline that wait where the review does.
 IN_REVIEW = {RequestStatus.ON_HOLD: RequestStatus.IDENTITY_VERIFIED, RequestStatus.INFO_REQUESTED: RequestStatus.IDENTITY_VERIFIED}
 # What an owner reads of a job's state and of a failed step.

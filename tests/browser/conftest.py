@@ -5,6 +5,7 @@ reviewer in to the console through the admin's login form."""
 import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,7 @@ def screenshot(request):
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": width, "height": min(height, 12000), "deviceScaleFactor": 1, "mobile": False})
         try:
+            images_loaded(driver)
             driver.save_screenshot(str(path))
         finally:
             driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -81,15 +83,19 @@ def screenshot(request):
 
 def no_horizontal_scroll(driver) -> None:
     """The page fits its window's width: nothing to scroll sideways. On failure, names the elements
-    that reach past the right edge (the outermost first), to say what to fix."""
+    that reach past the right edge, or whose text spills past it (the outermost first), to say what
+    to fix."""
     fits = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     if not fits:
         overflowing = driver.execute_script("""
             const edge = window.innerWidth;
             return [...document.querySelectorAll('body *')]
-              .filter(e => e.getBoundingClientRect().right > edge + 0.5)
+              .filter(e => e.getBoundingClientRect().right > edge + 0.5
+                           || (getComputedStyle(e).overflowX === 'visible'
+                               && e.getBoundingClientRect().left + e.scrollWidth > edge + 0.5))
               .slice(0, 8)
-              .map(e => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).trim().split(/\\s+/).join('.') : ''}`
+              .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                        + (e.className ? '.' + String(e.className).trim().split(/\\s+/).join('.') : '')
                         + ` (right edge ${Math.round(e.getBoundingClientRect().right)} px)`);
         """)
         width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
@@ -97,9 +103,27 @@ def no_horizontal_scroll(driver) -> None:
                     + "; ".join(overflowing))
 
 
+def images_loaded(driver) -> None:
+    """Wait until the page's images (lazy ones included, asked for now) have loaded or failed."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.execute_script("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+    WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))
+
+
 def open_every_details(driver) -> None:
-    """Unfold every <details>, so that what it holds (the results' tables) is measured too."""
+    """Unfold every <details>, so that what it holds (the results' tables, the figures) is measured too."""
     driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    images_loaded(driver)
+
+
+def fits_a_phone(driver, screenshot, name: str) -> None:
+    """The page in `driver` (the `phone` fixture's), every <details> unfolded, fits 390 px; saved as `name`."""
+    open_every_details(driver)
+    assert driver.execute_script("return window.innerWidth") == PHONE[0]
+    no_horizontal_scroll(driver)
+    screenshot(driver, name)
 
 
 @pytest.fixture
@@ -130,16 +154,37 @@ def sign_in_to_console(driver, live_server, user) -> None:
     WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.url_to_be(live_server.url + "/console/"))
 
 
-def wait_for_url(driver, url_or_fragment: str) -> None:
-    """A click returns before the browser has posted the form: wait for the page it leads to."""
+def wait_for_url(driver, url_or_part: str) -> None:
+    """A click returns before the browser has posted the form: wait for the page it leads to (a whole
+    URL, http…, or a part of one)."""
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.url_contains(url_or_fragment))
+    arrived = expected_conditions.url_to_be if url_or_part.startswith("http") else expected_conditions.url_contains
+    WebDriverWait(driver, WAIT_SECONDS).until(arrived(url_or_part))
 
 
-def owners_browser(driver, live_server, *requests) -> None:
-    """Give `driver` a portal session that proved ownership of `requests` (as their codes would have)."""
+def text_of(driver, selector: str) -> str | None:
+    """The text of the first element matching `selector`, read in one step: the request page swaps
+    its live part every few seconds, and an element found a moment before may be gone."""
+    return driver.execute_script("var e = document.querySelector(arguments[0]); return e ? e.innerText : null;", selector)
+
+
+def wait_for_text(driver, selector: str, expected, seconds: float = WAIT_SECONDS) -> str:
+    """Wait until the first element matching `selector` reads `expected` (a string it contains, or a
+    test of its text), across the page loads a click or the page itself starts; return its text."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def read(d):
+        text = text_of(d, selector)
+        return text if text is not None and (expected(text) if callable(expected) else expected in text) else False
+
+    return WebDriverWait(driver, seconds, ignored_exceptions=(WebDriverException,)).until(read)
+
+
+def owned_session(*requests) -> str:
+    """A portal session that proved ownership of `requests` (as their codes would have); its key."""
     from importlib import import_module
 
     from django.conf import settings
@@ -149,5 +194,100 @@ def owners_browser(driver, live_server, *requests) -> None:
     session = import_module(settings.SESSION_ENGINE).SessionStore()
     session[OWNED] = [str(request.pk) for request in requests]
     session.create()
+    return session.session_key
+
+
+def owners_browser(driver, live_server, *requests) -> None:
+    from django.conf import settings
+
     driver.get(live_server.url + "/health/")  # a page of the site, so that its cookie may be set
-    driver.add_cookie({"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "path": "/"})
+    driver.add_cookie({"name": settings.SESSION_COOKIE_NAME, "value": owned_session(*requests), "path": "/"})
+
+
+def owners_client(*requests):
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = owned_session(*requests)
+    return client
+
+
+# What owners paste: a link longer than a phone is wide, with a token in it wider still.
+LONG_LINK = ("https://forum.example/members/bo-reader-1987/posts?thread=2019-05-my-old-employer-and-my-home-town"
+             "&session=Zm9yZ2V0LW1lLXBvcnRhbC1zZXNzaW9uLXRva2VuLWxvbmdlci10aGFuLWEtcGhvbmU")
+
+
+@pytest.fixture
+def requests_in_every_state(request, audit_log_reset_allowed, store, submit, legal_user, django_capture_on_commit_callbacks):
+    """A request in each state its pages show, for a live server: not yet confirmed, in review (a
+    long link in its description, a near match for the reviewers), running (40%), certified with its
+    audit's results, and a person in no model (approved, so the statement is signed here, eagerly).
+    Rows written directly where work would have run (tests/conftest.py's fixtures)."""
+    from compliance import services
+    from compliance.models import RemovalRequest
+    from tests.conftest import governed_rows
+    from tests.test_portal_progress import running_job
+
+    def verified(email: str, full_name: str) -> RemovalRequest:
+        filed, code = submit(email=email, full_name=full_name)
+        return services.verify_identity(request_id=filed.pk, code=code)
+
+    reader = "bo.reader@mail.example"
+    governed_rows(store, [
+        {"record_id": "ticket-0001", "owner_key": reader, "kind": "ticket", "text": "Ticket from Bo Reader."},
+        {"record_id": "note-0042", "owner_key": "cy.agent@support.example", "kind": "agent_note",
+         "text": f"Agent note: forwarded the invoice to {reader} after the call, see {LONG_LINK}."},
+    ], seconds_per_step=0.5)
+    no_data = verified("nobody.here@mail.example", "Nobody Here")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_request(request_id=no_data.pk, user=legal_user)
+    in_review = verified(reader, "Bo Reader")
+    RemovalRequest.objects.filter(pk=in_review.pk).update(description=f"My posts on {LONG_LINK} and my employer.")
+    running = verified("dee.runner@mail.example", "Dee Runner")
+    running_job(running, progress=0.4)
+    certified, _ = request.getfixturevalue("certified")
+    submitted, _ = submit(email="not.yet@mail.example", full_name="Not Yet")
+    return {name: RemovalRequest.objects.get(pk=value.pk) for name, value in {
+        "submitted": submitted, "in_review": in_review, "running": running, "certified": certified,
+        "no_data": no_data}.items()}
+
+
+SKIPPED_INPUTS = {"hidden", "submit", "button", "reset", "image"}
+
+
+class FormControls(HTMLParser):
+    """The controls a person fills in on a page (inputs other than hidden ones and buttons, selects,
+    text areas), and which of them have no name a screen reader can read: no <label for=their id>,
+    no <label> around them, no aria-label or aria-labelledby. And the ids that aria-describedby
+    names (a field's help and errors) but that no element of the page has: a screen reader reads
+    nothing there."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.controls, self.labelled_ids, self.open_labels = [], set(), 0
+        self.ids, self.described_by = set(), set()
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.ids.add(attributes.get("id"))
+        self.described_by.update((attributes.get("aria-describedby") or "").split())
+        if tag == "label":
+            self.open_labels += 1
+            if attributes.get("for"):
+                self.labelled_ids.add(attributes["for"])
+        elif tag in ("input", "select", "textarea") and attributes.get("type", "text") not in SKIPPED_INPUTS:
+            self.controls.append({**attributes, "tag": tag, "in_label": self.open_labels > 0})
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.open_labels -= 1
+
+    def unlabelled(self) -> list[str]:
+        return [f"<{c['tag']} name={c.get('name')} id={c.get('id')}>" for c in self.controls
+                if not (c["in_label"] or c.get("id") in self.labelled_ids or c.get("aria-label")
+                        or c.get("aria-labelledby"))]
+
+    def missing_descriptions(self) -> set[str]:
+        return self.described_by - self.ids
