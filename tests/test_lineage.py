@@ -78,11 +78,17 @@ def test_a_models_next_job_waits_for_its_running_job_and_starts_when_it_ends(
     assert waiting.status == JobStatus.QUEUED and waiting.attempts == 0
     with django_capture_on_commit_callbacks() as callbacks:
         unlearning_services.fail_job(job_id=running.pk, step="unlearning", error="worker lost")
-    assert len(callbacks) == 1  # the waiting job is sent to the workers once the running one has ended
+    sends = [callback for callback in callbacks if callback.__qualname__.startswith("enqueue.")]
+    assert len(sends) == 1  # the waiting job is sent to the workers once the running one has ended (beside: e-mails)
     assert unlearning_services.claim_job(waiting.pk).base_version == governed.current_version
 
 
-def test_a_verified_identity_without_records_fails_at_scoping(governed, submit, legal_user, tiny_model):
-    request = unlearning_services.schedule_request(request_id=approved(submit, legal_user, tiny_model.world.holdout_people[0]).pk)
-    assert request.status == RequestStatus.FAILED and request.failed_step == "scope"
+def test_a_verified_identity_without_records_is_sent_to_the_no_data_statement(
+        governed, submit, legal_user, tiny_model, django_capture_on_commit_callbacks):
+    """Not a failure: the statement that no model holds the person follows (tests/test_no_data_outcome.py)."""
+    approval = approved(submit, legal_user, tiny_model.world.holdout_people[0])
+    with django_capture_on_commit_callbacks() as callbacks:
+        request = unlearning_services.schedule_request(request_id=approval.pk)
+    assert request.status == RequestStatus.APPROVED and not request.failed_step
     assert not UnlearningJob.objects.exists()
+    assert [callback.__qualname__ for callback in callbacks] == ["enqueue.<locals>.<lambda>"]

@@ -141,7 +141,7 @@ def test_row_owners_requests_retrain_only_their_shards_and_the_audits_match_an_i
     assert results["heldout_accuracy"].verdict == "PASS"
 
     page = " ".join(owner.get(f"/requests/{requests[0].pk}/").content.decode().split())
-    assert "Exact removal: the part of this model that was trained on your data was trained again without it." in page
+    assert "(exact removal): done. The part of this model that was trained on your data was trained again without it." in page
     assert job.outcome["plan_summary"] in page
 
     text = " ".join(subprocess.run(["pdftotext", requests[0].certificate.pdf_path, "-"], capture_output=True,
