@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import prefetch_related_objects
+from django.urls import reverse
 from django.utils import timezone
 
 from audits.certificate_pdf import (
@@ -23,6 +24,7 @@ from audits.signing import SigningIdentity, TimestampAuthority, create_local_ide
 from audits.models import Comparison
 from audits.persons import PERSON_METRIC, PERSON_RANK_METRIC
 from audits.verdicts import PROVEN_BY_IDENTITY
+from compliance import notifications
 from compliance.auditlog import subject_ref
 from config.version import code_version
 from unlearning.methods import METHODS
@@ -134,7 +136,7 @@ def certificate_content(*, request, runs, serial: str, head, summary: str = "") 
         models=models, audits=lines, overall_verdict=request_verdict(request),
         policy_version=", ".join(sorted({run.policy["version"] for run in runs})), nature="suppression" if approximate else "removal",
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
-        verify_url=f"{request.site_url or settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
+        verify_url=notifications.link(request, reverse("verify-certificate", args=[serial])), code_version=code_version(),
         limitations=limitations({run.job.asset.kind for run in runs}),
         membership_panel=panel, figures=figures, families=families,
         family_rule=" ".join(dict.fromkeys(run.policy["family_rule"] for run in runs if run.policy.get("family_rule"))),
@@ -177,7 +179,7 @@ def no_data_content(*, request, serial: str, head) -> NoDataContent:
         models=[SearchedModel(**row) for row in governed_models_searched()],
         reviewed_near_matches=sum(entry["near_matches_total"] for entry in forget_review(request)),
         audit_log_seq=head.seq, audit_log_hash=head.entry_hash,
-        verify_url=f"{request.site_url or settings.SITE_URL}/verify/{serial}/", code_version=code_version(),
+        verify_url=notifications.link(request, reverse("verify-certificate", args=[serial])), code_version=code_version(),
     )
 
 

@@ -251,15 +251,16 @@ def _verified(request: RemovalRequest) -> None:
                     **({"repeats": original.reference} if original else {}))
 
 
-def plan_seconds(request: RemovalRequest, include_records: dict[str, list[str]] | None = None) -> float:
-    """The estimated compute of the request's deletion plans, summed over its models, with the
-    records a reviewer adds."""
-    return sum(plan.get("estimated_seconds") or 0.0 for plan in deletion_plans(request.subject_key, include_records))
+def plan_seconds(plans: list[dict]) -> float:
+    """The estimated compute of deletion plans (unlearning.selectors.deletion_plans), summed over
+    their models (a plan without an estimate counts nothing)."""
+    return sum(plan.get("estimated_seconds") or 0.0 for plan in plans)
 
 
-def needs_second_approval(request: RemovalRequest, include_records: dict[str, list[str]] | None = None) -> bool:
+def needs_second_approval(seconds: float) -> bool:
+    """Four eyes for a plan of this estimated compute (plan_seconds)."""
     threshold = settings.FOUR_EYES_ABOVE_SECONDS
-    return bool(threshold) and plan_seconds(request, include_records) > threshold
+    return bool(threshold) and seconds > threshold
 
 
 @transaction.atomic
@@ -287,8 +288,10 @@ def approve_request(*, request_id, user, note: str = "", include_records: dict[s
     if forget_material and not request.materials.exists():
         raise ServiceError("the owner handed in no material to forget")
     scope = {"include_records": include_records, "forget_material": forget_material}
-    if request.first_approval_by_id is None and needs_second_approval(request, include_records):
-        return _first_approval(request, user, note, scope)
+    if request.first_approval_by_id is None:
+        seconds = plan_seconds(deletion_plans(request.subject_key, include_records))  # with the added records
+        if needs_second_approval(seconds):
+            return _first_approval(request, user, note, scope, seconds)
     approvers = {}
     if request.first_approval_by_id is not None:
         if request.first_approval_by_id == user.pk:
@@ -307,12 +310,12 @@ def approve_request(*, request_id, user, note: str = "", include_records: dict[s
     return request
 
 
-def _first_approval(request: RemovalRequest, user, note: str, scope: dict) -> RemovalRequest:
+def _first_approval(request: RemovalRequest, user, note: str, scope: dict, seconds: float) -> RemovalRequest:
     request.first_approval_by, request.first_approval_at = user, timezone.now()
     request.first_approval = {**scope, "note": note}
     request.save()
     auditlog.append(actor=user_actor(user), action="request.first_approval", obj=request, data={
-        "reference": request.reference, "plan_seconds": round(plan_seconds(request, scope["include_records"]), 1),
+        "reference": request.reference, "plan_seconds": round(seconds, 1),
         "threshold_seconds": settings.FOUR_EYES_ABOVE_SECONDS, "note": note})
     return request
 

@@ -129,10 +129,12 @@ def request_context(http_request, request: RemovalRequest, review: list[dict] | 
     allowed = services.ALLOWED_TRANSITIONS[request.status]
     pending_first = request.first_approval_by_id is not None and request.status == S.IDENTITY_VERIFIED
     approve_initial = forms.ApproveForm.initial_from(request.first_approval) if pending_first else {}
+    plans = selectors.pending_deletion_plans(request)  # worked out once: the table, the cost and four eyes
+    seconds = services.plan_seconds(plans)
     context = {
-        "request_obj": request, "final": request.status in FINAL_STATUSES, "materials": list(request.materials.all()), "plans": selectors.pending_deletion_plans(request),
-        "review": review, "plan_seconds": services.plan_seconds(request) if before_decision else None,
-        "four_eyes": before_decision and services.needs_second_approval(request),
+        "request_obj": request, "final": request.status in FINAL_STATUSES, "materials": list(request.materials.all()), "plans": plans,
+        "review": review, "plan_seconds": seconds if before_decision else None,
+        "four_eyes": before_decision and services.needs_second_approval(seconds),
         "four_eyes_threshold": settings.FOUR_EYES_ABOVE_SECONDS, "pending_first": pending_first,
         "days_left": selectors.days_left(request), "deadline": selectors.deadline_state(request),
         "extension_unavailable": selectors.extension_unavailable(request),
